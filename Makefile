@@ -1,0 +1,37 @@
+# Thin wrapper over CMake. `make demo` and `make test` install what is
+# missing (Debian packages, via scripts/install-deps.sh) before building.
+BUILD ?= build
+JOBS ?= $(shell nproc)
+CMAKE_FLAGS ?=
+
+.PHONY: all deps build demo test check bench install clean
+
+all: build
+
+deps:
+	@./scripts/install-deps.sh
+
+build: deps
+	@cmake -S . -B $(BUILD) -DRBEE_WERROR=ON $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+# A sample worker serving a job end to end.
+demo: build
+	@./scripts/demo.sh $(BUILD)
+
+# Everything CI runs: warnings as errors, ASan+UBSan, the CUDA build.
+test: deps
+	@./scripts/test.sh
+
+# Only the plain build's test suites (quick, for development).
+check: build
+	@ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
+
+bench: deps
+	@./bench/run.sh
+
+install: build
+	@cmake --install $(BUILD)
+
+clean:
+	rm -rf build build-*

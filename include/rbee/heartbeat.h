@@ -1,0 +1,92 @@
+/* Heartbeats: the worker's periodic report to the queen
+ * (POST {queen_url}/v1/worker-heartbeat). The periodic form runs on the
+ * caller's libevent loop through libcurl's multi-socket interface and never
+ * blocks it; a down, slow or erroring queen only costs retries. */
+#ifndef RBEE_HEARTBEAT_H
+#define RBEE_HEARTBEAT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "export.h"
+#include "info.h"
+
+struct event_base;
+struct cJSON;
+
+#define RBEE_HEARTBEAT_OPTIONS_VERSION 1
+
+typedef struct rbee_heartbeat_options {
+  unsigned version;          /**< RBEE_HEARTBEAT_OPTIONS_VERSION */
+  const char *queen_url;     /**< e.g. "http://localhost:7833" (required) */
+  const char *token;         /**< bearer token, NULL for none */
+  const char *ca_file;       /**< CA bundle for https, NULL: system default */
+  unsigned interval_ms;      /**< period, default 30000 */
+  unsigned timeout_ms;       /**< per request, default 5000, kept < interval */
+  double jitter;             /**< +- fraction of the interval, default 0.1 */
+  unsigned backoff_initial_ms; /**< first retry delay, default 1000 */
+  unsigned final_timeout_ms; /**< deadline of the last beat, default 2000 */
+} rbee_heartbeat_options;
+
+#define RBEE_HEARTBEAT_OPTIONS_INIT                                            \
+  {RBEE_HEARTBEAT_OPTIONS_VERSION, NULL, NULL, NULL, 30000, 5000, 0.1, 1000, 2000}
+
+/** Counters, readable at any time from the loop thread. */
+typedef struct rbee_heartbeat_stats {
+  uint64_t sent;                 /**< beats acknowledged by the queen */
+  uint64_t failed;               /**< beats that failed, all causes */
+  uint64_t consecutive_failures; /**< since the last success */
+  int64_t last_success_us;       /**< wall clock; 0 = never */
+  char last_error[256];          /**< "" when the last beat succeeded */
+} rbee_heartbeat_stats;
+
+typedef struct rbee_heartbeat rbee_heartbeat;
+
+/** Builds one beat from live state: fill @p info (initialized empty; the
+ * heartbeat clears it after use) and add any extra members to @p extra (an
+ * empty JSON object). @p seq numbers the beats from 0. Return 0, or a
+ * negative code to skip this beat. Runs on the loop thread. */
+typedef int (*rbee_heartbeat_payload_cb)(rbee_worker_info *info,
+                                         struct cJSON *extra, uint64_t seq,
+                                         void *userdata);
+/** Called once when rbee_heartbeat_finish() is done (sent, failed or timed
+ * out); @p result is 0 when the queen acknowledged the final beat. */
+typedef void (*rbee_heartbeat_done_cb)(rbee_heartbeat *hb, int result,
+                                       void *userdata);
+
+RBEE_BEGIN_DECLS
+
+/** Blocking: POST @p body (a heartbeat JSON document) once, within
+ * opts->timeout_ms. 0 on a 2xx with a valid ack (copied into @p ack when
+ * not NULL; clear it with rbee_queen_ack_clear). For tools and tests; never
+ * call it on an event loop. */
+RBEE_EXTERN int rbee_heartbeat_send_once(const rbee_heartbeat_options *opts,
+                                         const char *body, rbee_queen_ack *ack);
+
+/** Create a periodic heartbeat on @p base. Nothing is sent until
+ * rbee_heartbeat_start(). Options are copied. */
+RBEE_EXTERN int rbee_heartbeat_new(rbee_heartbeat **out,
+                                   struct event_base *base,
+                                   const rbee_heartbeat_options *opts,
+                                   rbee_heartbeat_payload_cb payload,
+                                   void *userdata);
+/** Send the first beat at once, then every interval with jitter. */
+RBEE_EXTERN int rbee_heartbeat_start(rbee_heartbeat *hb);
+/** The state changed: send a beat at once (several calls before it goes out
+ * are coalesced into one beat). */
+RBEE_EXTERN void rbee_heartbeat_poke(rbee_heartbeat *hb);
+/** Stop the period, abandon a beat in flight, send one last beat (built by
+ * the payload callback, so set the status to stopped first) bounded by
+ * final_timeout_ms, then call @p done. */
+RBEE_EXTERN int rbee_heartbeat_finish(rbee_heartbeat *hb,
+                                      rbee_heartbeat_done_cb done,
+                                      void *userdata);
+RBEE_EXTERN void rbee_heartbeat_get_stats(const rbee_heartbeat *hb,
+                                          rbee_heartbeat_stats *out);
+/** Stop at once (nothing more is sent) and free. Safe with a request in
+ * flight. Accepts NULL. Loop thread only. */
+RBEE_EXTERN void rbee_heartbeat_free(rbee_heartbeat *hb);
+
+RBEE_END_DECLS
+
+#endif

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages that building and testing librbee needs,
+# only when one is missing. Safe to run again. Needs root (or sudo).
+set -euo pipefail
+
+pkgs=(
+  build-essential cmake pkg-config
+  libevent-dev            # event loop, evhttp, pthreads support
+  libcurl4-openssl-dev    # heartbeat client (multi-socket interface)
+  libcjson-dev            # JSON
+  check                   # unit test framework
+  uuid-dev                # random job ids
+  libpng-dev              # sd-worker sample writes PNG
+  curl                    # shell tests and make demo
+  clang                   # fuzz target (libFuzzer)
+)
+[ "${RBEE_BENCH:-0}" = 1 ] && pkgs+=(gnuplot-nox)
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' \
+    || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "install-deps: installing ${missing[*]}" >&2
+sudo=""
+[ "$(id -u)" -ne 0 ] && sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

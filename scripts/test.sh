@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Every test, as CI runs them: a warnings-as-errors build and its suites, the
+# same under AddressSanitizer + UndefinedBehaviorSanitizer, and a build with
+# the CUDA backend (compiled with nvcc; its tests check the no-GPU errors
+# when no GPU is present). Stops at the first failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs=$(nproc)
+
+./scripts/install-deps.sh
+
+step() { printf '\n== %s\n' "$*"; }
+
+run_suite() { # build-dir, extra cmake flags...
+  local dir=$1
+  shift
+  cmake -S . -B "$dir" -DRBEE_WERROR=ON "$@" >/dev/null
+  cmake --build "$dir" -j "$jobs"
+  ctest --test-dir "$dir" --output-on-failure -j "$jobs"
+}
+
+step "build (warnings as errors) and test"
+run_suite build
+
+step "AddressSanitizer + UndefinedBehaviorSanitizer"
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+run_suite build-asan -DCMAKE_BUILD_TYPE=Debug -DRBEE_SANITIZE=address,undefined \
+  -DRBEE_BUILD_BENCH=OFF
+unset ASAN_OPTIONS UBSAN_OPTIONS
+
+if [ -x /usr/local/cuda/bin/nvcc ] || command -v nvcc >/dev/null; then
+  step "CUDA build (nvcc) and test"
+  run_suite build-cuda -DRBEE_WITH_CUDA=ON -DRBEE_BUILD_BENCH=OFF
+else
+  step "CUDA build skipped: no nvcc at /usr/local/cuda/bin"
+fi
+
+step "all tests passed"

@@ -1,0 +1,53 @@
+/* The worker's HTTP front (internal): routes of CONTRACT section 3 on
+ * libevent's evhttp, on the worker's loop. */
+#ifndef RBEE_HTTP_H
+#define RBEE_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rbee/device.h"
+#include "rbee/heartbeat.h"
+#include "rbee/info.h"
+#include "lifecycle/jobs.h"
+
+struct event_base;
+
+/* What the HTTP front needs to know of the worker, read on the loop. */
+typedef struct rbee__snapshot {
+  rbee_worker_status status;
+  rbee_health health;
+  char reason[256];        /* why degraded/unhealthy/not ready; "" if none */
+  double progress;         /* on_init progress, -1 when none */
+  char progress_what[128];
+  const rbee_worker_info *info; /* borrowed for the call */
+  int64_t uptime_us;
+  int has_heartbeat;
+  rbee_heartbeat_stats heartbeat;
+  int has_device;
+  rbee_device_usage device;
+} rbee__snapshot;
+
+typedef struct rbee__http_config {
+  const char *bind;            /* address to listen on */
+  int port;                    /* 0: kernel picks */
+  const char *api_token;       /* NULL: /v1 routes open */
+  size_t max_body_bytes;
+  unsigned keepalive_ms;       /* SSE comment after this much silence */
+  const char *const *operations; /* served operations, NULL: any */
+  void (*snapshot)(rbee__snapshot *out, void *userdata);
+  void *userdata;
+} rbee__http_config;
+
+typedef struct rbee__http rbee__http;
+
+/* Bind and listen. RBEE_EADDRINUSE / RBEE_EIO with a message naming the
+ * address on failure. */
+int rbee__http_new(rbee__http **out, struct event_base *base, const rbee__http_config *cfg,
+                   rbee__jobs *jobs);
+/* The port actually bound (useful with port 0). */
+int rbee__http_port(const rbee__http *http);
+/* Close the listener and every connection. Accepts NULL. */
+void rbee__http_free(rbee__http *http);
+
+#endif

@@ -1,0 +1,100 @@
+/* The job table (internal): accepted jobs, the FIFO queue, the job slots and
+ * their threads, and each job's stream of events. Owned by the worker
+ * (src/lifecycle), used by the HTTP front (src/http).
+ *
+ * Threads: every rbee__jobs_* and rbee__stream_* function runs on the loop
+ * thread, except where noted. Job threads only touch a job through the
+ * public rbee_job_* functions (job.h). Results of job threads reach the
+ * loop through an event made active from the job thread. */
+#ifndef RBEE_LIFECYCLE_JOBS_H
+#define RBEE_LIFECYCLE_JOBS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rbee/job.h"
+
+struct event_base;
+struct evbuffer;
+struct cJSON;
+
+typedef struct rbee__jobs rbee__jobs;
+
+typedef struct rbee__jobs_config {
+  unsigned max_jobs;           /* slots: jobs running at once (>= 1) */
+  unsigned max_queue;          /* accepted jobs waiting for a slot */
+  size_t stream_buffer_bytes;  /* unread SSE bytes per job before emit blocks */
+  size_t replay_bytes;         /* delivered bytes kept for Last-Event-ID */
+  unsigned stream_grace_ms;    /* no reader for this long -> cancel the job */
+  unsigned finished_keep;      /* finished jobs remembered for GET */
+  unsigned finished_ttl_ms;    /* ... and for at most this long */
+  /* Runs one job on a job thread: the worker's on_job. */
+  int (*run)(rbee_job *job, void *userdata);
+  /* Loop thread: a job started or ended (slots or queue changed). */
+  void (*on_change)(void *userdata);
+  void *userdata;
+} rbee__jobs_config;
+
+/* Counters for /metrics and the heartbeat. */
+typedef struct rbee__jobs_counts {
+  unsigned running, queued;
+  uint64_t accepted, done, failed, cancelled, rejected_full;
+  /* Job duration histogram (seconds), cumulative as Prometheus wants. */
+#define RBEE__JOB_BUCKETS 10
+  uint64_t duration_bucket[RBEE__JOB_BUCKETS]; /* le = rbee__job_bucket_le[i] */
+  uint64_t duration_count;
+  double duration_sum;
+} rbee__jobs_counts;
+
+extern const double rbee__job_bucket_le[RBEE__JOB_BUCKETS];
+
+int rbee__jobs_new(rbee__jobs **out, struct event_base *base, const rbee__jobs_config *cfg);
+/* Cancel what is left, join every job thread, free. Accepts NULL. */
+void rbee__jobs_free(rbee__jobs *jobs);
+
+/* Accept a job. Takes @p body (a JSON object with a string "operation")
+ * whatever the result. RBEE_ESTATE when not accepting (starting, draining),
+ * RBEE_EBUSY when max_queue jobs already wait. */
+int rbee__jobs_submit(rbee__jobs *jobs, struct cJSON *body, rbee_job **out);
+void rbee__jobs_set_accepting(rbee__jobs *jobs, int accepting);
+/* A job by id, or NULL (unknown or forgotten). Borrowed: valid until the
+ * loop callback returns; take a reference to keep it longer. */
+rbee_job *rbee__jobs_find(rbee__jobs *jobs, const char *id);
+void rbee__job_ref(rbee_job *job);
+void rbee__job_unref(rbee_job *job);
+/* Cancel a job: a queued one ends at once, a running one sees
+ * rbee_job_cancelled() and its emit calls fail. Its stream ends with
+ * [CANCELLED]. RBEE_ESTATE if it had already ended. */
+int rbee__job_cancel(rbee_job *job, const char *why);
+/* Cancel every queued and running job (drain deadline). */
+void rbee__jobs_cancel_all(rbee__jobs *jobs, const char *why);
+/* The job as GET /v1/jobs/{id} shows it: job_id, state, operation,
+ * progress, created_at/started_at/finished_at, events, error. */
+struct cJSON *rbee__job_status_json(rbee_job *job);
+rbee_job_state rbee__job_state(rbee_job *job);
+void rbee__jobs_get_counts(rbee__jobs *jobs, rbee__jobs_counts *out);
+/* Monotonic time (us) of the oldest emit/progress among running jobs, or 0
+ * when none runs: the hang detector compares it with now. */
+int64_t rbee__jobs_oldest_activity(rbee__jobs *jobs);
+
+/* A reader of one job's stream. Bytes come out as SSE text, exactly as the
+ * contract shows (id:, optional event:, data:, blank line; the terminal
+ * marker last). */
+typedef struct rbee__stream rbee__stream;
+/* Loop thread: new bytes (or the end) are ready to read. */
+typedef void (*rbee__stream_cb)(rbee__stream *s, void *userdata);
+
+/* Open a reader from the start (@p last_event_id < 0) or after the event
+ * with that id (Last-Event-ID). Events already gone from the replay buffer
+ * are skipped. Opening a reader stops the job's grace timer. */
+int rbee__stream_open(rbee__stream **out, rbee_job *job, int64_t last_event_id,
+                      rbee__stream_cb cb, void *userdata);
+/* Move what is ready into @p out. Returns 1 once the terminal marker has
+ * been written (the stream is complete), 0 otherwise. Reading frees buffer
+ * room and so unblocks an emitter waiting on backpressure. */
+int rbee__stream_read(rbee__stream *s, struct evbuffer *out);
+/* The reader is gone (client closed or finished). With no reader left on a
+ * job that has not ended, the grace timer starts. Accepts NULL. */
+void rbee__stream_close(rbee__stream *s);
+
+#endif
