@@ -35,6 +35,8 @@ typedef struct rbee__http_config {
   size_t max_body_bytes;
   unsigned keepalive_ms;       /* SSE comment after this much silence */
   const char *const *operations; /* served operations, NULL: any */
+  unsigned max_jobs;           /* slots, shown in /metrics */
+  unsigned max_queue;          /* /ready turns 503 when busy with a full queue */
   void (*snapshot)(rbee__snapshot *out, void *userdata);
   void *userdata;
 } rbee__http_config;
@@ -47,6 +49,10 @@ int rbee__http_new(rbee__http **out, struct event_base *base, const rbee__http_c
                    rbee__jobs *jobs);
 /* The port actually bound (useful with port 0). */
 int rbee__http_port(const rbee__http *http);
+/* Event streams still sending. On shutdown, once every job has ended, run
+ * the loop until this is 0 (bounded) so that clients get their last events
+ * and terminal markers before rbee__http_free closes the connections. */
+unsigned rbee__http_active_streams(const rbee__http *http);
 /* Close the listener and every connection. Accepts NULL. */
 void rbee__http_free(rbee__http *http);
 

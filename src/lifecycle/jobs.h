@@ -54,7 +54,8 @@ void rbee__jobs_free(rbee__jobs *jobs);
 
 /* Accept a job. Takes @p body (a JSON object with a string "operation")
  * whatever the result. RBEE_ESTATE when not accepting (starting, draining),
- * RBEE_EBUSY when max_queue jobs already wait. */
+ * RBEE_EBUSY when max_queue jobs already wait. *out is borrowed like the
+ * result of rbee__jobs_find. */
 int rbee__jobs_submit(rbee__jobs *jobs, struct cJSON *body, rbee_job **out);
 void rbee__jobs_set_accepting(rbee__jobs *jobs, int accepting);
 /* A job by id, or NULL (unknown or forgotten). Borrowed: valid until the
@@ -86,7 +87,9 @@ typedef void (*rbee__stream_cb)(rbee__stream *s, void *userdata);
 
 /* Open a reader from the start (@p last_event_id < 0) or after the event
  * with that id (Last-Event-ID). Events already gone from the replay buffer
- * are skipped. Opening a reader stops the job's grace timer. */
+ * are skipped. Opening a reader stops the job's grace timer. A reader
+ * keeps its job alive (a reference) until rbee__stream_close. @p cb is
+ * never called from inside rbee__stream_open or rbee__stream_read. */
 int rbee__stream_open(rbee__stream **out, rbee_job *job, int64_t last_event_id,
                       rbee__stream_cb cb, void *userdata);
 /* Move what is ready into @p out. Returns 1 once the terminal marker has
