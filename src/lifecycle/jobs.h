@@ -48,8 +48,12 @@ typedef struct rbee__jobs_counts {
 
 extern const double rbee__job_bucket_le[RBEE__JOB_BUCKETS];
 
+/* @p base must have been created after evthread_use_pthreads(): job
+ * threads make a loop event active. */
 int rbee__jobs_new(rbee__jobs **out, struct event_base *base, const rbee__jobs_config *cfg);
-/* Cancel what is left, join every job thread, free. Accepts NULL. */
+/* Cancel what is left, join every job thread, free. Close every stream
+ * and drop every job reference first. Blocks until on_job returns for
+ * each running job (see rbee__jobs_abandon). Accepts NULL. */
 void rbee__jobs_free(rbee__jobs *jobs);
 
 /* Accept a job. Takes @p body (a JSON object with a string "operation")
@@ -57,6 +61,8 @@ void rbee__jobs_free(rbee__jobs *jobs);
  * RBEE_EBUSY when max_queue jobs already wait. *out is borrowed like the
  * result of rbee__jobs_find. */
 int rbee__jobs_submit(rbee__jobs *jobs, struct cJSON *body, rbee_job **out);
+/* A new table accepts jobs; the worker turns this off until it is ready
+ * and again when it drains. */
 void rbee__jobs_set_accepting(rbee__jobs *jobs, int accepting);
 /* A job by id, or NULL (unknown or forgotten). Borrowed: valid until the
  * loop callback returns; take a reference to keep it longer. */
@@ -69,6 +75,11 @@ void rbee__job_unref(rbee_job *job);
 int rbee__job_cancel(rbee_job *job, const char *why);
 /* Cancel every queued and running job (drain deadline). */
 void rbee__jobs_cancel_all(rbee__jobs *jobs, const char *why);
+/* Last resort after cancel_all, when on_job ignores the cancel: end every
+ * running job now ([CANCELLED] on its stream) although its thread has not
+ * returned. Returns how many job threads are still inside on_job; if any,
+ * rbee__jobs_free() leaves them to the process exit instead of joining. */
+unsigned rbee__jobs_abandon(rbee__jobs *jobs);
 /* The job as GET /v1/jobs/{id} shows it: job_id, state, operation,
  * progress, created_at/started_at/finished_at, events, error. */
 struct cJSON *rbee__job_status_json(rbee_job *job);

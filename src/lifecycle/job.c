@@ -1,0 +1,342 @@
+/* What job threads call: rbee_job_emit* and friends (job.h), and the event
+ * buffer they append to. */
+#include <cjson/cJSON.h>
+#include <event2/event.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lifecycle/jobs_internal.h"
+#include "util/util.h"
+
+const char *rbee_job_id(const rbee_job *job) { return job ? job->id : NULL; }
+
+const char *rbee_job_operation(const rbee_job *job) { return job ? job->operation : NULL; }
+
+const struct cJSON *rbee_job_params(const rbee_job *job) { return job ? job->body : NULL; }
+
+const char *rbee_job_state_str(rbee_job_state state) {
+  switch (state) {
+  case RBEE_JOB_QUEUED: return "queued";
+  case RBEE_JOB_RUNNING: return "running";
+  case RBEE_JOB_DONE: return "done";
+  case RBEE_JOB_FAILED: return "failed";
+  case RBEE_JOB_CANCELLED: return "cancelled";
+  }
+  return "unknown";
+}
+
+void rbee__job_notify_locked(rbee_job *job) {
+  rbee__jobs *jobs = job->jobs;
+  if (job->pending || jobs->base_gone)
+    return;
+  job->pending = 1;
+  job->pending_next = jobs->pending;
+  jobs->pending = job;
+  event_active(jobs->wake, EV_READ, 0);
+}
+
+rbee__sse_event *rbee__job_event_locked(rbee_job *job, int64_t id) {
+  if (id < job->first_id || id >= job->first_id + (int64_t)job->ev_count)
+    return NULL;
+  return job->ev[(job->ev_start + (size_t)(id - job->first_id)) % job->ev_cap];
+}
+
+static int ring_push(rbee_job *job, rbee__sse_event *e) {
+  if (job->ev_count == job->ev_cap) {
+    size_t cap = job->ev_cap ? job->ev_cap * 2 : 16;
+    rbee__sse_event **n = malloc(cap * sizeof *n);
+    if (n == NULL)
+      return RBEE_ENOMEM;
+    for (size_t i = 0; i < job->ev_count; i++)
+      n[i] = job->ev[(job->ev_start + i) % job->ev_cap];
+    free(job->ev);
+    job->ev = n;
+    job->ev_cap = cap;
+    job->ev_start = 0;
+  }
+  job->ev[(job->ev_start + job->ev_count) % job->ev_cap] = e;
+  job->ev_count++;
+  return 0;
+}
+
+static void ring_pop(rbee_job *job) {
+  rbee__sse_event *e = job->ev[job->ev_start];
+  job->kept_bytes -= e->len;
+  free(e);
+  job->ev_start = (job->ev_start + 1) % job->ev_cap;
+  job->ev_count--;
+  job->first_id++;
+}
+
+void rbee__job_trim_locked(rbee_job *job) {
+  size_t keep = job->jobs->cfg.replay_bytes;
+  /* Drop delivered events beyond the replay window; the last event stays
+   * so that a late reader of a finished job still sees its end. */
+  while (job->ev_count > 1 && job->first_id <= job->read_id &&
+         job->kept_bytes - job->unread_bytes > keep)
+    ring_pop(job);
+}
+
+void rbee__job_events_free(rbee_job *job) {
+  while (job->ev_count > 0)
+    ring_pop(job);
+  free(job->ev);
+  job->ev = NULL;
+  job->ev_cap = 0;
+}
+
+static int add_event_locked(rbee_job *job, const char *event, const char *data, int terminal) {
+  char idbuf[32];
+  int idlen = snprintf(idbuf, sizeof idbuf, "id: %lld\n", (long long)job->next_id);
+  size_t evlen = event ? strlen(event) + 8 : 0; /* "event: " + name + "\n" */
+  size_t dlen = strlen(data);
+  size_t len = (size_t)idlen + evlen + 6 + dlen + 2; /* "data: " ... "\n\n" */
+  rbee__sse_event *e = malloc(sizeof *e + len + 1);
+  if (e == NULL)
+    return rbee__error_set(RBEE_ENOMEM, "job %s: out of memory for an event", job->id);
+  char *p = e->text;
+  memcpy(p, idbuf, (size_t)idlen);
+  p += idlen;
+  if (event) {
+    memcpy(p, "event: ", 7);
+    memcpy(p + 7, event, evlen - 8);
+    p[evlen - 1] = '\n';
+    p += evlen;
+  }
+  memcpy(p, "data: ", 6);
+  memcpy(p + 6, data, dlen);
+  p += 6 + dlen;
+  memcpy(p, "\n\n", 3);
+  e->id = job->next_id;
+  e->len = len;
+  e->terminal = terminal;
+  if (ring_push(job, e)) {
+    free(e);
+    return rbee__error_set(RBEE_ENOMEM, "job %s: out of memory for an event", job->id);
+  }
+  job->next_id++;
+  job->unread_bytes += len;
+  job->kept_bytes += len;
+  job->activity_mono = rbee__mono_us();
+  rbee__job_notify_locked(job);
+  return 0;
+}
+
+/* Wait while the unread bytes exceed the stream buffer (backpressure).
+ * 0 when there is room, or why the job takes no more events. */
+static int wait_room_locked(rbee_job *job) {
+  rbee__jobs *jobs = job->jobs;
+  /* A job held back by a slow reader is not hung: the hang detector
+   * skips waiting jobs, and the wait ends as activity. */
+  if (job->unread_bytes > jobs->cfg.stream_buffer_bytes) {
+    job->waiting++;
+    while (job->unread_bytes > jobs->cfg.stream_buffer_bytes && !job->cancelled && !job->ended &&
+           !job->failed && !jobs->shutdown)
+      pthread_cond_wait(&job->room, &jobs->mu);
+    job->waiting--;
+    job->activity_mono = rbee__mono_us();
+  }
+  if (job->ended || job->failed)
+    return rbee__error_set(RBEE_ESTATE, "job %s already ended", job->id);
+  if (job->cancelled || jobs->shutdown)
+    return rbee__error_set(RBEE_ECANCELED, "job %s was cancelled", job->id);
+  return 0;
+}
+
+int rbee__job_append_locked(rbee_job *job, const char *event, const char *json, int force) {
+  if (!force) {
+    int rc = wait_room_locked(job);
+    if (rc)
+      return rc;
+  }
+  return add_event_locked(job, event, json, 0);
+}
+
+int rbee__job_end_locked(rbee_job *job, rbee_job_state state) {
+  if (job->ended)
+    return RBEE_ESTATE;
+  job->state = state;
+  job->ended = 1;
+  job->finished_us = rbee__now_us();
+  job->finished_mono = rbee__mono_us();
+  pthread_cond_broadcast(&job->room);
+  int rc;
+  if (state == RBEE_JOB_DONE) {
+    rc = add_event_locked(job, NULL, "[DONE]", 1);
+  } else if (state == RBEE_JOB_FAILED) {
+    char *m = rbee__asprintf("[ERROR] %s", job->error_message ? job->error_message : "failed");
+    rc = m ? add_event_locked(job, NULL, m, 1) : RBEE_ENOMEM;
+    free(m);
+  } else {
+    rc = add_event_locked(job, NULL, "[CANCELLED]", 1);
+  }
+  if (rc)
+    RBEE_LOG(RBEE_LOG_ERROR, "jobs", "end", job->id, "could not write the terminal marker: %s",
+             rbee_error_message());
+  return rc;
+}
+
+/* An event name goes on one SSE line: no line breaks, not empty. */
+static int event_name_ok(const char *event) {
+  if (event == NULL)
+    return 1;
+  if (*event == '\0' || strlen(event) > 64)
+    return 0;
+  for (const char *p = event; *p; p++)
+    if (*p == '\n' || *p == '\r')
+      return 0;
+  return 1;
+}
+
+/* Serialize, then take the lock and append. */
+static int emit_text(rbee_job *job, const char *event, char *text) {
+  rbee__jobs *jobs = job->jobs;
+  pthread_mutex_lock(&jobs->mu);
+  int rc = rbee__job_append_locked(job, event, text, 0);
+  pthread_mutex_unlock(&jobs->mu);
+  return rc;
+}
+
+int rbee_job_emit(rbee_job *job, const char *event, const struct cJSON *data) {
+  if (job == NULL || !cJSON_IsObject(data))
+    return rbee__error_set(RBEE_EINVAL, "rbee_job_emit: data must be a JSON object");
+  if (!event_name_ok(event))
+    return rbee__error_set(RBEE_EINVAL, "rbee_job_emit: bad event name (empty, too long or with a line break)");
+  char *text = cJSON_PrintUnformatted(data);
+  if (text == NULL)
+    return rbee__error_set(RBEE_ENOMEM, NULL);
+  int rc = emit_text(job, event, text);
+  cJSON_free(text);
+  return rc;
+}
+
+int rbee_job_emit_json(rbee_job *job, const char *event, const char *json) {
+  if (job == NULL || json == NULL)
+    return rbee__error_set(RBEE_EINVAL, "rbee_job_emit_json: NULL argument");
+  /* Re-serialize: the data line must be one compact line of valid JSON. */
+  cJSON *o = cJSON_Parse(json);
+  if (!cJSON_IsObject(o)) {
+    cJSON_Delete(o);
+    return rbee__error_set(RBEE_EINVAL, "rbee_job_emit_json: not one JSON object");
+  }
+  int rc = rbee_job_emit(job, event, o);
+  cJSON_Delete(o);
+  return rc;
+}
+
+int rbee_job_emit_token(rbee_job *job, const char *text) {
+  if (job == NULL || text == NULL)
+    return rbee__error_set(RBEE_EINVAL, "rbee_job_emit_token: NULL argument");
+  if (!rbee__utf8_valid(text, strlen(text)))
+    return rbee__error_set(RBEE_EINVAL, "rbee_job_emit_token: text is not valid UTF-8");
+  rbee__jobs *jobs = job->jobs;
+  cJSON *o = cJSON_CreateObject();
+  if (o == NULL || !cJSON_AddStringToObject(o, "type", "token") ||
+      !cJSON_AddStringToObject(o, "t", text)) {
+    cJSON_Delete(o);
+    return rbee__error_set(RBEE_ENOMEM, NULL);
+  }
+  /* The token index and the event id are taken under one lock so that
+   * tokens from several threads keep i in stream order. */
+  pthread_mutex_lock(&jobs->mu);
+  char *s = NULL;
+  int rc = wait_room_locked(job);
+  cJSON *i = NULL;
+  if (rc)
+    goto unlock;
+  i = cJSON_CreateNumber((double)job->tokens);
+  if (i == NULL || !cJSON_AddItemToObject(o, "i", i)) {
+    cJSON_Delete(i);
+    rc = rbee__error_set(RBEE_ENOMEM, NULL);
+  } else if ((s = cJSON_PrintUnformatted(o)) == NULL) {
+    rc = rbee__error_set(RBEE_ENOMEM, NULL);
+  } else if ((rc = rbee__job_append_locked(job, NULL, s, 1)) == 0) {
+    job->tokens++;
+  }
+unlock:
+  pthread_mutex_unlock(&jobs->mu);
+  cJSON_free(s);
+  cJSON_Delete(o);
+  return rc;
+}
+
+int rbee_job_set_progress(rbee_job *job, double fraction) {
+  if (job == NULL || isnan(fraction) || fraction < 0.0 || fraction > 1.0)
+    return rbee__error_set(RBEE_EINVAL, "rbee_job_set_progress: fraction must be in [0,1]");
+  rbee__jobs *jobs = job->jobs;
+  pthread_mutex_lock(&jobs->mu);
+  int rc = 0;
+  if (job->ended) {
+    rc = rbee__error_set(RBEE_ESTATE, "job %s already ended", job->id);
+  } else {
+    job->progress = fraction;
+    job->activity_mono = rbee__mono_us();
+  }
+  pthread_mutex_unlock(&jobs->mu);
+  return rc;
+}
+
+int rbee_job_fail(rbee_job *job, const char *code, const char *fmt, ...) {
+  if (job == NULL)
+    return rbee__error_set(RBEE_EINVAL, "rbee_job_fail: NULL job");
+  char *msg = NULL;
+  if (fmt) {
+    va_list ap;
+    va_start(ap, fmt);
+    msg = rbee__vasprintf(fmt, ap);
+    va_end(ap);
+  } else {
+    msg = rbee__strdup("the job failed");
+  }
+  if (msg == NULL)
+    return rbee__error_set(RBEE_ENOMEM, NULL);
+  /* "[ERROR] message" is one SSE line. */
+  for (char *p = msg; *p; p++)
+    if (*p == '\n' || *p == '\r')
+      *p = ' ';
+  char *c = rbee__strdup(code && *code ? code : "JOB_FAILED");
+  cJSON *o = cJSON_CreateObject();
+  char *text = NULL;
+  int rc = 0;
+  if (c == NULL || o == NULL || !cJSON_AddStringToObject(o, "type", "error") ||
+      !cJSON_AddStringToObject(o, "code", c) || !cJSON_AddStringToObject(o, "message", msg) ||
+      (text = cJSON_PrintUnformatted(o)) == NULL) {
+    rc = rbee__error_set(RBEE_ENOMEM, NULL);
+    goto out;
+  }
+  rbee__jobs *jobs = job->jobs;
+  pthread_mutex_lock(&jobs->mu);
+  if (job->ended || job->failed) {
+    rc = rbee__error_set(RBEE_ESTATE, "job %s already %s", job->id,
+                         job->ended ? "ended" : "failed");
+  } else if (job->cancelled) {
+    rc = rbee__error_set(RBEE_ECANCELED, "job %s was cancelled", job->id);
+  } else {
+    job->failed = 1;
+    job->error_code = c;
+    job->error_message = msg;
+    c = msg = NULL;
+    rc = rbee__job_append_locked(job, NULL, text, 1);
+    pthread_cond_broadcast(&job->room); /* other emitters stop now */
+  }
+  pthread_mutex_unlock(&jobs->mu);
+out:
+  cJSON_free(text);
+  cJSON_Delete(o);
+  free(c);
+  free(msg);
+  return rc;
+}
+
+int rbee_job_cancelled(const rbee_job *job) {
+  if (job == NULL)
+    return 0;
+  rbee__jobs *jobs = job->jobs;
+  pthread_mutex_lock(&jobs->mu);
+  int c = job->cancelled;
+  pthread_mutex_unlock(&jobs->mu);
+  return c;
+}

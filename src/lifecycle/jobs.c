@@ -1,0 +1,560 @@
+/* The job table: accepting jobs, the FIFO queue, the pool of job threads
+ * (one per slot), and the loop side of a job's end. */
+#include <cjson/cJSON.h>
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rbee/info.h"
+#include "lifecycle/jobs_internal.h"
+#include "util/util.h"
+
+const double rbee__job_bucket_le[RBEE__JOB_BUCKETS] = {0.1, 0.25, 0.5, 1,  2.5,
+                                                       5,   10,   30,  60, 300};
+
+/* Tables that could not be freed because job threads never returned from
+ * on_job: kept reachable on purpose (those threads still use them). */
+static pthread_mutex_t parked_mu = PTHREAD_MUTEX_INITIALIZER;
+static rbee__jobs *parked[16];
+
+static void wake_cb(evutil_socket_t fd, short what, void *arg);
+static void sweep_cb(evutil_socket_t fd, short what, void *arg);
+static void grace_cb(evutil_socket_t fd, short what, void *arg);
+static void *pool_main(void *arg);
+
+void rbee__job_ref(rbee_job *job) { atomic_fetch_add(&job->refs, 1); }
+
+static void job_free(rbee_job *job) {
+  if (job->grace)
+    event_free(job->grace);
+  rbee__job_events_free(job);
+  pthread_cond_destroy(&job->room);
+  cJSON_Delete(job->body);
+  free(job->error_code);
+  free(job->error_message);
+  free(job);
+}
+
+void rbee__job_unref(rbee_job *job) {
+  if (job && atomic_fetch_sub(&job->refs, 1) == 1)
+    job_free(job);
+}
+
+int rbee__jobs_new(rbee__jobs **out, struct event_base *base, const rbee__jobs_config *cfg) {
+  *out = NULL;
+  if (base == NULL || cfg == NULL || cfg->run == NULL || cfg->max_jobs < 1)
+    return rbee__error_set(RBEE_EINVAL, "job table: needs a loop, a run callback and max_jobs >= 1");
+  rbee__jobs *jobs = calloc(1, sizeof *jobs);
+  if (jobs == NULL)
+    return rbee__error_set(RBEE_ENOMEM, NULL);
+  jobs->cfg = *cfg;
+  jobs->base = base;
+  jobs->accepting = 1;
+  pthread_mutex_init(&jobs->mu, NULL);
+  pthread_cond_init(&jobs->work, NULL);
+  jobs->wake = event_new(base, -1, 0, wake_cb, jobs);
+  jobs->sweep = event_new(base, -1, EV_PERSIST, sweep_cb, jobs);
+  jobs->threads = calloc(cfg->max_jobs, sizeof *jobs->threads);
+  if (jobs->wake == NULL || jobs->sweep == NULL || jobs->threads == NULL) {
+    rbee__jobs_free(jobs);
+    return rbee__error_set(RBEE_ENOMEM, NULL);
+  }
+  /* Sweep often enough to forget finished jobs near their age limit. */
+  unsigned ms = cfg->finished_ttl_ms / 4;
+  ms = ms < 50 ? 50 : ms > 10000 ? 10000 : ms;
+  struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+  event_add(jobs->sweep, &tv);
+  for (unsigned i = 0; i < cfg->max_jobs; i++) {
+    if (pthread_create(&jobs->threads[i], NULL, pool_main, jobs) != 0) {
+      rbee__jobs_free(jobs);
+      return rbee__error_set(RBEE_EINTERNAL, "job table: cannot start job thread %u of %u", i + 1,
+                             cfg->max_jobs);
+    }
+    jobs->nthreads++;
+  }
+  *out = jobs;
+  return 0;
+}
+
+/* Pool thread: take the next handed-off job, run it, record its end. */
+static void *pool_main(void *arg) {
+  rbee__jobs *jobs = arg;
+  pthread_mutex_lock(&jobs->mu);
+  for (;;) {
+    while (jobs->run_head == NULL && !jobs->shutdown)
+      pthread_cond_wait(&jobs->work, &jobs->mu);
+    if (jobs->run_head == NULL)
+      break;
+    rbee_job *job = jobs->run_head;
+    jobs->run_head = job->run_next;
+    if (jobs->run_head == NULL)
+      jobs->run_tail = NULL;
+    job->in_pool = 1;
+    int skip = job->cancelled; /* cancelled between hand-off and here */
+    pthread_mutex_unlock(&jobs->mu);
+
+    int rc = skip ? 0 : jobs->cfg.run(job, jobs->cfg.userdata);
+
+    pthread_mutex_lock(&jobs->mu);
+    job->in_pool = 0;
+    if (!job->ended) {
+      rbee_job_state st = RBEE_JOB_DONE;
+      if (job->cancelled) {
+        st = RBEE_JOB_CANCELLED;
+      } else if (job->failed || rc != 0) {
+        st = RBEE_JOB_FAILED;
+        if (!job->failed) {
+          /* on_job failed without saying why: still one error event. */
+          job->failed = 1;
+          job->error_code = rbee__strdup("JOB_FAILED");
+          job->error_message = rbee__asprintf("the job failed (on_job returned %d)", rc);
+          cJSON *o = cJSON_CreateObject();
+          char *t = NULL;
+          if (o && cJSON_AddStringToObject(o, "type", "error") &&
+              cJSON_AddStringToObject(o, "code", "JOB_FAILED") &&
+              cJSON_AddStringToObject(o, "message", job->error_message ? job->error_message
+                                                                       : "the job failed") &&
+              (t = cJSON_PrintUnformatted(o)) != NULL)
+            rbee__job_append_locked(job, NULL, t, 1);
+          cJSON_free(t);
+          cJSON_Delete(o);
+        }
+      }
+      rbee__job_end_locked(job, st);
+    }
+    rbee__job_notify_locked(job);
+  }
+  pthread_mutex_unlock(&jobs->mu);
+  return NULL;
+}
+
+static void all_unlink(rbee__jobs *jobs, rbee_job *job) {
+  if (job->all_prev)
+    job->all_prev->all_next = job->all_next;
+  else
+    jobs->all_head = job->all_next;
+  if (job->all_next)
+    job->all_next->all_prev = job->all_prev;
+  else
+    jobs->all_tail = job->all_prev;
+  job->all_next = job->all_prev = NULL;
+}
+
+/* Forget the oldest finished job. */
+static void forget_oldest(rbee__jobs *jobs) {
+  rbee_job *job = jobs->fin_head;
+  jobs->fin_head = job->q_next;
+  if (jobs->fin_head == NULL)
+    jobs->fin_tail = NULL;
+  jobs->nfinished--;
+  all_unlink(jobs, job);
+  rbee__job_unref(job);
+}
+
+static void forget_old(rbee__jobs *jobs) {
+  int64_t now = rbee__mono_us();
+  while (jobs->fin_head &&
+         (jobs->nfinished > jobs->cfg.finished_keep ||
+          now - jobs->fin_head->finished_mono >= (int64_t)jobs->cfg.finished_ttl_ms * 1000))
+    forget_oldest(jobs);
+}
+
+static void sweep_cb(evutil_socket_t fd, short what, void *arg) {
+  forget_old(arg);
+}
+
+/* Give a job a slot (mu held): it is running from now on. */
+static void start_locked(rbee__jobs *jobs, rbee_job *job) {
+  job->state = RBEE_JOB_RUNNING;
+  job->started_us = rbee__now_us();
+  job->started_mono = job->activity_mono = rbee__mono_us();
+  char ts[40];
+  rbee_time_format(ts, sizeof ts, job->started_us);
+  char *started = rbee__asprintf("{\"type\":\"started\",\"job_id\":\"%s\",\"started_at\":\"%s\"}",
+                                 job->id, ts);
+  if (started == NULL || rbee__job_append_locked(job, NULL, started, 1) != 0)
+    RBEE_LOG(RBEE_LOG_WARN, "jobs", "start", job->id, "could not write the started event");
+  free(started);
+  job->run_next = NULL;
+  if (jobs->run_tail)
+    jobs->run_tail->run_next = job;
+  else
+    jobs->run_head = job;
+  jobs->run_tail = job;
+  jobs->counts.running++;
+  pthread_cond_signal(&jobs->work);
+}
+
+/* Fill free slots from the queue (loop thread). Returns how many started. */
+static unsigned fill_slots(rbee__jobs *jobs) {
+  unsigned n = 0;
+  pthread_mutex_lock(&jobs->mu);
+  while (jobs->q_head && jobs->counts.running < jobs->cfg.max_jobs && !jobs->shutdown) {
+    rbee_job *job = jobs->q_head;
+    jobs->q_head = job->q_next;
+    if (jobs->q_head == NULL)
+      jobs->q_tail = NULL;
+    job->q_next = NULL;
+    jobs->counts.queued--;
+    start_locked(jobs, job);
+    n++;
+  }
+  pthread_mutex_unlock(&jobs->mu);
+  return n;
+}
+
+/* The loop's side of a job's end: free the slot, count it, remember it
+ * as finished (loop thread, mu not held). */
+static void finalize(rbee__jobs *jobs, rbee_job *job) {
+  if (job->grace)
+    event_del(job->grace);
+  rbee__jobs_counts *c = &jobs->counts;
+  if (job->started_mono) {
+    c->running--;
+    double secs = (double)(job->finished_mono - job->started_mono) / 1e6;
+    for (int i = 0; i < RBEE__JOB_BUCKETS; i++)
+      if (secs <= rbee__job_bucket_le[i])
+        c->duration_bucket[i]++;
+    c->duration_count++;
+    c->duration_sum += secs;
+  }
+  switch (job->state) {
+  case RBEE_JOB_DONE: c->done++; break;
+  case RBEE_JOB_FAILED: c->failed++; break;
+  default: c->cancelled++; break;
+  }
+  RBEE_LOG(RBEE_LOG_INFO, "jobs", "end", job->id, "job %s %s", job->operation,
+           rbee_job_state_str(job->state));
+  job->q_next = NULL;
+  if (jobs->fin_tail)
+    jobs->fin_tail->q_next = job;
+  else
+    jobs->fin_head = job;
+  jobs->fin_tail = job;
+  jobs->nfinished++;
+}
+
+/* Job threads have news: new events to hand to readers, ended jobs. */
+static void wake_cb(evutil_socket_t fd, short what, void *arg) {
+  rbee__jobs *jobs = arg;
+  pthread_mutex_lock(&jobs->mu);
+  rbee_job *list = jobs->pending;
+  jobs->pending = NULL;
+  /* Oldest news first. */
+  rbee_job *rev = NULL;
+  while (list) {
+    rbee_job *n = list->pending_next;
+    list->pending_next = rev;
+    rev = list;
+    list = n;
+  }
+  for (rbee_job *j = rev; j; j = j->pending_next)
+    rbee__job_ref(j);
+  pthread_mutex_unlock(&jobs->mu);
+
+  int changed = 0;
+  for (rbee_job *j = rev, *n; j; j = n) {
+    /* Off the list (and free to be put back by its thread) only now: the
+     * link is read in the same locked section. */
+    pthread_mutex_lock(&jobs->mu);
+    n = j->pending_next;
+    j->pending = 0;
+    /* Finalize once, and only after the pool thread let go of the job. */
+    int end = j->ended && !j->finalized && !j->in_pool && j->state != RBEE_JOB_QUEUED;
+    if (end)
+      j->finalized = 1;
+    pthread_mutex_unlock(&jobs->mu);
+    if (end) {
+      finalize(jobs, j);
+      changed = 1;
+    }
+    rbee__job_notify_readers(j);
+    rbee__job_unref(j);
+  }
+  if (changed) {
+    fill_slots(jobs);
+    forget_old(jobs);
+    if (jobs->cfg.on_change)
+      jobs->cfg.on_change(jobs->cfg.userdata);
+  }
+}
+
+static void grace_cb(evutil_socket_t fd, short what, void *arg) {
+  rbee_job *job = arg;
+  if (job->nreaders == 0) {
+    char why[64];
+    snprintf(why, sizeof why, "no reader for %u ms", job->jobs->cfg.stream_grace_ms);
+    rbee__job_cancel(job, why);
+  }
+}
+
+void rbee__job_grace_update(rbee_job *job) {
+  if (job->grace == NULL || job->jobs->base_gone)
+    return;
+  pthread_mutex_lock(&job->jobs->mu);
+  int ended = job->ended;
+  pthread_mutex_unlock(&job->jobs->mu);
+  if (job->nreaders > 0 || ended) {
+    event_del(job->grace);
+  } else if (!evtimer_pending(job->grace, NULL)) {
+    unsigned ms = job->jobs->cfg.stream_grace_ms;
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(job->grace, &tv);
+  }
+}
+
+int rbee__jobs_submit(rbee__jobs *jobs, cJSON *body, rbee_job **out) {
+  *out = NULL;
+  const cJSON *op = cJSON_GetObjectItemCaseSensitive(body, "operation");
+  if (!cJSON_IsObject(body) || !cJSON_IsString(op) || op->valuestring[0] == '\0') {
+    cJSON_Delete(body);
+    return rbee__error_set(RBEE_EINVAL, "a job is a JSON object with a string \"operation\"");
+  }
+  if (!jobs->accepting || jobs->shutdown) {
+    cJSON_Delete(body);
+    return rbee__error_set(RBEE_ESTATE, "not accepting jobs now");
+  }
+  if (jobs->counts.running >= jobs->cfg.max_jobs && jobs->counts.queued >= jobs->cfg.max_queue) {
+    cJSON_Delete(body);
+    jobs->counts.rejected_full++;
+    return rbee__error_set(RBEE_EBUSY, "every job slot is taken and %u jobs wait", jobs->cfg.max_queue);
+  }
+  rbee_job *job = calloc(1, sizeof *job);
+  if (job == NULL) {
+    cJSON_Delete(body);
+    return rbee__error_set(RBEE_ENOMEM, NULL);
+  }
+  atomic_init(&job->refs, 1); /* the table's */
+  job->jobs = jobs;
+  job->body = body;
+  job->operation = op->valuestring;
+  pthread_cond_init(&job->room, NULL);
+  char uuid[37];
+  rbee__uuid4(uuid);
+  snprintf(job->id, sizeof job->id, "job-%s", uuid);
+  job->read_id = -1;
+  job->progress = 0;
+  job->created_us = rbee__now_us();
+  job->grace = evtimer_new(jobs->base, grace_cb, job);
+  if (job->grace == NULL) {
+    job_free(job);
+    return rbee__error_set(RBEE_ENOMEM, NULL);
+  }
+  job->all_prev = jobs->all_tail;
+  if (jobs->all_tail)
+    jobs->all_tail->all_next = job;
+  else
+    jobs->all_head = job;
+  jobs->all_tail = job;
+  jobs->counts.accepted++;
+  pthread_mutex_lock(&jobs->mu);
+  if (jobs->counts.running < jobs->cfg.max_jobs && jobs->q_head == NULL) {
+    start_locked(jobs, job);
+  } else {
+    job->state = RBEE_JOB_QUEUED;
+    if (jobs->q_tail)
+      jobs->q_tail->q_next = job;
+    else
+      jobs->q_head = job;
+    jobs->q_tail = job;
+    jobs->counts.queued++;
+  }
+  pthread_mutex_unlock(&jobs->mu);
+  rbee__job_grace_update(job);
+  RBEE_LOG(RBEE_LOG_INFO, "jobs", "accept", job->id, "job %s accepted (%s)", job->operation,
+           rbee_job_state_str(job->state));
+  if (jobs->cfg.on_change)
+    jobs->cfg.on_change(jobs->cfg.userdata);
+  *out = job;
+  return 0;
+}
+
+void rbee__jobs_set_accepting(rbee__jobs *jobs, int accepting) { jobs->accepting = accepting != 0; }
+
+rbee_job *rbee__jobs_find(rbee__jobs *jobs, const char *id) {
+  if (id == NULL)
+    return NULL;
+  /* Linear: at most finished_keep + max_jobs + max_queue jobs. */
+  for (rbee_job *j = jobs->all_head; j; j = j->all_next)
+    if (strcmp(j->id, id) == 0)
+      return j;
+  return NULL;
+}
+
+int rbee__job_cancel(rbee_job *job, const char *why) {
+  rbee__jobs *jobs = job->jobs;
+  pthread_mutex_lock(&jobs->mu);
+  if (job->ended || job->cancelled) {
+    pthread_mutex_unlock(&jobs->mu);
+    return rbee__error_set(RBEE_ESTATE, "job %s already %s", job->id,
+                           job->ended ? rbee_job_state_str(job->state) : "cancelling");
+  }
+  job->cancelled = 1;
+  int queued = job->state == RBEE_JOB_QUEUED;
+  if (queued) {
+    /* Out of the queue, ended at once. */
+    rbee_job **pp = &jobs->q_head;
+    rbee_job *prev = NULL;
+    while (*pp && *pp != job) {
+      prev = *pp;
+      pp = &(*pp)->q_next;
+    }
+    if (*pp) {
+      *pp = job->q_next;
+      if (jobs->q_tail == job)
+        jobs->q_tail = prev;
+      jobs->counts.queued--;
+    }
+    job->q_next = NULL;
+    rbee__job_end_locked(job, RBEE_JOB_CANCELLED);
+    job->finalized = 1;
+  }
+  pthread_cond_broadcast(&job->room);
+  pthread_mutex_unlock(&jobs->mu);
+  RBEE_LOG(RBEE_LOG_INFO, "jobs", "cancel", job->id, "cancelling job: %s", why ? why : "cancelled");
+  if (queued) {
+    finalize(jobs, job);
+    forget_old(jobs);
+    if (jobs->cfg.on_change)
+      jobs->cfg.on_change(jobs->cfg.userdata);
+  }
+  return 0;
+}
+
+void rbee__jobs_cancel_all(rbee__jobs *jobs, const char *why) {
+  /* Queued first so that none of them grabs a slot freed meanwhile. */
+  while (jobs->q_head)
+    rbee__job_cancel(jobs->q_head, why);
+  for (rbee_job *j = jobs->all_head; j; j = j->all_next) {
+    pthread_mutex_lock(&jobs->mu);
+    int live = !j->ended && !j->cancelled;
+    pthread_mutex_unlock(&jobs->mu);
+    if (live)
+      rbee__job_cancel(j, why);
+  }
+}
+
+unsigned rbee__jobs_abandon(rbee__jobs *jobs) {
+  unsigned n = 0;
+  pthread_mutex_lock(&jobs->mu);
+  for (rbee_job *j = jobs->all_head; j; j = j->all_next) {
+    if (!j->ended && j->state == RBEE_JOB_RUNNING) {
+      j->cancelled = 1;
+      rbee__job_end_locked(j, RBEE_JOB_CANCELLED);
+    }
+    n += j->in_pool != 0;
+  }
+  pthread_mutex_unlock(&jobs->mu);
+  return n;
+}
+
+static void add_time(cJSON *o, const char *name, int64_t us) {
+  char ts[40];
+  if (us > 0 && rbee_time_format(ts, sizeof ts, us) == 0)
+    cJSON_AddStringToObject(o, name, ts);
+  else
+    cJSON_AddNullToObject(o, name);
+}
+
+cJSON *rbee__job_status_json(rbee_job *job) {
+  rbee__jobs *jobs = job->jobs;
+  cJSON *o = cJSON_CreateObject();
+  if (o == NULL)
+    return NULL;
+  pthread_mutex_lock(&jobs->mu);
+  cJSON_AddStringToObject(o, "job_id", job->id);
+  cJSON_AddStringToObject(o, "state", rbee_job_state_str(job->state));
+  cJSON_AddStringToObject(o, "operation", job->operation);
+  cJSON_AddNumberToObject(o, "progress", job->state == RBEE_JOB_DONE ? 1.0 : job->progress);
+  add_time(o, "created_at", job->created_us);
+  add_time(o, "started_at", job->started_us);
+  add_time(o, "finished_at", job->finished_us);
+  cJSON_AddNumberToObject(o, "events", (double)job->next_id);
+  if (job->cancelled && !job->ended)
+    cJSON_AddTrueToObject(o, "cancelling");
+  if (job->error_message) {
+    cJSON *e = cJSON_AddObjectToObject(o, "error");
+    if (e) {
+      cJSON_AddStringToObject(e, "code", job->error_code ? job->error_code : "JOB_FAILED");
+      cJSON_AddStringToObject(e, "message", job->error_message);
+    }
+  } else {
+    cJSON_AddNullToObject(o, "error");
+  }
+  pthread_mutex_unlock(&jobs->mu);
+  return o;
+}
+
+rbee_job_state rbee__job_state(rbee_job *job) {
+  pthread_mutex_lock(&job->jobs->mu);
+  rbee_job_state s = job->state;
+  pthread_mutex_unlock(&job->jobs->mu);
+  return s;
+}
+
+void rbee__jobs_get_counts(rbee__jobs *jobs, rbee__jobs_counts *out) { *out = jobs->counts; }
+
+int64_t rbee__jobs_oldest_activity(rbee__jobs *jobs) {
+  int64_t oldest = 0;
+  pthread_mutex_lock(&jobs->mu);
+  for (rbee_job *j = jobs->all_head; j; j = j->all_next)
+    if (j->state == RBEE_JOB_RUNNING && !j->ended && !j->waiting &&
+        (oldest == 0 || j->activity_mono < oldest))
+      oldest = j->activity_mono;
+  pthread_mutex_unlock(&jobs->mu);
+  return oldest;
+}
+
+void rbee__jobs_free(rbee__jobs *jobs) {
+  if (jobs == NULL)
+    return;
+  jobs->accepting = 0;
+  if (jobs->wake)
+    rbee__jobs_cancel_all(jobs, "shutting down");
+  /* Job threads still inside on_job after rbee__jobs_abandon: they cannot
+   * be joined, so the table stays (parked) and only loop resources go. */
+  int stuck = 0;
+  pthread_mutex_lock(&jobs->mu);
+  for (rbee_job *j = jobs->all_head; j; j = j->all_next)
+    stuck |= j->in_pool && j->ended;
+  jobs->shutdown = 1;
+  jobs->base_gone = 1;
+  pthread_cond_broadcast(&jobs->work);
+  for (rbee_job *j = jobs->all_head; j; j = j->all_next)
+    pthread_cond_broadcast(&j->room);
+  pthread_mutex_unlock(&jobs->mu);
+  for (rbee_job *j = jobs->all_head; j; j = j->all_next)
+    if (j->grace) {
+      event_free(j->grace);
+      j->grace = NULL;
+    }
+  if (jobs->wake)
+    event_free(jobs->wake);
+  if (jobs->sweep)
+    event_free(jobs->sweep);
+  jobs->wake = jobs->sweep = NULL;
+  if (stuck) {
+    RBEE_LOG(RBEE_LOG_WARN, "jobs", "free", NULL,
+             "job threads still inside on_job; leaving them to the process exit");
+    pthread_mutex_lock(&parked_mu);
+    for (size_t i = 0; i < sizeof parked / sizeof parked[0]; i++)
+      if (parked[i] == NULL) {
+        parked[i] = jobs;
+        break;
+      }
+    pthread_mutex_unlock(&parked_mu);
+    return;
+  }
+  for (unsigned i = 0; i < jobs->nthreads; i++)
+    pthread_join(jobs->threads[i], NULL);
+  while (jobs->all_head) {
+    rbee_job *j = jobs->all_head;
+    all_unlink(jobs, j);
+    rbee__job_unref(j);
+  }
+  free(jobs->threads);
+  pthread_cond_destroy(&jobs->work);
+  pthread_mutex_destroy(&jobs->mu);
+  free(jobs);
+}

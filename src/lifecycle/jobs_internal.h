@@ -1,0 +1,120 @@
+/* Layout of the job table and its jobs, shared by jobs.c (table, queue,
+ * slots), job.c (the public rbee_job_* calls of job threads) and stream.c
+ * (readers). Not for other modules: they use jobs.h.
+ *
+ * Locking: one mutex per table (jobs->mu) guards every job's mutable fields
+ * and the table's lists. Lock order: jobs->mu, then libevent's base lock
+ * (event_active/event_add may be called with mu held), never the reverse. */
+#ifndef RBEE_LIFECYCLE_JOBS_INTERNAL_H
+#define RBEE_LIFECYCLE_JOBS_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "lifecycle/jobs.h"
+
+struct event;
+
+/* One SSE event, already formatted. */
+typedef struct rbee__sse_event {
+  int64_t id;
+  size_t len;
+  int terminal;
+  char text[];
+} rbee__sse_event;
+
+struct rbee__stream {
+  rbee__stream *next, *prev; /* the job's readers */
+  rbee_job *job;             /* referenced */
+  int64_t next_id;           /* next event id to hand out */
+  int complete;              /* terminal marker handed out */
+  rbee__stream_cb cb;
+  void *userdata;
+};
+
+struct rbee_job {
+  atomic_int refs;
+  rbee__jobs *jobs;
+  char id[48];
+  char *operation;
+  struct cJSON *body;
+  /* Loop-thread links: every job the table knows, the queue, finished. */
+  rbee_job *all_next, *all_prev;
+  rbee_job *q_next;          /* queue or finished list */
+  rbee_job *run_next;        /* hand-off list to the pool */
+  rbee_job *pending_next;    /* loop notification list */
+  struct event *grace;       /* no-reader timer */
+  rbee__stream *readers;
+  unsigned nreaders;
+
+  /* Guarded by jobs->mu. */
+  pthread_cond_t room;       /* emit waits here on backpressure */
+  rbee_job_state state;
+  int cancelled;             /* cancel requested */
+  int failed;                /* rbee_job_fail was called */
+  int ended;                 /* terminal marker appended */
+  int finalized;             /* the loop counted the end */
+  int pending;               /* on the pending list */
+  int in_pool;               /* a pool thread runs on_job now */
+  int waiting;               /* emitters held back by backpressure */
+  char *error_code, *error_message;
+  double progress;
+  int64_t created_us, started_us, finished_us; /* wall clock */
+  int64_t started_mono, finished_mono, activity_mono;
+  uint64_t tokens;
+  /* Kept events, oldest first, in a ring: ids first_id .. next_id-1. */
+  rbee__sse_event **ev;
+  size_t ev_cap, ev_start, ev_count;
+  int64_t first_id;
+  int64_t next_id;           /* id of the next event */
+  int64_t read_id;           /* highest id handed to any reader, -1 none */
+  size_t unread_bytes;       /* bytes of events with id > read_id */
+  size_t kept_bytes;         /* bytes of every kept event */
+};
+
+struct rbee__jobs {
+  rbee__jobs_config cfg;
+  struct event_base *base;
+  struct event *wake;        /* made active from job threads */
+  struct event *sweep;       /* forgets old finished jobs */
+  pthread_mutex_t mu;
+  pthread_cond_t work;       /* pool threads wait here */
+  pthread_t *threads;
+  unsigned nthreads;
+  int shutdown;              /* pool threads exit */
+  int base_gone;             /* events freed: job threads must not touch them */
+  int accepting;
+
+  /* Loop thread. */
+  rbee_job *all_head, *all_tail;
+  rbee_job *q_head, *q_tail; /* FIFO waiting for a slot */
+  rbee_job *fin_head, *fin_tail; /* finished, oldest first */
+  unsigned nfinished;
+  rbee__jobs_counts counts;  /* running/queued kept here too */
+
+  /* Guarded by mu. */
+  rbee_job *run_head, *run_tail; /* handed to the pool, not yet taken */
+  rbee_job *pending;             /* jobs with news for the loop */
+};
+
+/* job.c: append one formatted event (mu held). @p force skips the
+ * backpressure wait (error event and terminal markers). Returns 0 or a
+ * negative code; waits on job->room otherwise. */
+int rbee__job_append_locked(rbee_job *job, const char *event, const char *json, int force);
+/* Append the terminal marker matching job->state (mu held). */
+int rbee__job_end_locked(rbee_job *job, rbee_job_state state);
+/* Tell the loop this job has news (mu held). */
+void rbee__job_notify_locked(rbee_job *job);
+/* Free events no reader needs any more (mu held). */
+void rbee__job_trim_locked(rbee_job *job);
+/* The kept event with @p id, or NULL (mu held). */
+rbee__sse_event *rbee__job_event_locked(rbee_job *job, int64_t id);
+/* Free every kept event. */
+void rbee__job_events_free(rbee_job *job);
+
+/* stream.c: call every reader's callback (loop thread, mu not held). */
+void rbee__job_notify_readers(rbee_job *job);
+/* jobs.c: (re)arm or stop a job's grace timer (loop thread). */
+void rbee__job_grace_update(rbee_job *job);
+
+#endif

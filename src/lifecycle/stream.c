@@ -1,0 +1,95 @@
+/* Readers of a job's stream (loop thread). */
+#include <event2/buffer.h>
+#include <stdlib.h>
+
+#include "lifecycle/jobs_internal.h"
+#include "util/util.h"
+
+int rbee__stream_open(rbee__stream **out, rbee_job *job, int64_t last_event_id,
+                      rbee__stream_cb cb, void *userdata) {
+  *out = NULL;
+  if (job == NULL || cb == NULL)
+    return rbee__error_set(RBEE_EINVAL, "rbee__stream_open: NULL job or callback");
+  rbee__stream *s = calloc(1, sizeof *s);
+  if (s == NULL)
+    return rbee__error_set(RBEE_ENOMEM, NULL);
+  rbee__job_ref(job);
+  s->job = job;
+  s->next_id = last_event_id < 0 ? 0 : last_event_id + 1;
+  s->cb = cb;
+  s->userdata = userdata;
+  s->next = job->readers;
+  if (job->readers)
+    job->readers->prev = s;
+  job->readers = s;
+  job->nreaders++;
+  rbee__job_grace_update(job);
+  *out = s;
+  return 0;
+}
+
+int rbee__stream_read(rbee__stream *s, struct evbuffer *out) {
+  if (s->complete)
+    return 1;
+  rbee_job *job = s->job;
+  rbee__jobs *jobs = job->jobs;
+  pthread_mutex_lock(&jobs->mu);
+  if (s->next_id < job->first_id)
+    s->next_id = job->first_id; /* gone from the replay window */
+  int moved = 0;
+  for (rbee__sse_event *e; !s->complete && (e = rbee__job_event_locked(job, s->next_id));) {
+    if (evbuffer_add(out, e->text, e->len) != 0)
+      break; /* out of memory: try again on the next read */
+    s->next_id++;
+    if (e->terminal)
+      s->complete = 1;
+    if (e->id > job->read_id) {
+      job->read_id = e->id;
+      job->unread_bytes -= e->len;
+      moved = 1;
+    }
+  }
+  /* Ended, all read, and yet no marker: it could not be stored (out of
+   * memory). Write one so that the client still sees the end. */
+  rbee__sse_event *last = rbee__job_event_locked(job, job->next_id - 1);
+  if (!s->complete && job->ended && s->next_id >= job->next_id && last && last->terminal &&
+      s->next_id > last->id) {
+    s->complete = 1; /* came back after the marker: nothing more to say */
+  } else if (!s->complete && job->ended && s->next_id >= job->next_id) {
+    const char *m = job->state == RBEE_JOB_DONE     ? "[DONE]"
+                    : job->state == RBEE_JOB_FAILED ? "[ERROR] the job failed"
+                                                    : "[CANCELLED]";
+    if (evbuffer_add_printf(out, "id: %lld\ndata: %s\n\n", (long long)job->next_id, m) > 0)
+      s->complete = 1;
+  }
+  if (moved) {
+    rbee__job_trim_locked(job);
+    pthread_cond_broadcast(&job->room);
+  }
+  pthread_mutex_unlock(&jobs->mu);
+  return s->complete;
+}
+
+void rbee__stream_close(rbee__stream *s) {
+  if (s == NULL)
+    return;
+  rbee_job *job = s->job;
+  if (s->prev)
+    s->prev->next = s->next;
+  else
+    job->readers = s->next;
+  if (s->next)
+    s->next->prev = s->prev;
+  job->nreaders--;
+  free(s);
+  rbee__job_grace_update(job);
+  rbee__job_unref(job);
+}
+
+void rbee__job_notify_readers(rbee_job *job) {
+  /* A callback may close its own reader: take the next one first. */
+  for (rbee__stream *s = job->readers, *next; s != NULL; s = next) {
+    next = s->next;
+    s->cb(s, s->userdata);
+  }
+}
