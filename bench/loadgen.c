@@ -398,5 +398,10 @@ int main(int argc, char **argv) {
   free(r.lat);
   free(buf);
   close(r.ep);
-  return r.errors > 0 || r.done == 0 ? 2 : 0;
+  if (r.done == 0) {
+    fprintf(stderr, "bench_loadgen: nothing completed (%ld errors); is the server up on port %d?\n",
+            r.all_errors, o.port);
+    return 1;
+  }
+  return r.errors > 0 ? 2 : 0;
 }

@@ -1,0 +1,349 @@
+#!/usr/bin/env bash
+# make bench: what librbee costs, as ratios against a bare evhttp baseline
+# measured in the same run (absolute figures drift on shared machines).
+# Builds in Release in its own build dir, runs every measurement in a fixed
+# order with warm-ups, prints one table and writes it to docs/benchmarks.md
+# with a chart of the ratios (docs/benchmarks.png). Loopback only; every
+# request loop is bounded in count and time; the whole run stays under
+# 5 minutes.
+#
+# Environment: RBEE_BENCH_BUILD (build dir, default build-bench),
+# RBEE_BENCH_NO_DOCS=1 (print the table only), RBEE_BENCH_QUICK=1 (short
+# windows, for trying the script out; its figures are not for publishing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+build=${RBEE_BENCH_BUILD:-build-bench}
+jobs=$(nproc)
+
+RBEE_BENCH=1 ./scripts/install-deps.sh
+
+echo "bench: building in Release ($build)" >&2
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DRBEE_WERROR=ON -DRBEE_BUILD_TESTS=OFF \
+  -DRBEE_BUILD_SAMPLES=OFF -DRBEE_BUILD_BENCH=ON >/dev/null
+cmake --build "$build" -j "$jobs" >/dev/null
+
+bin=$root/$build/bench
+tmp=$(mktemp -d /tmp/rbee-bench.XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+# Measurement windows (seconds): warm-up, then the measured part.
+W=0.5 T=2 HB_T=5 IDLE_T=10 STARTS=20
+if [ "${RBEE_BENCH_QUICK:-0}" = 1 ]; then
+  W=0.2 T=0.5 HB_T=1.5 IDLE_T=2 STARTS=5
+fi
+MAX_JOBS=2 # job slots for both servers (2 cores)
+
+have_worker=0
+[ -x "$bin/bench_worker" ] && have_worker=1
+[ $have_worker = 1 ] || echo "bench: no bench_worker (the worker runtime is not in this tree yet):" \
+  "measuring the baseline only" >&2
+
+die() { echo "bench: $*" >&2; exit 1; }
+field() { sed -n "s/.*\\b$2=\\([^ ]*\\).*/\\1/p" <<<"$1"; } # line, key
+
+# start NAME CMD...: run a server and wait for its "port=" line; sets
+# port_NAME and pid_NAME. ready NAME: wait for its GET /ready = 200.
+start() {
+  local name=$1 out=$tmp/$1.out p=""
+  shift
+  "$@" >"$out" 2>"$tmp/$name.log" &
+  local pid=$!
+  pids+=("$pid")
+  for _ in $(seq 100); do
+    p=$(sed -n 's/^port=//p' "$out")
+    [ -n "$p" ] && break
+    kill -0 "$pid" 2>/dev/null || die "$name exited at start: $(tail -3 "$tmp/$name.log")"
+    sleep 0.1
+  done
+  [ -n "$p" ] || die "$name did not print its port within 10 s"
+  printf -v "port_$name" %s "$p"
+  printf -v "pid_$name" %s "$pid"
+}
+ready() {
+  local pv=port_$1
+  "$bin/bench_procstat" wait-ready --port "${!pv}" -t 10 || die "$1 not ready"
+}
+stop() { # NAME
+  local pid_var=pid_$1
+  kill -TERM "${!pid_var}" 2>/dev/null || true
+  timeout 30 tail --pid="${!pid_var}" -f /dev/null || die "$1 did not stop on SIGTERM"
+  wait "${!pid_var}" 2>/dev/null || true
+}
+
+loadgen() { # VAR PORT ARGS...: VAR = the result line; a failure stops the run
+  local var=$1 port=$2 out
+  shift 2
+  out=$(timeout 60 "$bin/bench_loadgen" "$@" --port "$port") ||
+    die "bench_loadgen $* failed: $out"
+  printf -v "$var" %s "$out"
+}
+
+# results.tsv: key, label, unit, librbee, baseline, better (hi/lo),
+# target kind (ratio_ge, abs_le, abs_ge, none), target value.
+results=$tmp/results.tsv
+: >"$results"
+row() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$results"; }
+
+servers=(base)
+[ $have_worker = 1 ] && servers+=(lib)
+start base "$bin/bench_baseline" --port 0 --max-jobs $MAX_JOBS
+ready base
+if [ $have_worker = 1 ]; then
+  start lib "$bin/bench_worker" --port 0 --max-jobs $MAX_JOBS --max-queue 64
+  ready lib
+fi
+
+# measure KEY: run "$@" (a loadgen argument list) against each server in
+# turn, back to back, leaving the line in line_base / line_lib.
+measure() {
+  local s port_var
+  line_lib=""
+  for s in "${servers[@]}"; do
+    port_var=port_$s
+    loadgen "line_$s" "${!port_var}" "$@"
+  done
+}
+get() { # SERVER KEY: a field of the last measure
+  local v=line_$1
+  [ -n "${!v}" ] && field "${!v}" "$2" || echo "n/a"
+}
+
+echo "bench: (a) GET /health" >&2
+for c in 1 64; do
+  measure health -c $c -w $W -t $T
+  row "health_rps_c$c" "GET /health, $c conn: requests/s" "req/s" \
+    "$(get lib rate)" "$(get base rate)" hi ratio_ge 0.9
+  for p in p50 p99 p999; do
+    row "health_${p}_c$c" "GET /health, $c conn: ${p/p999/p99.9} latency" "us" \
+      "$(get lib ${p}_us)" "$(get base ${p}_us)" lo none ""
+  done
+done
+
+echo "bench: (b) job round trips" >&2
+for form in two sse; do
+  for c in 1 16; do
+    extra=()
+    label="submit + stream"
+    if [ $form = sse ]; then extra=(--sse); label="one round trip (Accept: text/event-stream)"; fi
+    measure jobs -c $c -w $W -t $T --tokens 10 "${extra[@]}"
+    row "jobs_${form}_c$c" "jobs, 10 tokens, $label, $c client(s): jobs/s" "jobs/s" \
+      "$(get lib rate)" "$(get base rate)" hi ratio_ge 0.8
+    [ $form$c = two16 ] && base_jobs16=$(get base rate)
+  done
+done
+
+echo "bench: (c) one job streaming 1M token events" >&2
+best_of3() { # SERVER: line_SERVER = the best of three 1M-event streams, after a warm-up
+  local port_var=port_$1 best="" l
+  loadgen l "${!port_var}" jobs -n 1 --tokens 100000 --sse
+  for _ in 1 2 3; do
+    loadgen l "${!port_var}" jobs -n 1 -t 30 --tokens 1000000 --sse
+    if [ -z "$best" ] || [ "$(field "$l" events_per_s)" -gt "$(field "$best" events_per_s)" ]; then
+      best=$l
+    fi
+  done
+  printf -v "line_$1" %s "$best"
+}
+line_lib=""
+for s in "${servers[@]}"; do best_of3 "$s"; done
+row stream_eps "one job, 1M token events: events/s" "ev/s" \
+  "$(get lib events_per_s)" "$(get base events_per_s)" hi abs_ge 1000000
+row stream_mbps "one job, 1M token events: MB/s" "MB/s" \
+  "$(get lib mb_per_s)" "$(get base mb_per_s)" hi none ""
+
+echo "bench: (d) GET /health while every job slot runs a CPU-heavy job" >&2
+for c in 1 64; do
+  for s in "${servers[@]}"; do
+    port_var=port_$s
+    # Enough CPU to cover the warm-up and the window; then wait for the slots.
+    spin=$(awk -v w=$W -v t=$T 'BEGIN { printf "%d", (w + t) * 1000 + 1500 }')
+    loadgen ignored "${!port_var}" jobs -c $MAX_JOBS -n $MAX_JOBS --spin-ms "$spin" --submit-only
+    sleep 0.2
+    loadgen "line_$s" "${!port_var}" health -c $c -w $W -t $T
+    "$bin/bench_procstat" wait-ready --port "${!port_var}" -t 30 || die "$s: slots still busy"
+  done
+  row "busy_health_rps_c$c" "GET /health, $c conn, all slots CPU-busy: requests/s" "req/s" \
+    "$(get lib rate)" "$(get base rate)" hi ratio_ge 0.9
+  row "busy_health_p99_c$c" "GET /health, $c conn, all slots CPU-busy: p99 latency" "us" \
+    "$(get lib p99_us)" "$(get base p99_us)" lo none ""
+done
+for s in "${servers[@]}"; do stop "$s"; done
+
+echo "bench: start-up (median of $STARTS) and idle ($IDLE_T s)" >&2
+line_base=$(timeout 120 "$bin/bench_procstat" startup -r $STARTS -- "$bin/bench_baseline" --port '{port}')
+line_lib=""
+if [ $have_worker = 1 ]; then
+  line_lib=$(timeout 120 "$bin/bench_procstat" startup -r $STARTS --log "$tmp/startup.log" -- \
+    "$bin/bench_worker" --port '{port}')
+fi
+ms() { awk -v v="$1" 'BEGIN { if (v == "n/a") print v; else printf "%.2f", v / 1000 }'; }
+row ready_ms "exec to GET /ready = 200 (no-op on_init), median" "ms" \
+  "$(ms "$(get lib median_us)")" "$(ms "$(get base median_us)")" lo abs_le 10
+# Both idle probes at once: an idle process does not disturb the other.
+timeout 60 "$bin/bench_procstat" idle -t $IDLE_T -- "$bin/bench_baseline" --port '{port}' \
+  >"$tmp/idle.base" &
+idle_base_pid=$!
+if [ $have_worker = 1 ]; then
+  line_lib=$(timeout 60 "$bin/bench_procstat" idle -t $IDLE_T --log "$tmp/idle.log" -- \
+    "$bin/bench_worker" --port '{port}')
+fi
+wait $idle_base_pid || die "idle probe of the baseline failed"
+line_base=$(cat "$tmp/idle.base")
+mib() { awk -v v="$1" 'BEGIN { if (v == "n/a") print v; else printf "%.2f", v / 1024 }'; }
+row idle_rss "idle RSS" "MiB" "$(mib "$(get lib rss_kb)")" "$(mib "$(get base rss_kb)")" \
+  lo abs_le 8
+row idle_threads "idle threads" "" "$(get lib threads)" "$(get base threads)" lo none ""
+row idle_wakeups "idle wake-ups (context switches, all threads)" "/s" \
+  "$(get lib wakeups_per_s)" "$(get base wakeups_per_s)" lo abs_le 2
+
+queen_note=""
+if [ $have_worker = 1 ]; then
+  echo "bench: heartbeat isolation (16 clients, 1 s heartbeats)" >&2
+  hb_run() { # NAME [QUEEN ARGS...]: jobs/s of a fresh worker beside that queen
+    local name=$1 qurl=()
+    shift
+    if [ "$name" != none ]; then
+      start "queen_$name" "$bin/bench_queen" --port 0 "$@"
+      local qp=port_queen_$name
+      qurl=(--queen-url "http://127.0.0.1:${!qp}" --heartbeat-interval 1)
+    fi
+    start "hb_$name" "$bin/bench_worker" --port 0 --max-jobs $MAX_JOBS --max-queue 64 "${qurl[@]}"
+    ready "hb_$name"
+    local pv=port_hb_$name
+    loadgen "hb_$name" "${!pv}" jobs -c 16 -w 1 -t $HB_T --tokens 10
+    stop "hb_$name"
+    if [ "$name" != none ]; then
+      stop "queen_$name"
+      queen_note+=" $name queen: $(cat "$tmp/queen_$name.out" | grep -v '^port=');"
+    fi
+  }
+  hb_run healthy
+  hb_run hung --hung
+  hb_run none
+  h=$(field "$hb_healthy" rate)
+  row hb_healthy "jobs/s, submit + stream, 16 clients, healthy queen (vs the baseline)" \
+    "jobs/s" "$h" "$base_jobs16" hi none ""
+  row hb_hung "jobs/s, 16 clients, hung queen (vs healthy queen)" "jobs/s" \
+    "$(field "$hb_hung" rate)" "$h" hi ratio_ge 0.95
+  row hb_none "jobs/s, 16 clients, no queen (vs healthy queen)" "jobs/s" \
+    "$(field "$hb_none" rate)" "$h" hi none ""
+fi
+
+# The table: ratio = librbee / baseline; "ok" checks the target.
+table=$tmp/table.md
+awk -F'\t' -v chart="$tmp/chart.dat" '
+  function num(v) { return v != "" && v != "n/a" }
+  function fmt(v) {
+    if (!num(v)) return "n/a"
+    if (v >= 100000) return sprintf("%.3g M", v / 1e6)
+    if (v >= 100 || v == int(v)) return sprintf("%.0f", v)
+    return sprintf("%.2f", v)
+  }
+  BEGIN {
+    print "| metric | unit | librbee | baseline | ratio | target | ok |"
+    print "|---|---|---:|---:|---:|---|---|"
+  }
+  {
+    key = $1; label = $2; unit = $3; lib = $4; base = $5; better = $6; kind = $7; tv = $8
+    ratio = (num(lib) && num(base) && base > 0) ? lib / base : ""
+    target = ""; ok = ""
+    if (kind == "ratio_ge") { target = "ratio >= " tv; if (ratio != "") ok = ratio >= tv ? "yes" : "**NO**" }
+    if (kind == "abs_le") { target = "<= " tv " " unit; if (num(lib)) ok = lib <= tv ? "yes" : "**NO**" }
+    if (kind == "abs_ge") { target = ">= " fmt(tv) " " unit; if (num(lib)) ok = lib >= tv ? "yes" : "**NO**" }
+    printf "| %s | %s | %s | %s | %s | %s | %s |\n", label, unit, fmt(lib), fmt(base),
+           ratio == "" ? "n/a" : sprintf("%.2f", ratio), target, ok
+    # Chart: relative performance, higher is better, 1 = as good as the baseline.
+    if (ratio != "" && ratio > 0 && key !~ /^idle_threads/)
+      printf "%d \"%s\" %.4f\n", n++, key, better == "hi" ? ratio : 1 / ratio > chart
+  }' "$results" >"$table"
+
+echo
+cat "$table"
+[ -n "$queen_note" ] && echo && echo "heartbeats seen:$queen_note"
+
+[ "${RBEE_BENCH_NO_DOCS:-0}" = 1 ] && exit 0
+[ "${RBEE_BENCH_QUICK:-0}" = 1 ] && { echo "bench: quick run, docs left alone" >&2; exit 0; }
+
+cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
+ncpu=$(grep -c '^processor' /proc/cpuinfo)
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+git diff --quiet HEAD -- src include bench 2>/dev/null || commit="$commit (with local changes)"
+doc=docs/benchmarks.md
+{
+  cat <<EOF
+# Benchmarks
+
+Generated by \`make bench\` (bench/run.sh); do not edit by hand.
+
+- date: $(date -u +%Y-%m-%dT%H:%MZ)
+- CPU: $cpu, $ncpu cores
+- commit: $commit
+- kernel: $(uname -r)
+
+What librbee costs a worker, measured against \`bench_baseline\`, a bare
+libevent evhttp server with the same routes and the same bytes on the wire
+(no framework: no job threads, queue, replay buffer, logging or
+heartbeats), in the same run. The librbee side is \`bench_worker\`, a worker
+on \`rbee_worker_main()\` with a no-op \`on_init\` and an \`on_job\` that
+emits N tokens. Both run with $MAX_JOBS job slots; the load generator
+(\`bench_loadgen\`, C, epoll, kept-alive connections, one request at a time
+per connection) shares the machine's cores with the server under test.
+Absolute figures drift between runs on shared machines; the ratios
+(librbee / baseline, measured back to back) are what to read.
+
+EOF
+  cat "$table"
+  cat <<EOF
+
+How each row is measured:
+
+- GET /health: ${W} s warm-up, then ${T} s; latency is per request, from
+  write to the whole response read.
+- jobs: POST /v1/jobs \`{"operation":"infer","tokens":10}\` then GET the
+  stream URL and read it to \`[DONE]\` (submit + stream), or the POST with
+  \`Accept: text/event-stream\` answered with the stream itself (one round
+  trip); every job checked for \`[DONE]\`.
+- one job of 1M token events (\`{"type":"token","t":"tok","i":N}\`), one
+  round trip; best of three after a warm-up; MB/s counts the SSE body.
+- CPU-busy: as many jobs spinning the CPU as there are slots, submitted
+  before the window; the same /health load meanwhile.
+- start-up: from posix_spawn to the first 200 of GET /ready (polled every
+  0.1 ms); idle: RSS and the voluntary + nonvoluntary context switches of
+  all threads (/proc/PID/task/*/status) over ${IDLE_T} s, 1 s after ready,
+  no queen.
+- heartbeat isolation: a fresh worker with \`--queen-url\` and
+  \`--heartbeat-interval 1\` beside \`bench_queen\` (answers 200) or
+  \`bench_queen --hung\` (accepts, never answers), and with no queen;
+  16 clients, 1 s warm-up, ${HB_T} s.${queen_note:+ Heartbeats seen:$queen_note}
+
+![librbee relative to the baseline](benchmarks.png)
+EOF
+} >"$doc"
+
+if [ -s "$tmp/chart.dat" ]; then
+  gnuplot <<EOF
+set terminal pngcairo size 1100,560 font "DejaVu Sans,9"
+set output "docs/benchmarks.png"
+set title "librbee relative to the bare evhttp baseline, same run (1 = as good; higher is better)"
+set style fill solid 0.8 border -1
+set boxwidth 0.7
+set logscale y 2
+set yrange [0.0625:16]
+set grid ytics
+set xtics rotate by -40 left noenhanced
+set bmargin 9
+set key off
+f(x) = 1
+plot "$tmp/chart.dat" using 1:3:xtic(2) with boxes lc rgb "#3b7dd8", \
+     f(x) with lines lc rgb "#c03030" lw 2, \
+     "$tmp/chart.dat" using 1:3:(sprintf("%.2f", \$3)) with labels offset 0,0.7 font ",8"
+EOF
+fi
+echo "bench: wrote $doc and docs/benchmarks.png (total ${SECONDS} s)" >&2

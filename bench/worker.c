@@ -1,0 +1,59 @@
+/* bench_worker: the librbee side of the benchmarks, a worker built on
+ * rbee_worker_main() with a no-op on_init and a trivial on_job that answers
+ * exactly what bench_baseline answers: {"operation":..., "tokens":N,
+ * "spin_ms":MS} is MS of CPU (the CPU-heavy mode, stopping early when
+ * cancelled), then N token events "tok" and [DONE].
+ *
+ *   bench_worker --port P [any worker flag: --max-jobs, --queen-url, ...]
+ *
+ * Prints "port=P" on stdout when ready (useful with --port 0). */
+#include <cjson/cJSON.h>
+#include <rbee/rbee.h>
+#include <stdio.h>
+#include <time.h>
+
+static int on_init(rbee_worker *w, void *userdata) { return 0; }
+
+static void on_ready(rbee_worker *w, void *userdata) {
+  printf("port=%d\n", rbee_worker_port(w));
+  fflush(stdout);
+}
+
+static long param(const rbee_job *job, const char *name, long dflt) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(rbee_job_params(job), name);
+  return cJSON_IsNumber(v) && v->valuedouble >= 0 ? (long)v->valuedouble : dflt;
+}
+
+static long elapsed_ms(const struct timespec *t0) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (t.tv_sec - t0->tv_sec) * 1000 + (t.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+static int on_job(rbee_worker *w, rbee_job *job, void *userdata) {
+  long tokens = param(job, "tokens", 10), spin_ms = param(job, "spin_ms", 0);
+  if (spin_ms > 0) {
+    struct timespec t0;
+    volatile unsigned long long x = 1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    while (elapsed_ms(&t0) < spin_ms && !rbee_job_cancelled(job))
+      for (int i = 0; i < 10000; i++)
+        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+  }
+  for (long i = 0; i < tokens; i++)
+    if (rbee_job_emit_token(job, "tok") != 0)
+      return 0; /* cancelled: the job ends cancelled */
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  const rbee_worker_callbacks cb = {
+      .version = RBEE_WORKER_CALLBACKS_VERSION,
+      .type = "bench",
+      .implementation = "bench-worker-rbee",
+      .on_init = on_init,
+      .on_ready = on_ready,
+      .on_job = on_job,
+  };
+  return rbee_worker_main(argc, argv, &cb, NULL);
+}
