@@ -136,6 +136,11 @@ static void on_chunk_sent(struct evhttp_connection *evcon, void *arg) { pump(arg
 
 static void on_reader_closed(struct evhttp_connection *evcon, void *arg) {
   job *j = arg;
+  /* A client that left mid-stream: libevent detached the unfinished request
+   * and leaves it to us. (At evhttp_free it is still attached and freed by
+   * libevent.) */
+  if (evhttp_request_get_connection(j->req) == NULL)
+    evhttp_request_free(j->req);
   if (j->spun)
     job_free(j);
   else
