@@ -1,0 +1,87 @@
+/* Internals of the HTTP front, shared by its files. */
+#ifndef RBEE_HTTP_INTERNAL_H
+#define RBEE_HTTP_INTERNAL_H
+
+#include <stddef.h>
+
+#include "http.h"
+
+struct evhttp;
+struct evhttp_request;
+struct evbuffer;
+struct cJSON;
+
+/* The routes of CONTRACT section 3. */
+typedef enum rbee__route_id {
+  RBEE__R_NOT_FOUND = 0,
+  RBEE__R_HEALTH,
+  RBEE__R_READY,
+  RBEE__R_INFO,       /* /info and /v1/info */
+  RBEE__R_METRICS,
+  RBEE__R_JOBS,       /* /v1/jobs, /v1/inference */
+  RBEE__R_JOB,        /* /v1/jobs/{id} */
+  RBEE__R_JOB_STREAM  /* /v1/jobs/{id}/stream, /v1/inference/{id}/stream */
+} rbee__route_id;
+
+#define RBEE__JOB_ID_MAX 64
+
+typedef struct rbee__route {
+  rbee__route_id id;
+  int needs_auth;              /* everything but /health, /ready, /metrics */
+  char job_id[RBEE__JOB_ID_MAX]; /* for JOB and JOB_STREAM */
+} rbee__route;
+
+/* Bits for the methods a route allows. */
+enum { RBEE__M_GET = 1, RBEE__M_POST = 2, RBEE__M_DELETE = 4 };
+
+/* Map a request path (no query string, not decoded) to a route. Paths are
+ * matched exactly: no decoding, no dot segments, no trailing slash. */
+void rbee__route_parse(rbee__route *out, const char *path);
+/* Methods allowed on a route (RBEE__M_* bits) and their Allow header. */
+int rbee__route_methods(rbee__route_id id);
+const char *rbee__route_allow(rbee__route_id id);
+
+/* Validate a POST /v1/jobs body: valid UTF-8 JSON, an object, a string
+ * "operation" among @p ops (NULL: any). On success *out is the parsed body.
+ * On failure @p err holds a sentence for the 400 answer. */
+int rbee__job_request_parse(struct cJSON **out, const char *body, size_t len,
+                            const char *const *ops, char *err, size_t errlen);
+
+struct rbee__http {
+  struct event_base *base;
+  struct evhttp *evhttp;
+  rbee__http_config cfg;
+  char *api_token;
+  char **operations;    /* owned copy of cfg.operations */
+  rbee__jobs *jobs;
+  int port;
+  struct rbee__sse *streams; /* open SSE connections, for shutdown */
+  unsigned nstreams;
+};
+
+/* Replies. Every error is {"error":{"code":...,"message":...}}. */
+void rbee__http_reply_json(struct evhttp_request *req, int status, struct cJSON *body);
+void rbee__http_reply_error(struct evhttp_request *req, int status, const char *code,
+                            const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* Route handlers. */
+void rbee__http_health(rbee__http *h, struct evhttp_request *req);
+void rbee__http_ready(rbee__http *h, struct evhttp_request *req);
+void rbee__http_info(rbee__http *h, struct evhttp_request *req);
+void rbee__http_metrics(rbee__http *h, struct evhttp_request *req);
+void rbee__http_job_submit(rbee__http *h, struct evhttp_request *req);
+void rbee__http_job_get(rbee__http *h, struct evhttp_request *req, const char *id);
+void rbee__http_job_delete(rbee__http *h, struct evhttp_request *req, const char *id);
+void rbee__http_job_stream(rbee__http *h, struct evhttp_request *req, const char *id);
+
+/* Start streaming @p job on @p req from after @p last_event_id (-1: all). */
+void rbee__sse_start(rbee__http *h, struct evhttp_request *req, rbee_job *job,
+                     long long last_event_id);
+/* End every open stream (server shutting down). */
+void rbee__sse_close_all(rbee__http *h);
+
+/* Prometheus text exposition of the worker's state into @p out. */
+int rbee__metrics_format(struct evbuffer *out, const rbee__snapshot *snap,
+                         const rbee__jobs_counts *jobs);
+
+#endif

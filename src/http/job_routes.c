@@ -1,0 +1,135 @@
+/* The job routes: submit, status, cancel, stream. */
+#include <cjson/cJSON.h>
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "http_internal.h"
+#include "util/util.h"
+
+/* 503 when the worker would not take a job now; 0 when it would. */
+static int refuse_when_unavailable(rbee__http *h, struct evhttp_request *req) {
+  rbee__snapshot s;
+  h->cfg.snapshot(&s, h->cfg.userdata);
+  if (s.health == RBEE_HEALTH_UNHEALTHY) {
+    rbee__http_reply_error(req, 503, "UNHEALTHY", "worker is unhealthy: %s",
+                           s.reason[0] ? s.reason : "unknown reason");
+    return -1;
+  }
+  if (s.status == RBEE_STATUS_STARTING) {
+    if (s.progress >= 0)
+      rbee__http_reply_error(req, 503, "NOT_READY", "worker is starting (%s, %.0f%%)",
+                             s.progress_what[0] ? s.progress_what : "loading",
+                             s.progress * 100.0);
+    else
+      rbee__http_reply_error(req, 503, "NOT_READY", "worker is starting");
+    return -1;
+  }
+  if (s.status == RBEE_STATUS_STOPPING || s.status == RBEE_STATUS_STOPPED) {
+    rbee__http_reply_error(req, 503, "DRAINING", "worker is shutting down; not accepting jobs");
+    return -1;
+  }
+  return 0;
+}
+
+static int wants_stream(struct evhttp_request *req) {
+  const char *a = evhttp_find_header(evhttp_request_get_input_headers(req), "Accept");
+  return a != NULL && strstr(a, "text/event-stream") != NULL;
+}
+
+void rbee__http_job_submit(rbee__http *h, struct evhttp_request *req) {
+  if (refuse_when_unavailable(h, req) != 0)
+    return;
+  struct evbuffer *in = evhttp_request_get_input_buffer(req);
+  size_t len = evbuffer_get_length(in);
+  const char *data = len ? (const char *)evbuffer_pullup(in, -1) : "";
+  char err[512];
+  cJSON *body = NULL;
+  if (rbee__job_request_parse(&body, data, len, h->cfg.operations, err, sizeof err) != 0) {
+    rbee__http_reply_error(req, 400, "INVALID_REQUEST", "%s", err);
+    return;
+  }
+  rbee_job *job = NULL;
+  int rc = rbee__jobs_submit(h->jobs, body, &job);
+  if (rc == RBEE_EBUSY) {
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
+    rbee__http_reply_error(req, 429, "QUEUE_FULL",
+                           "every job slot is busy and the queue is full; retry later");
+    return;
+  }
+  if (rc == RBEE_ESTATE) {
+    rbee__http_reply_error(req, 503, "NOT_ACCEPTING", "worker is not accepting jobs now");
+    return;
+  }
+  if (rc != 0) {
+    rbee__http_reply_error(req, 500, "INTERNAL", "cannot accept the job: %s",
+                           rbee_error_message());
+    return;
+  }
+  const char *id = rbee_job_id(job);
+  evhttp_add_header(evhttp_request_get_output_headers(req), "X-Job-Id", id);
+  if (wants_stream(req)) {
+    rbee__sse_start(h, req, job, -1);
+    return;
+  }
+  char url[128];
+  snprintf(url, sizeof url, "/v1/jobs/%s/stream", id);
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "job_id", id);
+  cJSON_AddStringToObject(o, "sse_url", url);
+  rbee__http_reply_json(req, 200, o);
+}
+
+static rbee_job *find_or_404(rbee__http *h, struct evhttp_request *req, const char *id) {
+  rbee_job *job = h->jobs ? rbee__jobs_find(h->jobs, id) : NULL;
+  if (job == NULL)
+    rbee__http_reply_error(req, 404, "UNKNOWN_JOB", "no job %s (never existed or forgotten)",
+                           id);
+  return job;
+}
+
+void rbee__http_job_get(rbee__http *h, struct evhttp_request *req, const char *id) {
+  rbee_job *job = find_or_404(h, req, id);
+  if (job == NULL)
+    return;
+  cJSON *o = rbee__job_status_json(job);
+  if (o == NULL) {
+    rbee__http_reply_error(req, 500, "INTERNAL", "out of memory");
+    return;
+  }
+  rbee__http_reply_json(req, 200, o);
+}
+
+void rbee__http_job_delete(rbee__http *h, struct evhttp_request *req, const char *id) {
+  rbee_job *job = find_or_404(h, req, id);
+  if (job == NULL)
+    return;
+  if (rbee__job_cancel(job, "cancelled by request") == RBEE_ESTATE) {
+    rbee__http_reply_error(req, 409, "JOB_FINISHED", "job %s already ended (%s)", id,
+                           rbee_job_state_str(rbee__job_state(job)));
+    return;
+  }
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "job_id", id);
+  cJSON_AddStringToObject(o, "state", "cancelling");
+  rbee__http_reply_json(req, 202, o);
+}
+
+void rbee__http_job_stream(rbee__http *h, struct evhttp_request *req, const char *id) {
+  long long last = -1;
+  const char *lei =
+      evhttp_find_header(evhttp_request_get_input_headers(req), "Last-Event-ID");
+  if (lei != NULL) {
+    long v;
+    if (rbee__parse_long(&v, lei, 0, 0x7fffffffL) != 0) {
+      rbee__http_reply_error(req, 400, "INVALID_REQUEST",
+                             "Last-Event-ID must be a non-negative event id");
+      return;
+    }
+    last = v;
+  }
+  rbee_job *job = find_or_404(h, req, id);
+  if (job != NULL)
+    rbee__sse_start(h, req, job, last);
+}

@@ -1,0 +1,158 @@
+/* Server-sent event streams. Each connection reads its job's stream only
+ * when the previous chunk has reached the socket, so a slow client fills
+ * the job's bounded buffer and the job's emit waits: backpressure from the
+ * socket to the job thread, and memory stays bounded. */
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http_internal.h"
+#include "util/util.h"
+
+typedef struct rbee__sse {
+  rbee__http *h;
+  struct evhttp_request *req;
+  rbee__stream *stream;
+  struct event *keepalive;
+  int writing; /* a chunk is on its way to the socket */
+  int ended;   /* the terminal marker has been queued */
+  struct rbee__sse *prev, *next;
+} rbee__sse;
+
+static void pump(rbee__sse *s);
+
+static void unlink_sse(rbee__sse *s) {
+  if (s->prev)
+    s->prev->next = s->next;
+  else
+    s->h->streams = s->next;
+  if (s->next)
+    s->next->prev = s->prev;
+  s->h->nstreams--;
+}
+
+static void destroy(rbee__sse *s) {
+  unlink_sse(s);
+  rbee__stream_close(s->stream);
+  if (s->keepalive)
+    event_free(s->keepalive);
+  free(s);
+}
+
+/* The stream is complete: end the chunked reply, keep the connection. */
+static void finish(rbee__sse *s) {
+  struct evhttp_connection *c = evhttp_request_get_connection(s->req);
+  if (c != NULL)
+    evhttp_connection_set_closecb(c, NULL, NULL);
+  evhttp_send_reply_end(s->req);
+  destroy(s);
+}
+
+/* The client went away. evhttp has detached the request from the
+ * connection (we had not ended it), so ending it now frees it. */
+static void on_close(struct evhttp_connection *c, void *arg) {
+  rbee__sse *s = arg;
+  (void)c;
+  if (evhttp_request_get_connection(s->req) == NULL)
+    evhttp_send_reply_end(s->req);
+  destroy(s);
+}
+
+static void arm_keepalive(rbee__sse *s) {
+  unsigned ms = s->h->cfg.keepalive_ms ? s->h->cfg.keepalive_ms : 15000;
+  struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+  evtimer_add(s->keepalive, &tv);
+}
+
+static void on_written(struct evhttp_connection *c, void *arg) {
+  rbee__sse *s = arg;
+  (void)c;
+  s->writing = 0;
+  if (s->ended)
+    finish(s);
+  else
+    pump(s);
+}
+
+static void send_chunk(rbee__sse *s, struct evbuffer *buf) {
+  s->writing = 1;
+  evhttp_send_reply_chunk_with_cb(s->req, buf, on_written, s);
+  arm_keepalive(s);
+}
+
+static void on_keepalive(evutil_socket_t fd, short what, void *arg) {
+  rbee__sse *s = arg;
+  (void)fd, (void)what;
+  if (s->writing) { /* the client is not reading: wait for it */
+    arm_keepalive(s);
+    return;
+  }
+  struct evbuffer *buf = evbuffer_new();
+  if (buf == NULL) {
+    arm_keepalive(s);
+    return;
+  }
+  evbuffer_add(buf, ": keep-alive\n\n", 14);
+  send_chunk(s, buf);
+  evbuffer_free(buf);
+}
+
+static void pump(rbee__sse *s) {
+  if (s->writing || s->ended)
+    return;
+  struct evbuffer *buf = evbuffer_new();
+  if (buf == NULL)
+    return; /* the next notification retries */
+  s->ended = rbee__stream_read(s->stream, buf) == 1;
+  if (evbuffer_get_length(buf) > 0)
+    send_chunk(s, buf);
+  evbuffer_free(buf);
+  if (s->ended && !s->writing)
+    finish(s);
+}
+
+static void on_ready(rbee__stream *st, void *arg) {
+  (void)st;
+  pump(arg);
+}
+
+void rbee__sse_start(rbee__http *h, struct evhttp_request *req, rbee_job *job,
+                     long long last_event_id) {
+  rbee__sse *s = calloc(1, sizeof *s);
+  if (s == NULL || (s->keepalive = evtimer_new(h->base, on_keepalive, s)) == NULL) {
+    free(s);
+    rbee__http_reply_error(req, 500, "INTERNAL", "out of memory");
+    return;
+  }
+  s->h = h;
+  s->req = req;
+  if (rbee__stream_open(&s->stream, job, last_event_id, on_ready, s) != 0) {
+    event_free(s->keepalive);
+    free(s);
+    rbee__http_reply_error(req, 500, "INTERNAL", "cannot open the job's stream: %s",
+                           rbee_error_message());
+    return;
+  }
+  s->next = h->streams;
+  if (h->streams)
+    h->streams->prev = s;
+  h->streams = s;
+  h->nstreams++;
+  struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+  evhttp_add_header(out, "Content-Type", "text/event-stream");
+  evhttp_add_header(out, "Cache-Control", "no-cache");
+  evhttp_add_header(out, "X-Accel-Buffering", "no");
+  evhttp_send_reply_start(req, 200, "OK");
+  evhttp_connection_set_closecb(evhttp_request_get_connection(req), on_close, s);
+  arm_keepalive(s);
+  pump(s);
+}
+
+unsigned rbee__http_active_streams(const rbee__http *h) { return h ? h->nstreams : 0; }
+
+void rbee__sse_close_all(rbee__http *h) {
+  while (h->streams != NULL)
+    finish(h->streams);
+}
