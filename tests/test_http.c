@@ -195,7 +195,7 @@ static const char *submit(const char *body) {
 }
 
 static tc_response stream(const char *id, const char *last_event_id, const char *stop_at) {
-  char path[128], hdr[64];
+  char path[512], hdr[64];
   snprintf(path, sizeof path, "/v1/jobs/%s/stream", id);
   snprintf(hdr, sizeof hdr, "Last-Event-ID: %s", last_event_id ? last_event_id : "");
   const char *h[] = {hdr, NULL};
@@ -206,7 +206,7 @@ static tc_response stream(const char *id, const char *last_event_id, const char 
 
 static const char *job_state(const char *id) {
   static char st[32];
-  char path[128];
+  char path[512];
   snprintf(path, sizeof path, "/v1/jobs/%s", id);
   tc_response r = req("GET", path, NULL);
   ck_assert_int_eq(r.status, 200);
@@ -309,6 +309,8 @@ END_TEST
 
 START_TEST(test_http_metrics_format_is_valid) {
   rbee__snapshot s;
+  pthread_mutex_init(&fx.mu, NULL);
+  set_state(RBEE_STATUS_READY, RBEE_HEALTH_HEALTHY, NULL);
   snapshot(&s, NULL);
   rbee__jobs_counts c = {.running = 1, .queued = 2, .accepted = 10, .done = 5, .failed = 1,
                          .cancelled = 1, .duration_count = 7, .duration_sum = 3.5};
@@ -529,7 +531,7 @@ START_TEST(test_http_job_round_trip) {
   tc_response_free(&r);
   ck_assert_str_eq(job_state(id), "done");
   /* The old alias streams the same job. */
-  char path[128];
+  char path[512];
   snprintf(path, sizeof path, "/v1/inference/%s/stream", id);
   r = req("GET", path, NULL);
   ck_assert_int_eq(r.status, 200);
@@ -563,7 +565,7 @@ START_TEST(test_http_job_failure_and_cancel) {
   char id2[64];
   snprintf(id2, sizeof id2, "%s", submit("{\"operation\":\"infer\",\"tokens\":1,\"block\":1}"));
   ck_assert(wait_state(id2, "running"));
-  char path[128];
+  char path[512];
   snprintf(path, sizeof path, "/v1/jobs/%s", id2);
   r = req("DELETE", path, NULL);
   ck_assert_int_eq(r.status, 202);
@@ -596,7 +598,7 @@ START_TEST(test_http_queue_full) {
   ck_assert_ptr_nonnull(strstr(r.body, "queue is full"));
   tc_response_free(&r);
   for (int i = 0; i < 4; i++) {
-    char path[128];
+    char path[512];
     snprintf(path, sizeof path, "/v1/jobs/%s", ids[i]);
     r = req("DELETE", path, NULL);
     ck_assert_int_eq(r.status, 202);
@@ -631,7 +633,7 @@ START_TEST(test_http_keepalive_comment) {
   tc_response r = stream(id, NULL, ": keep-alive\n\n");
   ck_assert_ptr_nonnull(strstr(r.body, ": keep-alive\n\n"));
   tc_response_free(&r);
-  char path[128];
+  char path[512];
   snprintf(path, sizeof path, "/v1/jobs/%s", id);
   r = req("DELETE", path, NULL);
   tc_response_free(&r);
@@ -643,7 +645,7 @@ START_TEST(test_http_client_vanishes_cancels_job) {
   const char *id = submit("{\"operation\":\"infer\",\"tokens\":1,\"block\":1}");
   int fd = tc_connect(fx.port);
   ck_assert_int_ge(fd, 0);
-  char rq[256];
+  char rq[512];
   snprintf(rq, sizeof rq, "GET /v1/jobs/%s/stream HTTP/1.1\r\nHost: x\r\n\r\n", id);
   ck_assert_int_eq(tc_send_all(fd, rq, strlen(rq)), 0);
   char *buf = NULL;
@@ -666,7 +668,7 @@ START_TEST(test_http_slow_client_gets_every_byte) {
   enum { N = 100000 };
   const char *id = submit("{\"operation\":\"infer\",\"tokens\":100000}");
   int fd = tc_connect(fx.port);
-  char rq[256];
+  char rq[512];
   snprintf(rq, sizeof rq, "GET /v1/jobs/%s/stream HTTP/1.1\r\nHost: x\r\n\r\n", id);
   tc_send_all(fd, rq, strlen(rq));
   char c;
@@ -721,7 +723,7 @@ START_TEST(test_http_health_while_slots_spin) {
   }
   ck_assert_str_eq(job_state(ids[0]), "running"); /* answered while busy */
   for (int i = 0; i < 2; i++) {
-    char path[128];
+    char path[512];
     snprintf(path, sizeof path, "/v1/jobs/%s", ids[i]);
     tc_response r = req("DELETE", path, NULL);
     tc_response_free(&r);

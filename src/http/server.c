@@ -122,6 +122,7 @@ int rbee__http_new(rbee__http **out, struct event_base *base, const rbee__http_c
   if (base == NULL || cfg == NULL || cfg->snapshot == NULL || cfg->bind == NULL ||
       cfg->port < 0 || cfg->port > 65535)
     return rbee__error_set(RBEE_EINVAL, "http: bad configuration");
+  rbee__event_log_init();
   rbee__http *h = calloc(1, sizeof *h);
   if (h == NULL)
     return rbee__error_set(RBEE_ENOMEM, NULL);

@@ -43,6 +43,9 @@ RBEE_INTERNAL void rbee__uuid4(char out[37]);
 /* Parse a whole decimal string into [min,max]; RBEE_EINVAL otherwise. */
 RBEE_INTERNAL int rbee__parse_long(long *out, const char *s, long min, long max);
 
+/* Send libevent's own log messages into rbee's log (once per process). */
+RBEE_INTERNAL void rbee__event_log_init(void);
+
 /* Logging from inside the library: the level is checked before the
  * message is formatted. */
 RBEE_INTERNAL int rbee__log_enabled(rbee_log_level level);

@@ -9,7 +9,7 @@
 #define MAXF 128
 
 typedef struct {
-  char name[128];
+  char name[160];
   char type[16];
   int help, samples_seen, closed;
   /* histogram bookkeeping */
@@ -149,7 +149,7 @@ int prom_check(const char *text, char *err, size_t errlen) {
         if (strcmp(rest, "counter") && strcmp(rest, "gauge") && strcmp(rest, "histogram") &&
             strcmp(rest, "summary") && strcmp(rest, "untyped"))
           FAIL("unknown type '%s'", rest);
-        snprintf(f->type, sizeof f->type, "%s", rest);
+        snprintf(f->type, sizeof f->type, "%.15s", rest);
         if (strcmp(rest, "counter") == 0 && (strlen(name) < 6 ||
                                              strcmp(name + strlen(name) - 6, "_total") != 0))
           FAIL("counter '%s' should end in _total", name);
