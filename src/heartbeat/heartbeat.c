@@ -1,0 +1,386 @@
+/* The periodic heartbeat: a small state machine on the caller's libevent
+ * loop. One beat at a time goes through curl's multi-socket interface (see
+ * curl_event.c) on one reused easy handle, so the connection to the queen
+ * is kept between beats. Timing: first beat at once, then every interval
+ * with jitter; a poke sends at once; failures back off exponentially with
+ * full jitter, capped at the interval. */
+#include <cjson/cJSON.h>
+#include <event2/event.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "curl_event.h"
+#include "request.h"
+
+enum hb_state { HB_NEW, HB_RUNNING, HB_FINISHING, HB_DONE };
+
+struct rbee_heartbeat {
+  struct event_base *base;
+  rbee__hb_config cfg;
+  rbee_heartbeat_payload_cb payload;
+  void *userdata;
+  rbee__curlev *ce;
+  CURL *easy; /* reused for every beat */
+  struct curl_slist *headers;
+  rbee__hb_response resp;
+  char *body;                /* the beat in flight */
+  unsigned body_timeout_ms;  /* its timeout, for the error text */
+  struct event *beat_ev;     /* when the next beat is due */
+  struct event *deadline_ev; /* end of rbee_heartbeat_finish()'s time */
+  enum hb_state state;
+  int in_flight;
+  int poke_pending; /* a poke came while a beat was in flight */
+  uint64_t seq;
+  int64_t beat_start_us, last_end_us, next_due_us; /* monotonic */
+  rbee_heartbeat_stats stats;
+  rbee_heartbeat_done_cb done;
+  void *done_userdata;
+  int *freed; /* set by rbee_heartbeat_free() while a user callback runs */
+};
+
+static void on_transfer_done(CURL *easy, CURLcode cc, void *arg);
+
+static void schedule_in(rbee_heartbeat *hb, int64_t delay_us) {
+  if (delay_us < 0)
+    delay_us = 0;
+  hb->next_due_us = rbee__mono_us() + delay_us;
+  struct timeval tv = {(time_t)(delay_us / 1000000), (suseconds_t)(delay_us % 1000000)};
+  evtimer_add(hb->beat_ev, &tv);
+}
+
+/* The interval with +-jitter. */
+static int64_t period_us(const rbee_heartbeat *hb) {
+  double f = 1.0 + hb->cfg.jitter * (2.0 * rbee__rand_unit() - 1.0);
+  return (int64_t)((double)hb->cfg.interval_ms * 1000.0 * f);
+}
+
+/* Full jitter: uniform in [0, min(interval, initial * 2^(n-1))]. */
+static int64_t backoff_us(const rbee_heartbeat *hb, uint64_t n) {
+  uint64_t ceiling = hb->cfg.backoff_initial_ms;
+  for (uint64_t i = 1; i < n && ceiling < hb->cfg.interval_ms; i++)
+    ceiling *= 2;
+  if (ceiling > hb->cfg.interval_ms)
+    ceiling = hb->cfg.interval_ms;
+  return (int64_t)(rbee__rand_unit() * (double)ceiling * 1000.0);
+}
+
+/* The module's own member of every beat: {"seq":..,"sent":..,...}. */
+static int add_own_member(cJSON *extra, const rbee_heartbeat *hb, uint64_t seq, int final) {
+  cJSON *o = cJSON_CreateObject();
+  if (o == NULL || !cJSON_AddNumberToObject(o, "seq", (double)seq) ||
+      !cJSON_AddNumberToObject(o, "sent", (double)hb->stats.sent) ||
+      !cJSON_AddNumberToObject(o, "failed", (double)hb->stats.failed) ||
+      !cJSON_AddNumberToObject(o, "consecutive_failures",
+                               (double)hb->stats.consecutive_failures) ||
+      !cJSON_AddBoolToObject(o, "final", final)) {
+    cJSON_Delete(o);
+    return RBEE_ENOMEM;
+  }
+  cJSON_DeleteItemFromObjectCaseSensitive(extra, "heartbeat");
+  if (!cJSON_AddItemToObject(extra, "heartbeat", o)) {
+    cJSON_Delete(o);
+    return RBEE_ENOMEM;
+  }
+  return 0;
+}
+
+/* Call the payload callback and serialize the beat into hb->body: *rc_out
+ * is 0 or a failure, *skipped is set when the callback declined. Returns 1
+ * when the callback freed @p hb (touch nothing then), else 0. */
+static int build_body(rbee_heartbeat *hb, int final, int *rc_out, int *skipped) {
+  rbee_worker_info info = RBEE_WORKER_INFO_INIT;
+  cJSON *extra = cJSON_CreateObject();
+  int rc = 0, freed = 0;
+  uint64_t seq = hb->seq++;
+  *skipped = 0;
+  if (extra == NULL) {
+    rc = rbee__error_set(RBEE_ENOMEM, NULL);
+    goto out;
+  }
+  hb->freed = &freed;
+  rc = hb->payload(&info, extra, seq, hb->userdata);
+  if (freed)
+    goto out;
+  hb->freed = NULL;
+  if (rc < 0) {
+    RBEE_DEBUG("heartbeat", "skip", "payload callback skipped beat %" PRIu64 ": %s", seq,
+               rbee_strerror(rc));
+    *skipped = 1;
+    goto out;
+  }
+  if (add_own_member(extra, hb, seq, final)) {
+    rc = rbee__error_set(RBEE_ENOMEM, NULL);
+    goto out;
+  }
+  rc = rbee_heartbeat_to_json(&hb->body, &info, extra, rbee__now_us());
+out:
+  rbee_worker_info_clear(&info);
+  cJSON_Delete(extra);
+  *rc_out = rc;
+  return freed;
+}
+
+static void set_error(rbee_heartbeat *hb, const char *msg) {
+  snprintf(hb->stats.last_error, sizeof hb->stats.last_error, "%s", msg);
+}
+
+/* Book a finished (or failed to start) beat: counters and the two log
+ * lines of an outage, its first failure and its end. */
+static void account(rbee_heartbeat *hb, int rc, const char *err) {
+  hb->last_end_us = rbee__mono_us();
+  if (rc == 0) {
+    if (hb->stats.consecutive_failures > 0)
+      RBEE_INFO("heartbeat", "recover",
+                "queen %s acknowledged a heartbeat again after %" PRIu64 " failed",
+                hb->cfg.endpoint, hb->stats.consecutive_failures);
+    else if (hb->stats.sent == 0)
+      RBEE_INFO("heartbeat", "send", "first heartbeat acknowledged by %s", hb->cfg.endpoint);
+    hb->stats.sent++;
+    hb->stats.consecutive_failures = 0;
+    hb->stats.last_success_us = rbee__now_us();
+    hb->stats.last_error[0] = '\0';
+    return;
+  }
+  if (hb->state == HB_FINISHING)
+    RBEE_WARN("heartbeat", "finish", "final heartbeat failed: %s", err);
+  else if (hb->stats.consecutive_failures == 0)
+    RBEE_WARN("heartbeat", "send",
+              "heartbeat failed: %s; retrying with backoff (further failures are not "
+              "logged until it recovers)",
+              err);
+  else
+    RBEE_DEBUG("heartbeat", "send", "heartbeat failed again: %s", err);
+  hb->stats.failed++;
+  hb->stats.consecutive_failures++;
+  set_error(hb, err);
+}
+
+/* Calls the done callback; @p hb may be gone afterwards. */
+static void finish_done(rbee_heartbeat *hb, int result) {
+  hb->state = HB_DONE;
+  evtimer_del(hb->beat_ev);
+  evtimer_del(hb->deadline_ev);
+  rbee_heartbeat_done_cb done = hb->done;
+  hb->done = NULL;
+  if (done != NULL)
+    done(hb, result, hb->done_userdata);
+}
+
+static void schedule_after_beat(rbee_heartbeat *hb, int rc) {
+  int64_t now = rbee__mono_us();
+  if (rc == 0) {
+    int64_t due = hb->poke_pending ? now : hb->beat_start_us + period_us(hb);
+    schedule_in(hb, due - now);
+  } else {
+    int64_t delay = backoff_us(hb, hb->stats.consecutive_failures);
+    /* During an outage a poke still goes out soon, but at most one per
+     * initial backoff, so that status changes cannot hammer a bad queen. */
+    if (hb->poke_pending && delay > (int64_t)hb->cfg.backoff_initial_ms * 1000)
+      delay = (int64_t)hb->cfg.backoff_initial_ms * 1000;
+    schedule_in(hb, delay);
+  }
+  hb->poke_pending = 0;
+}
+
+static void begin_beat(rbee_heartbeat *hb) {
+  int final = hb->state == HB_FINISHING;
+  int rc, skipped;
+  char err[512];
+  hb->poke_pending = 0;
+  hb->beat_start_us = rbee__mono_us();
+  if (build_body(hb, final, &rc, &skipped))
+    return; /* freed by the payload callback */
+  if (skipped) {
+    /* No request, no failure: try again a period later. */
+    if (final)
+      finish_done(hb, rc);
+    else
+      schedule_in(hb, period_us(hb));
+    return;
+  }
+  hb->body_timeout_ms = hb->cfg.timeout_ms;
+  if (final && hb->cfg.final_timeout_ms < hb->body_timeout_ms)
+    hb->body_timeout_ms = hb->cfg.final_timeout_ms;
+  if (rc == 0)
+    rc = rbee__hb_easy_setup(hb->easy, &hb->cfg, hb->headers, hb->body, strlen(hb->body),
+                             hb->body_timeout_ms, &hb->resp);
+  if (rc == 0)
+    rc = rbee__curlev_add(hb->ce, hb->easy);
+  if (rc == 0) {
+    hb->in_flight = 1;
+    return;
+  }
+  /* Could not build or start the request: a failed beat like any other. */
+  snprintf(err, sizeof err, "cannot send a heartbeat: %s", rbee_error_message());
+  free(hb->body);
+  hb->body = NULL;
+  account(hb, rc, err);
+  if (final)
+    finish_done(hb, rc);
+  else
+    schedule_after_beat(hb, rc);
+}
+
+static void on_beat_due(evutil_socket_t fd, short what, void *arg) {
+  rbee_heartbeat *hb = arg;
+  if (hb->state == HB_RUNNING || hb->state == HB_FINISHING)
+    begin_beat(hb);
+}
+
+static void on_transfer_done(CURL *easy, CURLcode cc, void *arg) {
+  rbee_heartbeat *hb = arg;
+  char err[512];
+  int rc = rbee__hb_verdict(easy, cc, &hb->cfg, hb->body_timeout_ms, &hb->resp, NULL, err,
+                            sizeof err);
+  hb->in_flight = 0;
+  free(hb->body);
+  hb->body = NULL;
+  account(hb, rc, err);
+  if (hb->state == HB_FINISHING)
+    finish_done(hb, rc);
+  else
+    schedule_after_beat(hb, rc);
+}
+
+static void on_deadline(evutil_socket_t fd, short what, void *arg) {
+  rbee_heartbeat *hb = arg;
+  char err[512];
+  if (hb->state != HB_FINISHING)
+    return;
+  if (hb->in_flight) {
+    rbee__curlev_remove(hb->ce, hb->easy);
+    hb->in_flight = 0;
+    free(hb->body);
+    hb->body = NULL;
+  }
+  snprintf(err, sizeof err, "final heartbeat to %s not acknowledged within %u ms",
+           hb->cfg.endpoint, hb->cfg.final_timeout_ms);
+  account(hb, RBEE_ETIMEDOUT, err);
+  finish_done(hb, RBEE_ETIMEDOUT);
+}
+
+static void warn_if_blocking_dns(void) {
+  static int warned;
+  const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+  if (!warned && !(v->features & CURL_VERSION_ASYNCHDNS)) {
+    warned = 1;
+    RBEE_WARN("heartbeat", "init",
+              "libcurl %s resolves host names synchronously, which blocks the event loop; "
+              "give the queen URL as a numeric address",
+              v->version);
+  }
+}
+
+int rbee_heartbeat_new(rbee_heartbeat **out, struct event_base *base,
+                       const rbee_heartbeat_options *opts, rbee_heartbeat_payload_cb payload,
+                       void *userdata) {
+  int rc;
+  if (out == NULL)
+    return rbee__error_set(RBEE_EINVAL, "heartbeat: NULL output");
+  *out = NULL;
+  if (base == NULL || payload == NULL)
+    return rbee__error_set(RBEE_EINVAL, "heartbeat: an event base and a payload callback "
+                                        "are required");
+  if ((rc = rbee__hb_global_init()))
+    return rc;
+  rbee_heartbeat *hb = calloc(1, sizeof *hb);
+  if (hb == NULL)
+    return rbee__error_set(RBEE_ENOMEM, NULL);
+  hb->base = base;
+  hb->payload = payload;
+  hb->userdata = userdata;
+  if ((rc = rbee__hb_config_init(&hb->cfg, opts)) || (rc = rbee__hb_headers(&hb->headers, &hb->cfg)) ||
+      (rc = rbee__curlev_new(&hb->ce, base, on_transfer_done, hb)))
+    goto fail;
+  if ((hb->easy = curl_easy_init()) == NULL ||
+      (hb->beat_ev = evtimer_new(base, on_beat_due, hb)) == NULL ||
+      (hb->deadline_ev = evtimer_new(base, on_deadline, hb)) == NULL) {
+    rc = rbee__error_set(RBEE_ENOMEM, "heartbeat: out of memory");
+    goto fail;
+  }
+  warn_if_blocking_dns();
+  *out = hb;
+  return 0;
+fail:
+  rbee_heartbeat_free(hb);
+  return rc;
+}
+
+int rbee_heartbeat_start(rbee_heartbeat *hb) {
+  if (hb == NULL)
+    return rbee__error_set(RBEE_EINVAL, "heartbeat: NULL handle");
+  if (hb->state != HB_NEW)
+    return rbee__error_set(RBEE_ESTATE, "heartbeat: already started");
+  hb->state = HB_RUNNING;
+  RBEE_DEBUG("heartbeat", "start", "heartbeats to %s every %u ms", hb->cfg.endpoint,
+             hb->cfg.interval_ms);
+  schedule_in(hb, 0);
+  return 0;
+}
+
+void rbee_heartbeat_poke(rbee_heartbeat *hb) {
+  if (hb == NULL || hb->state != HB_RUNNING)
+    return;
+  if (hb->in_flight) {
+    hb->poke_pending = 1;
+    return;
+  }
+  int64_t now = rbee__mono_us(), due = now;
+  if (hb->stats.consecutive_failures > 0)
+    due = hb->last_end_us + (int64_t)hb->cfg.backoff_initial_ms * 1000;
+  if (due < hb->next_due_us || !evtimer_pending(hb->beat_ev, NULL))
+    schedule_in(hb, due - now);
+}
+
+int rbee_heartbeat_finish(rbee_heartbeat *hb, rbee_heartbeat_done_cb done, void *userdata) {
+  if (hb == NULL)
+    return rbee__error_set(RBEE_EINVAL, "heartbeat: NULL handle");
+  if (hb->state == HB_FINISHING || hb->state == HB_DONE)
+    return rbee__error_set(RBEE_ESTATE, "heartbeat: already finishing");
+  if (hb->in_flight) {
+    rbee__curlev_remove(hb->ce, hb->easy);
+    hb->in_flight = 0;
+    free(hb->body);
+    hb->body = NULL;
+  }
+  hb->state = HB_FINISHING;
+  hb->done = done;
+  hb->done_userdata = userdata;
+  struct timeval tv = {hb->cfg.final_timeout_ms / 1000, (hb->cfg.final_timeout_ms % 1000) * 1000};
+  evtimer_add(hb->deadline_ev, &tv);
+  /* The last beat is built on the loop, so @p done never runs in here. */
+  schedule_in(hb, 0);
+  return 0;
+}
+
+void rbee_heartbeat_get_stats(const rbee_heartbeat *hb, rbee_heartbeat_stats *out) {
+  if (out == NULL)
+    return;
+  if (hb == NULL)
+    memset(out, 0, sizeof *out);
+  else
+    *out = hb->stats;
+}
+
+void rbee_heartbeat_free(rbee_heartbeat *hb) {
+  if (hb == NULL)
+    return;
+  if (hb->freed)
+    *hb->freed = 1;
+  if (hb->in_flight)
+    rbee__curlev_remove(hb->ce, hb->easy);
+  rbee__curlev_free(hb->ce);
+  if (hb->easy)
+    curl_easy_cleanup(hb->easy);
+  if (hb->beat_ev)
+    event_free(hb->beat_ev);
+  if (hb->deadline_ev)
+    event_free(hb->deadline_ev);
+  curl_slist_free_all(hb->headers);
+  rbee__hb_response_clear(&hb->resp);
+  rbee__hb_config_clear(&hb->cfg);
+  free(hb->body);
+  free(hb);
+}

@@ -1,0 +1,43 @@
+#include <cjson/cJSON.h>
+
+#include "heartbeat_worker.h"
+#include "util/util.h"
+
+int hb_worker_payload(rbee_worker_info *info, cJSON *extra, uint64_t seq, void *ud) {
+  hb_worker *w = ud;
+  if (w->beats < HB_WORKER_MAX_BEATS) {
+    rbee_heartbeat_stats st;
+    rbee_heartbeat_get_stats(w->hb, &st);
+    w->beat_us[w->beats] = rbee__mono_us();
+    w->beat_seq[w->beats] = seq;
+    w->beat_failures[w->beats] = st.consecutive_failures;
+  }
+  w->beats++;
+  if (w->skip > 0) {
+    w->skip--;
+    return RBEE_EAGAIN;
+  }
+  if (w->no_info)
+    return 0;
+  int rc = rbee_worker_info_set(info, "worker-test-9000", "tiny", "cpu", 9000, w->status,
+                                "test-worker", "0.1.0");
+  if (rc)
+    return rc;
+  cJSON *jobs = cJSON_AddObjectToObject(extra, "jobs");
+  if (!cJSON_AddStringToObject(extra, "health", "healthy") || jobs == NULL ||
+      !cJSON_AddNumberToObject(jobs, "running", 1) ||
+      !cJSON_AddNumberToObject(jobs, "queued", 2) ||
+      !cJSON_AddNumberToObject(extra, "load_progress", 1.0))
+    return RBEE_ENOMEM;
+  return 0;
+}
+
+void hb_worker_done(rbee_heartbeat *hb, int result, void *ud) {
+  hb_worker *w = ud;
+  w->done_calls++;
+  w->done_result = result;
+  if (w->free_in_done) {
+    rbee_heartbeat_free(hb);
+    w->hb = NULL;
+  }
+}
