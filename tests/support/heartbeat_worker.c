@@ -11,6 +11,7 @@ int hb_worker_payload(rbee_worker_info *info, cJSON *extra, uint64_t seq, void *
     w->beat_us[w->beats] = rbee__mono_us();
     w->beat_seq[w->beats] = seq;
     w->beat_failures[w->beats] = st.consecutive_failures;
+    w->beat_failed[w->beats] = st.failed;
   }
   w->beats++;
   if (w->skip > 0) {

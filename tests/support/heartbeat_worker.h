@@ -18,6 +18,7 @@ typedef struct hb_worker {
   int64_t beat_us[HB_WORKER_MAX_BEATS]; /* monotonic start of each beat */
   uint64_t beat_seq[HB_WORKER_MAX_BEATS];
   uint64_t beat_failures[HB_WORKER_MAX_BEATS]; /* consecutive failures then */
+  uint64_t beat_failed[HB_WORKER_MAX_BEATS];   /* all failures then */
   int done_calls;
   int done_result;
   int free_in_done; /* rbee_heartbeat_free() from the done callback */

@@ -1,0 +1,268 @@
+/* Heartbeats against a bad queen: refused connections, 500s, a queen that
+ * never answers or answers too late, garbage, then recovery. The loop
+ * must never block: a 10 ms timer on the same loop measures it. */
+#include <check.h>
+#include <event2/event.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "heartbeat_loop.h"
+#include "heartbeat_worker.h"
+#include "queen_server.h"
+#include "rbee/rbee.h"
+#include "testutil.h"
+#include "util/util.h"
+
+static rbee_heartbeat_options options(const queen_server *q, unsigned interval_ms) {
+  rbee_heartbeat_options o = RBEE_HEARTBEAT_OPTIONS_INIT;
+  o.queen_url = queen_server_url(q);
+  o.interval_ms = interval_ms;
+  return o;
+}
+
+/* send_once, the blocking form, against each kind of bad queen. */
+START_TEST(test_heartbeat_faults_send_once) {
+  static const struct {
+    queen_mode mode;
+    int rc;
+    const char *msg;
+  } cases[] = {
+      {QUEEN_500, RBEE_EHTTP, "answered HTTP 500"},
+      {QUEEN_GARBAGE, RBEE_EPARSE, "bad ack"},
+      {QUEEN_HANG, RBEE_ETIMEDOUT, "did not answer within 300 ms"},
+      {QUEEN_SLOW, RBEE_ETIMEDOUT, "did not answer within 300 ms"},
+      {QUEEN_REFUSE, RBEE_EHTTP, "unreachable"},
+  };
+  queen_server *q = queen_server_start(QUEEN_OK);
+  ck_assert_ptr_nonnull(q);
+  queen_server_set_slow_ms(q, 600);
+  rbee_heartbeat_options o = options(q, 30000);
+  o.timeout_ms = 300;
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    queen_server_set_mode(q, cases[i].mode);
+    rbee_queen_ack ack;
+    int64_t t0 = rbee__mono_us();
+    int rc = rbee_heartbeat_send_once(&o, "{\"x\":1}", &ack);
+    int64_t took = rbee__mono_us() - t0;
+    ck_assert_msg(rc == cases[i].rc, "mode %d: %s (%s)", cases[i].mode, rbee_err_name(rc),
+                  rbee_error_message());
+    ck_assert_msg(strstr(rbee_error_message(), cases[i].msg), "mode %d: %s", cases[i].mode,
+                  rbee_error_message());
+    ck_assert_ptr_null(ack.status);
+    ck_assert_msg(took < 5000000, "mode %d took %lld us", cases[i].mode, (long long)took);
+  }
+  /* Recovers on the same URL. */
+  queen_server_set_mode(q, QUEEN_OK);
+  ck_assert_int_eq(rbee_heartbeat_send_once(&o, "{}", NULL), 0);
+  /* https: TLS is spoken (and fails against a plain HTTP queen). */
+  char url[128];
+  snprintf(url, sizeof url, "https://127.0.0.1:%u", queen_server_port(q));
+  o.queen_url = url;
+  ck_assert_int_eq(rbee_heartbeat_send_once(&o, "{}", NULL), RBEE_EHTTP);
+  ck_assert_msg(strstr(rbee_error_message(), "SSL") || strstr(rbee_error_message(), "TLS"),
+                "%s", rbee_error_message());
+  queen_server_stop(q);
+}
+END_TEST
+
+/* A 10 ms timer on the heartbeat's loop: the worst gap between its ticks
+ * shows whether anything blocked the loop; it also notes when each failed
+ * beat was counted, between which two ticks. */
+typedef struct watch {
+  struct event *ev;
+  hb_worker *w;
+  int64_t last_us, worst_us;
+  uint64_t failed;
+  int64_t fail_after_us[HB_WORKER_MAX_BEATS + 1]; /* failure n ended after this */
+} watch;
+
+static void on_tick(evutil_socket_t fd, short what, void *arg) {
+  watch *wt = arg;
+  int64_t now = rbee__mono_us();
+  if (now - wt->last_us > wt->worst_us)
+    wt->worst_us = now - wt->last_us;
+  rbee_heartbeat_stats st;
+  rbee_heartbeat_get_stats(wt->w->hb, &st);
+  while (wt->failed < st.failed && wt->failed < HB_WORKER_MAX_BEATS)
+    wt->fail_after_us[++wt->failed] = wt->last_us;
+  wt->last_us = now;
+}
+
+typedef struct until {
+  hb_worker *w;
+  queen_server *q;
+  uint64_t failed_at_least;
+  const char *error_has;
+  int recovered;
+  size_t slow_seen; /* wait for a request answered slowly, then its failure */
+} until;
+
+static int reached(void *arg) {
+  until *u = arg;
+  rbee_heartbeat_stats st;
+  rbee_heartbeat_get_stats(u->w->hb, &st);
+  if (u->recovered)
+    return st.sent >= (uint64_t)u->recovered && st.consecutive_failures == 0;
+  if (u->slow_seen) {
+    size_t n = queen_server_count(u->q);
+    queen_request *r = n ? queen_server_get(u->q, n - 1) : NULL;
+    int slow = r && r->mode == QUEEN_SLOW;
+    queen_request_free(r);
+    if (!slow)
+      return 0;
+    u->slow_seen = 0;
+    u->failed_at_least = st.failed + 1;
+    return 0;
+  }
+  return st.failed >= u->failed_at_least &&
+         (u->error_has == NULL || strstr(st.last_error, u->error_has));
+}
+
+static int log_warns, log_recovers;
+
+static void count_logs(const rbee_log_event *ev, void *ud) {
+  if (strcmp(ev->actor, "heartbeat") != 0)
+    return;
+  if (ev->level == RBEE_LOG_WARN)
+    log_warns++;
+  if (ev->level == RBEE_LOG_INFO && strcmp(ev->action, "recover") == 0)
+    log_recovers++;
+}
+
+START_TEST(test_heartbeat_faults_survive_bad_queen) {
+  const unsigned interval = 1500, timeout = 1000, initial = 50;
+  queen_server *q = queen_server_start(QUEEN_REFUSE);
+  struct event_base *base = event_base_new();
+  hb_worker w = {.status = RBEE_STATUS_READY};
+  rbee_heartbeat_options o = options(q, interval);
+  o.timeout_ms = timeout;
+  o.backoff_initial_ms = initial;
+  queen_server_set_slow_ms(q, timeout + 300);
+  rbee_log_set_callback(count_logs, NULL);
+  ck_assert_int_eq(rbee_heartbeat_new(&w.hb, base, &o, hb_worker_payload, &w), 0);
+  watch wt = {.w = &w, .last_us = rbee__mono_us()};
+  wt.ev = event_new(base, -1, EV_PERSIST, on_tick, &wt);
+  struct timeval ten = {0, 10000};
+  event_add(wt.ev, &ten);
+  ck_assert_int_eq(rbee_heartbeat_start(w.hb), 0);
+
+  until u = {.w = &w, .q = q, .failed_at_least = 3, .error_has = "unreachable"};
+  ck_assert_msg(hb_loop_until(base, reached, &u, 30000), "refused");
+  rbee_heartbeat_stats st;
+  rbee_heartbeat_get_stats(w.hb, &st);
+  ck_assert_uint_eq(st.sent, 0);
+  ck_assert_uint_eq(st.consecutive_failures, st.failed);
+
+  queen_server_set_mode(q, QUEEN_500);
+  u = (until){.w = &w, .q = q, .failed_at_least = st.failed + 2, .error_has = "HTTP 500"};
+  ck_assert_msg(hb_loop_until(base, reached, &u, 30000), "500");
+
+  queen_server_set_mode(q, QUEEN_HANG);
+  u = (until){.w = &w, .q = q, .failed_at_least = 0, .error_has = "did not answer"};
+  ck_assert_msg(hb_loop_until(base, reached, &u, 30000), "hang");
+
+  queen_server_set_mode(q, QUEEN_SLOW); /* answers after the timeout */
+  u = (until){.w = &w, .q = q, .slow_seen = 1, .failed_at_least = UINT64_MAX};
+  ck_assert_msg(hb_loop_until(base, reached, &u, 30000), "slow");
+
+  queen_server_set_mode(q, QUEEN_GARBAGE);
+  u = (until){.w = &w, .q = q, .error_has = "bad ack"};
+  ck_assert_msg(hb_loop_until(base, reached, &u, 30000), "garbage");
+
+  queen_server_set_mode(q, QUEEN_OK);
+  u = (until){.w = &w, .q = q, .recovered = 1};
+  ck_assert_msg(hb_loop_until(base, reached, &u, 30000), "recovery");
+  rbee_heartbeat_get_stats(w.hb, &st);
+  ck_assert_str_eq(st.last_error, "");
+  ck_assert_int_gt(st.last_success_us, 0);
+  uint64_t failures = st.failed;
+  ck_assert_uint_ge(failures, 8);
+  /* Back to the normal period. */
+  int first_ok = w.beats - 1;
+  u = (until){.w = &w, .q = q, .recovered = 3};
+  ck_assert_msg(hb_loop_until(base, reached, &u, 30000), "beats resume");
+  rbee_heartbeat_get_stats(w.hb, &st);
+  ck_assert_uint_eq(st.failed, failures);
+  for (int k = first_ok + 1; k < w.beats && k < HB_WORKER_MAX_BEATS; k++) {
+    double gap = (double)(w.beat_us[k] - w.beat_us[k - 1]) / 1000.0;
+    ck_assert_msg(gap >= interval * 0.9 - 2, "gap %.1f ms after recovery", gap);
+  }
+
+  /* Backoff: a retry after n failures starts within the full-jitter
+   * ceiling min(interval, initial * 2^(n-1)) of the failure's end. */
+  for (int k = 1; k < w.beats && k < HB_WORKER_MAX_BEATS; k++) {
+    uint64_t n = w.beat_failures[k], f = w.beat_failed[k];
+    if (n == 0 || f > wt.failed)
+      continue;
+    double ceiling = initial;
+    for (uint64_t i = 1; i < n && ceiling < interval; i++)
+      ceiling *= 2;
+    ceiling = ceiling > interval ? interval : ceiling;
+    double wait = (double)(w.beat_us[k] - wt.fail_after_us[f]) / 1000.0;
+    ck_assert_msg(wait <= ceiling + 250, "retry %d after %" PRIu64 " failures waited %.1f ms, "
+                  "ceiling %.0f ms", k, n, wait, ceiling);
+  }
+  /* Every mode was met, and the loop was never blocked. */
+  int seen[6] = {0};
+  for (size_t i = 0; i < queen_server_count(q); i++) {
+    queen_request *r = queen_server_get(q, i);
+    seen[r->mode] = 1;
+    queen_request_free(r);
+  }
+  ck_assert(seen[QUEEN_500] && seen[QUEEN_HANG] && seen[QUEEN_SLOW] && seen[QUEEN_GARBAGE] &&
+            seen[QUEEN_OK]);
+  ck_assert_msg(wt.worst_us < timeout * 1000 / 2, "a 10 ms timer waited %lld us",
+                (long long)wt.worst_us);
+  /* One warning for the outage, one line for the recovery. */
+  ck_assert_int_eq(log_warns, 1);
+  ck_assert_int_eq(log_recovers, 1);
+  rbee_log_set_callback(NULL, NULL);
+  event_free(wt.ev);
+  rbee_heartbeat_free(w.hb);
+  event_base_free(base);
+  queen_server_stop(q);
+}
+END_TEST
+
+/* During an outage a status change still goes out within the initial
+ * backoff, not after the (long) current backoff. */
+START_TEST(test_heartbeat_faults_poke_during_outage) {
+  queen_server *q = queen_server_start(QUEEN_REFUSE);
+  struct event_base *base = event_base_new();
+  hb_worker w = {.status = RBEE_STATUS_READY};
+  rbee_heartbeat_options o = options(q, 20000);
+  o.backoff_initial_ms = 100;
+  ck_assert_int_eq(rbee_heartbeat_new(&w.hb, base, &o, hb_worker_payload, &w), 0);
+  ck_assert_int_eq(rbee_heartbeat_start(w.hb), 0);
+  hb_worker *wp = &w;
+  until u = {.w = wp, .q = q, .failed_at_least = 6};
+  ck_assert(hb_loop_until(base, reached, &u, 30000));
+  int n = w.beats;
+  int64_t t0 = rbee__mono_us();
+  w.status = RBEE_STATUS_STOPPING;
+  rbee_heartbeat_poke(w.hb);
+  while (w.beats == n && rbee__mono_us() - t0 < 10000000)
+    hb_loop_until(base, NULL, NULL, 5);
+  ck_assert_int_gt(w.beats, n);
+  int64_t waited = w.beat_us[n] - t0;
+  ck_assert_msg(waited <= 100000 + 300000, "poke waited %lld us", (long long)waited);
+  rbee_heartbeat_free(w.hb);
+  event_base_free(base);
+  queen_server_stop(q);
+}
+END_TEST
+
+static Suite *suite(void) {
+  Suite *s = suite_create("heartbeat_faults");
+  TCase *tc = tcase_create("faults");
+  tcase_set_timeout(tc, 90);
+  tcase_add_test(tc, test_heartbeat_faults_send_once);
+  tcase_add_test(tc, test_heartbeat_faults_survive_bad_queen);
+  tcase_add_test(tc, test_heartbeat_faults_poke_during_outage);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int main(void) { return rbee_test_run(suite()); }
