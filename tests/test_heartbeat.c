@@ -268,7 +268,8 @@ static void check_period(unsigned interval_ms, double jitter, int gaps) {
   ck_assert_int_ge(w.beats, gaps + 1);
   ck_assert_msg(w.beat_us[0] - t0 < 2000000, "first beat after %lld us",
                 (long long)(w.beat_us[0] - t0));
-  double lo = interval_ms * (1 - jitter) - 2, hi = interval_ms * (1 + jitter) + 1000;
+  /* libevent's default clock is CLOCK_MONOTONIC_COARSE (a few ms). */
+  double lo = interval_ms * (1 - jitter) - 10, hi = interval_ms * (1 + jitter) + 1000;
   double min = 1e9, max = 0;
   for (int i = 1; i <= gaps; i++) {
     double gap = (double)(w.beat_us[i] - w.beat_us[i - 1]) / 1000.0;
@@ -343,7 +344,7 @@ START_TEST(test_heartbeat_poke_sends_at_once) {
   rbee_heartbeat_poke(w.hb);
   loop_until_requests(base, q, 4);
   queen_request *r2 = queen_server_get(q, 2), *r3 = queen_server_get(q, 3);
-  ck_assert_int_ge(r3->mono_us - r2->mono_us, 290000); /* after the answer */
+  ck_assert_int_ge(r3->mono_us - r2->mono_us, 250000); /* after the answer */
   cJSON_Delete(check_beat(r2, "busy", NULL));
   cJSON_Delete(check_beat(r3, "ready", NULL));
   queen_request_free(r2);
@@ -415,7 +416,7 @@ START_TEST(test_heartbeat_finish_bounded_when_queen_hangs) {
   ck_assert(hb_loop_until(base, done_called, &w, 30000));
   int64_t took = rbee__mono_us() - t0;
   ck_assert_int_eq(w.done_result, RBEE_ETIMEDOUT);
-  ck_assert_msg(took >= 290000 && took < 3000000, "finish took %lld us", (long long)took);
+  ck_assert_msg(took >= 250000 && took < 3000000, "finish took %lld us", (long long)took);
   ck_assert_ptr_null(w.hb); /* freed from the done callback */
   loop_until_requests(base, q, 2); /* the final beat did go out */
   ck_assert_int_eq(event_base_get_num_events(base, EVENT_BASE_COUNT_ADDED), 0);
@@ -490,8 +491,9 @@ START_TEST(test_heartbeat_payload_skips_and_errors) {
   /* A payload that leaves the worker info empty is a failed beat. */
   w.no_info = 1;
   int n = w.beats;
-  while (w.beats < n + 2)
+  for (int i = 0; i < 600 && w.beats < n + 2; i++)
     hb_loop_until(base, NULL, NULL, 50);
+  ck_assert_int_ge(w.beats, n + 2);
   rbee_heartbeat_get_stats(w.hb, &st);
   ck_assert_uint_ge(st.failed, 1);
   ck_assert_msg(strstr(st.last_error, "worker info"), "%s", st.last_error);

@@ -187,7 +187,7 @@ START_TEST(test_heartbeat_faults_survive_bad_queen) {
   ck_assert_uint_eq(st.failed, failures);
   for (int k = first_ok + 1; k < w.beats && k < HB_WORKER_MAX_BEATS; k++) {
     double gap = (double)(w.beat_us[k] - w.beat_us[k - 1]) / 1000.0;
-    ck_assert_msg(gap >= interval * 0.9 - 2, "gap %.1f ms after recovery", gap);
+    ck_assert_msg(gap >= interval * 0.9 - 10, "gap %.1f ms after recovery", gap);
   }
 
   /* Backoff: a retry after n failures starts within the full-jitter

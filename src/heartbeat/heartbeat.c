@@ -46,6 +46,9 @@ static void schedule_in(rbee_heartbeat *hb, int64_t delay_us) {
   if (delay_us < 0)
     delay_us = 0;
   hb->next_due_us = rbee__mono_us() + delay_us;
+  /* libevent measures from the time cached when this loop turn began;
+   * refresh it so that the delay counts from now. */
+  event_base_update_cache_time(hb->base);
   struct timeval tv = {(time_t)(delay_us / 1000000), (suseconds_t)(delay_us % 1000000)};
   evtimer_add(hb->beat_ev, &tv);
 }
