@@ -2,6 +2,7 @@
  * registered test backend), NVML loading, and the CUDA backend: on a GPU
  * machine its real path, elsewhere its clear no-driver/no-device errors. */
 #include <check.h>
+#include <dlfcn.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -377,6 +378,198 @@ START_TEST(test_device_sticky_threads) {
 }
 END_TEST
 
+
+/* NVML is loaded at run time; a missing or wrong library is a clear
+ * ENODRIVER, never a crash. */
+START_TEST(test_device_nvml_load_errors) {
+  rbee__nvml *nvml = (rbee__nvml *)&nvml;
+  ck_assert_int_eq(rbee__nvml_open(&nvml, "/nonexistent/libnvidia-ml.so.1", "0000:01:00.0"),
+                   RBEE_ENODRIVER);
+  ck_assert_ptr_null(nvml);
+  assert_msg_has("NVML not loaded");
+  assert_msg_has("/nonexistent/libnvidia-ml.so.1");
+  ck_assert_int_eq(rbee__nvml_open(&nvml, "libc.so.6", "0000:01:00.0"), RBEE_ENODRIVER);
+  assert_msg_has("lacks nvmlInit_v2");
+  ck_assert_ptr_null(nvml);
+  rbee__nvml_close(NULL);
+}
+END_TEST
+
+/* RBEE_TEST_EXPECT_GPU=1 (set by scripts/gpu-check.sh) or 0 says whether a
+ * usable GPU must be there; unset, either path may run. */
+static int expect_gpu(void) {
+  const char *e = getenv("RBEE_TEST_EXPECT_GPU");
+  return e == NULL || *e == '\0' ? -1 : atoi(e) != 0;
+}
+
+/* No driver or no device: every way in gives the same clear error. */
+static void cuda_absent_path(int count_rc, int n) {
+  char msg[512];
+  snprintf(msg, sizeof msg, "%s", rbee_error_message());
+  int want;
+  if (count_rc != 0) {
+    ck_assert_msg(count_rc == RBEE_ENODRIVER, "count gave %s: %s", rbee_err_name(count_rc), msg);
+    ck_assert_msg(strncmp(msg, "CUDA driver not found or too old: cuda", 38) == 0, "%s", msg);
+    want = RBEE_ENODRIVER;
+  } else {
+    ck_assert_int_eq(n, 0);
+    want = RBEE_ENODEV;
+    snprintf(msg, sizeof msg, "cuda:0 requested, 0 devices present");
+  }
+  rbee_device *dev = NULL;
+  ck_assert_int_eq(rbee_device_open(&dev, "cuda:0"), want);
+  ck_assert_str_eq(rbee_error_message(), msg);
+  ck_assert_int_eq(rbee_device_open(&dev, "0"), want);
+  ck_assert_int_eq(rbee_device_init_cuda(&dev, 2), want);
+  if (want == RBEE_ENODEV)
+    ck_assert_str_eq(rbee_error_message(), "cuda:2 requested, 0 devices present");
+  ck_assert_ptr_null(dev);
+}
+
+typedef struct {
+  rbee_device *dev;
+  atomic_int stop;
+  int bad;
+  int rounds;
+} stats_loop;
+
+static void *stats_thread(void *arg) {
+  stats_loop *l = arg;
+  while (!atomic_load(&l->stop)) {
+    rbee_device_usage u;
+    if (rbee_device_stats(l->dev, &u) != 0 || u.mem_total_bytes <= 0 ||
+        rbee_device_check(l->dev) != 0)
+      l->bad++;
+    l->rounds++;
+  }
+  return NULL;
+}
+
+/* A GPU: open, verify (the kernel's answer read back), stats from the
+ * runtime and NVML, bad ordinals, a second handle, and stats on another
+ * thread while verify runs. */
+static void cuda_present_path(int n) {
+  rbee_device *dev = NULL;
+  ck_assert_msg(rbee_device_open(&dev, "cuda:0") == 0, "%s", rbee_error_message());
+  ck_assert_str_eq(rbee_device_name(dev), "cuda:0");
+  ck_assert_int_eq(rbee_device_get_kind(dev), RBEE_DEVICE_CUDA);
+  ck_assert_int_eq(rbee_device_ordinal(dev), 0);
+  const char *backend = rbee_device_backend_of(dev)->name;
+  ck_assert_msg(strstr(rbee_device_description(dev), ", sm_") != NULL, "%s",
+                rbee_device_description(dev));
+  if (strcmp(backend, "cuda+cudnn") == 0)
+    ck_assert_msg(strstr(rbee_device_description(dev), "cuDNN ") != NULL, "%s",
+                  rbee_device_description(dev));
+  else
+    ck_assert_str_eq(backend, "cuda");
+  ck_assert_msg(rbee_device_verify(dev) == 0, "%s", rbee_error_message());
+  ck_assert_int_eq(rbee_device_check(dev), 0);
+
+  rbee_device_usage u;
+  ck_assert_int_eq(rbee_device_stats(dev, &u), 0);
+  ck_assert_int_gt(u.mem_total_bytes, (int64_t)1 << 30);
+  ck_assert_int_gt(u.mem_free_bytes, 0);
+  ck_assert_int_le(u.mem_free_bytes, u.mem_total_bytes);
+  ck_assert_int_gt(u.cpu_cores, 0);
+  ck_assert_int_gt(u.rss_bytes, 0);
+  void *nvml = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
+  if (nvml != NULL) {
+    ck_assert_msg(u.utilization_pct >= 0 && u.utilization_pct <= 100, "util %d",
+                  u.utilization_pct);
+    ck_assert_msg(u.temperature_c > 0 && u.temperature_c < 130, "temp %d", u.temperature_c);
+    ck_assert_msg(u.power_mw > 0, "power %d", u.power_mw);
+    dlclose(nvml);
+  } else {
+    ck_assert_int_eq(u.utilization_pct, -1);
+    ck_assert_int_eq(u.temperature_c, -1);
+    ck_assert_int_eq(u.power_mw, -1);
+  }
+
+  rbee_device *other = NULL;
+  char spec[32], want[96];
+  snprintf(spec, sizeof spec, "cuda:%d", n);
+  snprintf(want, sizeof want, "cuda:%d requested, %d device%s present", n, n, n == 1 ? "" : "s");
+  ck_assert_int_eq(rbee_device_open(&other, spec), RBEE_ENODEV);
+  ck_assert_str_eq(rbee_error_message(), want);
+  ck_assert_int_eq(rbee_device_open(&other, "cuda:3000"), RBEE_ENODEV);
+
+  /* Two handles share the GPU; freeing one leaves the other working. */
+  ck_assert_int_eq(rbee_device_open(&other, "0"), 0);
+  ck_assert_str_eq(rbee_device_name(other), "cuda:0");
+  ck_assert_int_eq(rbee_device_verify(other), 0);
+  rbee_device_free(other);
+
+  stats_loop l = {dev, 0, 0, 0};
+  pthread_t t;
+  ck_assert_int_eq(pthread_create(&t, NULL, stats_thread, &l), 0);
+  for (int i = 0; i < 20; i++)
+    ck_assert_msg(rbee_device_verify(dev) == 0, "%s", rbee_error_message());
+  atomic_store(&l.stop, 1);
+  pthread_join(t, NULL);
+  ck_assert_int_eq(l.bad, 0);
+  ck_assert_int_gt(l.rounds, 0);
+  ck_assert_int_eq(rbee_device_check(dev), 0);
+  rbee_device_free(dev);
+}
+
+/* Exactly one of the paths runs, and each asserts. */
+START_TEST(test_device_cuda) {
+  if (!rbee_device_kind_built(RBEE_DEVICE_CUDA)) {
+    ck_assert_int_ne(expect_gpu(), 1);
+    rbee_device *dev = NULL;
+    ck_assert_int_eq(rbee_device_open(&dev, "cuda:0"), RBEE_ENOTSUP);
+    ck_assert_int_eq(rbee__device_cuda_inject_fault(dev), RBEE_ENOTSUP);
+    return;
+  }
+  int n = -1;
+  int rc = rbee_device_count(RBEE_DEVICE_CUDA, &n);
+  int gpu = rc == 0 && n > 0;
+  if (expect_gpu() == 1)
+    ck_assert_msg(gpu, "RBEE_TEST_EXPECT_GPU=1 but no GPU: %s (%d devices)",
+                  rc ? rbee_error_message() : "", n);
+  if (expect_gpu() == 0)
+    ck_assert_msg(!gpu, "RBEE_TEST_EXPECT_GPU=0 but %d GPUs", n);
+  if (gpu)
+    cuda_present_path(n);
+  else
+    cuda_absent_path(rc, n);
+}
+END_TEST
+
+/* A sticky error after start: a kernel writes through a bad pointer; the
+ * device turns unhealthy and says why, from check, verify and stats. Runs
+ * last: the process' CUDA context is dead afterwards. */
+START_TEST(test_device_cuda_sticky) {
+  int n = 0;
+  if (!rbee_device_kind_built(RBEE_DEVICE_CUDA) ||
+      rbee_device_count(RBEE_DEVICE_CUDA, &n) != 0 || n == 0) {
+    ck_assert_int_ne(expect_gpu(), 1);
+    rbee_device *cpu = NULL;
+    ck_assert_int_eq(rbee_device_init_cpu(&cpu), 0);
+    ck_assert_int_eq(rbee__device_cuda_inject_fault(cpu),
+                     rbee_device_kind_built(RBEE_DEVICE_CUDA) ? RBEE_EINVAL : RBEE_ENOTSUP);
+    ck_assert_int_eq(rbee_device_check(cpu), 0);
+    rbee_device_free(cpu);
+    return;
+  }
+  rbee_device *dev = NULL;
+  ck_assert_int_eq(rbee_device_open(&dev, "cuda:0"), 0);
+  ck_assert_int_eq(rbee_device_verify(dev), 0);
+  ck_assert_int_eq(rbee__device_cuda_inject_fault(dev), RBEE_EDEVICE);
+  assert_msg_has("cudaError");
+  ck_assert_int_eq(rbee_device_check(dev), RBEE_EDEVICE);
+  char msg[512];
+  snprintf(msg, sizeof msg, "%s", rbee_error_message());
+  ck_assert_msg(strstr(msg, "cuda:0: ") == msg && strstr(msg, "cudaError") != NULL, "%s", msg);
+  ck_assert_int_eq(rbee_device_verify(dev), RBEE_EDEVICE);
+  ck_assert_str_eq(rbee_error_message(), msg);
+  rbee_device_usage u;
+  ck_assert_int_eq(rbee_device_stats(dev, &u), RBEE_EDEVICE);
+  ck_assert_int_gt(u.cpu_cores, 0);
+  rbee_device_free(dev);
+}
+END_TEST
+
 Suite *device_suite(void);
 Suite *device_suite(void) {
   Suite *s = suite_create("device");
@@ -391,7 +584,13 @@ Suite *device_suite(void) {
   tcase_add_test(tc, test_device_backend_register);
   tcase_add_test(tc, test_device_sticky_error);
   tcase_add_test(tc, test_device_sticky_threads);
+  tcase_add_test(tc, test_device_nvml_load_errors);
+  tcase_add_test(tc, test_device_cuda);
   suite_add_tcase(s, tc);
+  /* Last: without fork (CK_FORK=no) it leaves the process' CUDA broken. */
+  TCase *sticky = tcase_create("cuda_sticky");
+  tcase_add_test(sticky, test_device_cuda_sticky);
+  suite_add_tcase(s, sticky);
   return s;
 }
 

@@ -23,3 +23,12 @@ const rbee_device_backend *rbee__device_builtin(rbee_device_kind kind) {
   }
   return NULL;
 }
+
+#ifndef RBEE_DEVICE_HAVE_CUDA
+#include "util/util.h"
+
+int rbee__device_cuda_inject_fault(rbee_device *dev) {
+  (void)dev;
+  return rbee__error_set(RBEE_ENOTSUP, "this librbee has no CUDA backend");
+}
+#endif
