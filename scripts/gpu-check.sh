@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# The checks that need an NVIDIA GPU, in one short run: a CUDA build (with
+# cuDNN when cudnn.h is there) for this GPU's architecture only, the device
+# tests forced onto their GPU path, and verify + stats of cuda:0 as JSON.
+# Prints PASS/FAIL per check and a summary; exit 0 only when all passed,
+# 69 when no GPU is present, 1 on a failure.
+#
+#   scripts/gpu-check.sh                 on the GPU machine
+#   scripts/gpu-check.sh --build-only    configure and build, no GPU needed
+#   scripts/gpu-check.sh --fetch-deps    here, with apt: put the Debian
+#       packages the build needs, unpacked, into build-gpu-deps/ (git
+#       ignores it), for a GPU machine that lacks them and cannot fetch:
+#       carry build-gpu-deps there; the check uses it when it exists.
+#
+# More checks go at the end, each as `check NAME COMMAND...` after building
+# what it needs with `build TARGET...`.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+dir=${RBEE_GPU_BUILD_DIR:-build-gpu}
+deps=$root/build-gpu-deps
+cuda=${CUDA_HOME:-/usr/local/cuda}
+jobs=$(nproc)
+t0=$SECONDS
+passed=()
+failed=()
+
+say() { printf '\n== %s (%ds)\n' "$*" $((SECONDS - t0)); }
+die() { # message [exit code]
+  printf 'gpu-check: %s\n' "$1" >&2
+  exit "${2:-1}"
+}
+summary() {
+  printf '\n== summary after %ds\n' $((SECONDS - t0))
+  for p in "${passed[@]}"; do printf 'PASS %s\n' "$p"; done
+  for f in "${failed[@]}"; do printf 'FAIL %s\n' "$f"; done
+  [ ${#failed[@]} -eq 0 ] && [ ${#passed[@]} -gt 0 ]
+}
+# check NAME COMMAND...: run, record PASS/FAIL, go on to the next check.
+check() {
+  local name=$1
+  shift
+  say "$name"
+  if "$@"; then passed+=("$name"); else failed+=("$name"); fi
+}
+
+if [ "${1:-}" = --fetch-deps ]; then
+  # The build's Debian packages and the libraries they pull in, minus the
+  # C library and the compiler's own (the GPU machine has those).
+  pkgs=(libevent-dev libcurl4-openssl-dev libcjson-dev check uuid-dev libpng-dev pkgconf)
+  list=$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts \
+    --no-breaks --no-replaces --no-enhances "${pkgs[@]}" | grep -E '^[a-z0-9]' | sort -u |
+    grep -vxE 'libc6|libc6-dev|libc-dev-bin|linux-libc-dev|libcrypt1|libcrypt-dev|libnsl2|libnsl-dev|libtirpc3|libtirpc-dev|libtirpc-common|rpcsvc-proto|libgcc-s1|gcc-12-base|libstdc\+\+6|mawk|debconf|dpkg|perl-base')
+  rm -rf "$deps" && mkdir -p "$deps/debs" "$deps/root" || exit 1
+  (cd "$deps/debs" && apt-get download $list) || die "apt-get download failed"
+  for f in "$deps"/debs/*.deb; do dpkg -x "$f" "$deps/root" || die "cannot unpack $f"; done
+  rm -rf "$deps/debs" "$deps"/root/usr/share/{doc,man,info,locale,lintian}
+  # Static archives only where the build links them (Check).
+  find "$deps/root" -name '*.a' ! -name 'libcheck*.a' -delete
+  echo "gpu-check: $(echo "$list" | wc -l) packages unpacked into $deps ($(du -sh "$deps" | cut -f1)); carry build-gpu-deps"
+  exit 0
+fi
+build_only=0
+[ "${1:-}" = --build-only ] && build_only=1
+
+say "GPU and toolkit"
+[ -x "$cuda/bin/nvcc" ] || die "no CUDA toolkit: $cuda/bin/nvcc missing (set CUDA_HOME)" 69
+"$cuda/bin/nvcc" --version | tail -n 2
+arch=""
+if command -v nvidia-smi >/dev/null && nvidia-smi -L 2>/dev/null | grep -q '^GPU'; then
+  nvidia-smi --query-gpu=index,name,driver_version,memory.total,compute_cap --format=csv
+  arch=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -n 1 | tr -d '. ')
+elif [ $build_only -eq 0 ]; then
+  die "no NVIDIA GPU present (nvidia-smi lists none): nothing to check on this machine" 69
+else
+  echo "no NVIDIA GPU present: building only"
+fi
+arch=${arch:-90}
+
+say "dependencies"
+if [ -d "$deps/root" ]; then
+  # Unpacked Debian packages (--fetch-deps): found through pkg-config's
+  # sysroot, linked with an RPATH that also serves their own dependencies.
+  lib=$deps/root/usr/lib/x86_64-linux-gnu
+  lib2=$deps/root/lib/x86_64-linux-gnu
+  export PATH=$deps/root/usr/bin:$PATH
+  export PKG_CONFIG_SYSROOT_DIR=$deps/root
+  export PKG_CONFIG_LIBDIR=$lib/pkgconfig:$deps/root/usr/share/pkgconfig
+  export CPATH=$deps/root/usr/include${CPATH:+:$CPATH}
+  export LIBRARY_PATH=$lib:$lib2${LIBRARY_PATH:+:$LIBRARY_PATH}
+  pkgconf_lib=$lib:$lib2
+  # DT_RPATH (not RUNPATH) is searched for the libraries' own dependencies too.
+  ldflags="-Wl,--disable-new-dtags -Wl,-rpath,$lib:$lib2 -Wl,-rpath-link,$lib:$lib2"
+  extra=(-DCMAKE_EXE_LINKER_FLAGS="$ldflags" -DCMAKE_SHARED_LINKER_FLAGS="$ldflags"
+    -DPKG_CONFIG_EXECUTABLE="$deps/root/usr/bin/pkgconf")
+  echo "using the packages in $deps"
+else
+  pkgconf_lib=""
+  extra=()
+fi
+pc() { LD_LIBRARY_PATH=${pkgconf_lib}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} pkg-config "$@"; }
+command -v pkg-config >/dev/null || die "pkg-config missing: run scripts/gpu-check.sh --fetch-deps on a machine with apt and carry build-gpu-deps"
+for m in libevent libevent_pthreads libcurl libcjson check; do
+  pc --exists "$m" || die "$m missing: run scripts/gpu-check.sh --fetch-deps on a machine with apt and carry build-gpu-deps"
+done
+cudnn=OFF
+if [ -f "$cuda/include/cudnn.h" ] || [ -f "$cuda/targets/x86_64-linux/include/cudnn.h" ]; then
+  cudnn=ON
+fi
+echo "libevent $(pc --modversion libevent), libcurl $(pc --modversion libcurl), cJSON $(pc --modversion libcjson), check $(pc --modversion check); cuDNN: $cudnn; sm_$arch"
+
+say "configure (CUDA, cuDNN $cudnn, sm_$arch)"
+PKG_CONFIG=pkg-config LD_LIBRARY_PATH=${pkgconf_lib}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} \
+  mkdir -p "$dir" && cmake -S . -B "$dir" -DRBEE_WERROR=ON -DRBEE_WITH_CUDA=ON -DRBEE_WITH_CUDNN=$cudnn \
+  -DCMAKE_CUDA_COMPILER="$cuda/bin/nvcc" -DCMAKE_CUDA_ARCHITECTURES="$arch" \
+  -DRBEE_BUILD_BENCH=OFF "${extra[@]}" >"$dir/configure.log" 2>&1 ||
+  { cat "$dir/configure.log"; die "configure failed"; }
+grep -E 'cuDNN|CUDA' "$dir/configure.log" || true
+
+# build TARGET...: build only these, with every core.
+build() { cmake --build "$dir" -j "$jobs" --target "$@"; }
+say "build"
+build test_device rbee-device-info || die "build failed"
+[ $build_only -eq 1 ] && { echo "built $dir (no GPU: no tests run)"; exit 0; }
+
+tool=$dir/tools/rbee-device-info/rbee-device-info
+export RBEE_TEST_EXPECT_GPU=1 CK_DEFAULT_TIMEOUT=120
+check "device tests (test_device, test_device_info) on the GPU path" \
+  ctest --test-dir "$dir" -R '^test_device' --output-on-failure --timeout 240
+check "rbee-device-info --list" "$tool" --list
+check "rbee-device-info --json cuda:0 (verify + stats)" \
+  bash -c "set -o pipefail; '$tool' --json cuda:0 | tee '$dir/cuda0.json'; grep -q '\"verified\":true' '$dir/cuda0.json'"
+check "rbee-device-info cuda:0 (text)" "$tool" cuda:0
+
+# More checks (e.g. the sd-worker sample's CUDA path) go here.
+
+summary
