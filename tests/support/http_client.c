@@ -150,16 +150,23 @@ int tc_send_all(int fd, const char *s, size_t n) {
 int tc_read_until(int fd, char **buf, size_t *len, const char *needle, long timeout_ms) {
   struct pollfd p = {.fd = fd, .events = POLLIN};
   long waited = 0;
+  size_t nl = needle ? strlen(needle) : 0, scanned = 0;
   for (;;) {
-    if (*buf && needle && strstr(*buf, needle))
-      return 1;
+    /* Search only what arrived since the last look (plus an overlap), so
+     * that long streams cost linear time. */
+    if (*buf && needle) {
+      size_t from = scanned > nl ? scanned - nl : 0;
+      if (strstr(*buf + from, needle))
+        return 1;
+      scanned = *len;
+    }
     if (waited >= timeout_ms || poll(&p, 1, 50) < 0)
       return 0;
     if (!(p.revents & (POLLIN | POLLHUP))) {
       waited += 50;
       continue;
     }
-    char tmp[4096];
+    char tmp[65536];
     ssize_t r = recv(fd, tmp, sizeof tmp, 0);
     if (r <= 0)
       return *buf && needle && strstr(*buf, needle);
