@@ -733,6 +733,25 @@ START_TEST(test_http_health_while_slots_spin) {
 }
 END_TEST
 
+START_TEST(test_http_header_limit) {
+  /* 32 KiB of headers against a 16 KiB limit: refused, server unharmed. */
+  size_t n = 32 * 1024;
+  char *h = malloc(n + 16);
+  memcpy(h, "X-Big: ", 7);
+  memset(h + 7, 'a', n);
+  h[7 + n] = '\0';
+  const char *hs[] = {h, NULL};
+  tc_response r;
+  tc_request(&r, fx.port, "GET", "/health", (const char *const *)hs, NULL, 0, NULL, 10000);
+  free(h);
+  ck_assert_msg(r.status >= 400 || r.status == 0, "status %ld", r.status);
+  tc_response_free(&r);
+  r = req("GET", "/health", NULL);
+  ck_assert_int_eq(r.status, 200);
+  tc_response_free(&r);
+}
+END_TEST
+
 START_TEST(test_http_bind_errors) {
   rbee__http *other = NULL;
   rbee__http_config hc = {.bind = "127.0.0.1", .port = fx.port, .max_body_bytes = 1024,
@@ -769,6 +788,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, test_http_client_vanishes_cancels_job);
   tcase_add_test(tc, test_http_slow_client_gets_every_byte);
   tcase_add_test(tc, test_http_health_while_slots_spin);
+  tcase_add_test(tc, test_http_header_limit);
   tcase_add_test(tc, test_http_bind_errors);
   suite_add_tcase(s, tc);
   TCase *load = tcase_create("load");
