@@ -2,6 +2,7 @@
 # The checks that need an NVIDIA GPU, in one short run: a CUDA build (with
 # cuDNN when cudnn.h is there) for this GPU's architecture only, the device
 # tests forced onto their GPU path, and verify + stats of cuda:0 as JSON.
+# Warnings are not errors here (CI checks them; this is about the GPU).
 # Prints PASS/FAIL per check and a summary; exit 0 only when all passed,
 # 69 when no GPU is present, 1 on a failure.
 #
@@ -106,12 +107,20 @@ done
 cudnn=OFF
 if [ -f "$cuda/include/cudnn.h" ] || [ -f "$cuda/targets/x86_64-linux/include/cudnn.h" ]; then
   cudnn=ON
+elif [ -z "${CUDNN_ROOT:-}" ] && command -v python3 >/dev/null; then
+  # cuDNN from pip's nvidia-cudnn wheel (include/ and lib/ in its folder).
+  CUDNN_ROOT=$(python3 -c 'import nvidia.cudnn as m; print(list(m.__path__)[0])' 2>/dev/null) || true
+fi
+if [ $cudnn = OFF ] && [ -n "${CUDNN_ROOT:-}" ] && [ -f "$CUDNN_ROOT/include/cudnn.h" ]; then
+  export CUDNN_ROOT
+  cudnn=ON
+  echo "cuDNN from $CUDNN_ROOT"
 fi
 echo "libevent $(pc --modversion libevent), libcurl $(pc --modversion libcurl), cJSON $(pc --modversion libcjson), check $(pc --modversion check); cuDNN: $cudnn; sm_$arch"
 
 say "configure (CUDA, cuDNN $cudnn, sm_$arch)"
 PKG_CONFIG=pkg-config LD_LIBRARY_PATH=${pkgconf_lib}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} \
-  mkdir -p "$dir" && cmake -S . -B "$dir" -DRBEE_WERROR=ON -DRBEE_WITH_CUDA=ON -DRBEE_WITH_CUDNN=$cudnn \
+  mkdir -p "$dir" && cmake -S . -B "$dir" -DRBEE_WERROR=OFF -DRBEE_WITH_CUDA=ON -DRBEE_WITH_CUDNN=$cudnn \
   -DCMAKE_CUDA_COMPILER="$cuda/bin/nvcc" -DCMAKE_CUDA_ARCHITECTURES="$arch" \
   -DRBEE_BUILD_BENCH=OFF "${extra[@]}" >"$dir/configure.log" 2>&1 ||
   { cat "$dir/configure.log"; die "configure failed"; }
@@ -127,7 +136,8 @@ tool=$dir/tools/rbee-device-info/rbee-device-info
 export RBEE_TEST_EXPECT_GPU=1 CK_DEFAULT_TIMEOUT=120
 check "device tests (test_device, test_device_info) on the GPU path" \
   ctest --test-dir "$dir" -R '^test_device' --output-on-failure --timeout 240
-check "rbee-device-info --list" "$tool" --list
+check "rbee-device-info --list shows cuda:0" \
+  bash -c "set -o pipefail; '$tool' --list | tee /dev/stderr | grep -q '^cuda  *cuda:0 '"
 check "rbee-device-info --json cuda:0 (verify + stats)" \
   bash -c "set -o pipefail; '$tool' --json cuda:0 | tee '$dir/cuda0.json'; grep -q '\"verified\":true' '$dir/cuda0.json'"
 check "rbee-device-info cuda:0 (text)" "$tool" cuda:0

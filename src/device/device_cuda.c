@@ -52,9 +52,10 @@ static int cuda_error(cudaError_t e, int ordinal, const char *what) {
     version_str(dv, sizeof dv, drv);
     version_str(rv, sizeof rv, rt);
     return rbee__error_set(RBEE_ENODRIVER,
-                           "CUDA driver not found or too old: %s: %s (driver %s, runtime %s; "
+                           "CUDA driver not found or too old: %s: %s (%s%s, runtime %s; "
                            "install an NVIDIA driver for CUDA %s or newer)",
-                           name, text, dv, rv, rv);
+                           name, text, drv > 0 ? "driver for CUDA " : "no driver loaded",
+                           drv > 0 ? dv : "", rv, rv);
   }
   case cudaErrorMemoryAllocation:
     return rbee__error_set(RBEE_ENOMEM, "cuda:%d: out of device memory (%s): %s: %s", ordinal,
