@@ -1,6 +1,12 @@
 /* Compute devices: CPU always; CUDA (optionally with cuDNN) or Metal when the
  * build has them. A device is opened from a spec string, verified with a
- * real smoke test whose answer is read back, and asked for live stats. */
+ * real smoke test whose answer is read back, and asked for live stats.
+ *
+ * Threads: open, verify and free a device from one thread at a time;
+ * rbee_device_stats() and rbee_device_check() may be called from any thread
+ * at the same time (the event loop calls them for heartbeats). The CUDA
+ * backend puts the calling thread's current device back after each call.
+ * Strings returned by the accessors live as long as the device. */
 #ifndef RBEE_DEVICE_H
 #define RBEE_DEVICE_H
 
@@ -57,9 +63,14 @@ RBEE_EXTERN int rbee_device_init_metal(rbee_device **out, int gpu_id);
  * device is marked unhealthy and rbee_error_message() says why (for CUDA,
  * the error name and text). */
 RBEE_EXTERN int rbee_device_verify(rbee_device *dev);
-/** Fill @p out with live figures. Cheap enough for every heartbeat. */
+/** Fill @p out with live figures. Cheap enough for every heartbeat (a few
+ * procfs reads, one driver query, NVML where loaded). On an unhealthy
+ * device the host figures are still filled and the sticky error is
+ * returned; a newly found sticky error marks the device unhealthy. */
 RBEE_EXTERN int rbee_device_stats(rbee_device *dev, rbee_device_usage *out);
-/** 0 while healthy; else the sticky error that made it unhealthy. */
+/** 0 while healthy; else the sticky error that made it unhealthy (the
+ * first one; it never clears), with its message. Probes the device quickly
+ * (for CUDA, a query of the device's idle stream). */
 RBEE_EXTERN int rbee_device_check(rbee_device *dev);
 
 /** "cpu", "cuda:0", ... */
