@@ -13,6 +13,7 @@ pkgs=(
   libpng-dev              # sd-worker sample writes PNG
   curl                    # shell tests and make demo
   clang                   # fuzz target (libFuzzer)
+  openssl                 # TLS test queen (tests/test_heartbeat_tls.sh)
 )
 [ "${RBEE_BENCH:-0}" = 1 ] && pkgs+=(gnuplot-nox)
 

@@ -269,6 +269,11 @@ int rbee__hb_verdict(CURL *easy, CURLcode cc, const rbee__hb_config *cfg, unsign
   } else if (cc == CURLE_OUT_OF_MEMORY) {
     rc = RBEE_ENOMEM;
     snprintf(err, errlen, "out of memory sending a heartbeat");
+  } else if (cc == CURLE_PEER_FAILED_VERIFICATION || cc == CURLE_SSL_CONNECT_ERROR ||
+             cc == CURLE_SSL_CERTPROBLEM || cc == CURLE_SSL_CACERT_BADFILE ||
+             cc == CURLE_SSL_CIPHER || cc == CURLE_SSL_ENGINE_NOTFOUND) {
+    rc = RBEE_EHTTP;
+    snprintf(err, errlen, "TLS with queen %s failed: %s", cfg->endpoint, detail);
   } else if (cc != CURLE_OK) {
     rc = RBEE_EHTTP;
     snprintf(err, errlen, "queen %s unreachable: %s", cfg->endpoint, detail);
