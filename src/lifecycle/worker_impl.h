@@ -1,0 +1,95 @@
+/* The worker object, shared by worker.c (start-up, loop, drain, exit) and
+ * worker_state.c (status, health, progress, snapshot, heartbeat payload).
+ *
+ * Threads: the loop runs on the thread that called rbee_worker_run. Fields
+ * under "mu" may be written from any thread (on_init, job threads, worker
+ * code); the rest belong to the loop thread. */
+#ifndef RBEE_LIFECYCLE_WORKER_IMPL_H
+#define RBEE_LIFECYCLE_WORKER_IMPL_H
+
+#include <pthread.h>
+
+#include "http/http.h"
+#include "lifecycle/jobs.h"
+#include "lifecycle/worker_internal.h"
+#include "rbee/heartbeat.h"
+
+struct event;
+
+/* Health has three sources; the worst one shows. */
+enum { RBEE__HS_USER = 0, RBEE__HS_HANG, RBEE__HS_DEVICE, RBEE__HS_N };
+
+struct rbee_worker {
+  rbee_worker_options opts;
+  const rbee_worker_callbacks *cb;
+  void *ud;
+  struct event_base *base;
+  rbee_device *dev;
+  rbee__jobs *jobs;
+  rbee__http *http;
+  rbee_heartbeat *hb;
+  rbee__sd sd;
+  char *id;
+  int port;
+  int64_t start_mono;
+  rbee_worker_info info;   /* status kept current */
+
+  /* Loop thread. */
+  rbee_worker_status status;
+  int ready_once;          /* on_ready called */
+  int init_running;        /* the on_init thread has not reported back */
+  int init_joinable;
+  pthread_t init_thread;
+  int draining;
+  int deadline_passed;
+  unsigned stuck;          /* job threads that never returned */
+  int flushing;
+  int phase_done;          /* loop may stop */
+  int signals;             /* SIGTERM/SIGINT seen */
+  int forced_code;         /* 130/143 after a second signal */
+  int exit_code;
+  int final_done;
+  int64_t flush_deadline;
+  int64_t last_check_mono; /* last rbee_device_check */
+  rbee_device_usage usage;
+  int has_usage;
+  int last_progress_pct;
+  char last_progress_what[128];
+  int64_t last_extend_mono;
+  int64_t moment_end;      /* job threads' last chance after the deadline */
+  rbee_health last_health; /* as last logged */
+  struct event *ev_term, *ev_int, *ev_hup;
+  struct event *ev_init;   /* made active by the on_init thread */
+  struct event *ev_state;  /* made active by set_health/set_progress/stop */
+  struct event *ev_tick;   /* hang detector, device check, usage */
+  struct event *ev_watchdog;
+  struct event *ev_deadline, *ev_moment, *ev_flush, *ev_final;
+
+  /* Any thread, under mu. */
+  pthread_mutex_t mu;
+  int init_rc;
+  int init_finished;
+  char init_error[256];
+  rbee_health health[RBEE__HS_N];
+  char reason[RBEE__HS_N][256];
+  double progress;          /* -1: none reported */
+  char progress_what[128];
+  int stop_requested;
+  int base_gone;            /* loop events freed (threads left running) */
+};
+
+/* worker_state.c */
+void rbee__worker_effective_health(rbee_worker *w, rbee_health *h, char *reason, size_t len);
+/* Recompute ready/busy from the slots, accepting, and tell the queen and
+ * systemd of a change (loop thread). */
+void rbee__worker_update_status(rbee_worker *w);
+void rbee__worker_set_status(rbee_worker *w, rbee_worker_status st);
+void rbee__worker_snapshot(rbee__snapshot *out, void *userdata);
+int rbee__worker_heartbeat_payload(rbee_worker_info *info, struct cJSON *extra, uint64_t seq,
+                                   void *userdata);
+/* Loop thread: log progress and tell systemd (rate-limited). */
+void rbee__worker_progress_changed(rbee_worker *w);
+/* The tick: hang detection, device check, live figures. */
+void rbee__worker_tick(rbee_worker *w);
+
+#endif

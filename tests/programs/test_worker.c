@@ -1,0 +1,217 @@
+/* A configurable worker for the lifecycle tests: a real rbee_worker_main
+ * with behaviour chosen by flags, and a trace of every callback written to
+ * a file so that tests can check order and counts after the process ends.
+ *
+ *   --init-ms N       on_init takes N ms, reporting progress as it goes
+ *   --init-fail       on_init fails ("model file missing")
+ *   --job-ms N        each job takes about N ms
+ *   --emit N          tokens per job (default 5)
+ *   --emit-threads N  tokens come from N threads at once (default 1)
+ *   --ignore-cancel   jobs never look at cancel (a stuck job)
+ *   --fail-jobs       jobs fail with rbee_job_fail
+ *   --silent-ms N     jobs sleep N ms before emitting (hang detection)
+ *   --health H        on_ready reports health H (degraded, unhealthy)
+ *   --trace FILE      append "init", "ready", "job-start ID", "job-end ID
+ *                     RC", "shutdown" lines to FILE
+ *   --stop-after-ms N call rbee_worker_stop N ms after ready */
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "rbee/rbee.h"
+
+typedef struct {
+  long init_ms, job_ms, emit, emit_threads, silent_ms, stop_after_ms;
+  int init_fail, ignore_cancel, fail_jobs;
+  const char *health;
+  const char *trace;
+  pthread_mutex_t mu;
+} config;
+
+static config C = {.emit = 5, .emit_threads = 1, .mu = PTHREAD_MUTEX_INITIALIZER};
+
+static void sleep_ms(long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0) {
+  }
+}
+
+static void trace(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void trace(const char *fmt, ...) {
+  if (C.trace == NULL)
+    return;
+  char line[256];
+  va_list ap;
+  va_start(ap, fmt);
+  int len = vsnprintf(line, sizeof line, fmt, ap);
+  va_end(ap);
+  pthread_mutex_lock(&C.mu);
+  int fd = open(C.trace, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (fd >= 0) {
+    if (write(fd, line, (size_t)len) != len)
+      perror("trace");
+    close(fd);
+  }
+  pthread_mutex_unlock(&C.mu);
+}
+
+static int on_flag(const char *name, const char *value, void *ud) {
+  long *target = NULL;
+  if (strcmp(name, "init-ms") == 0)
+    target = &C.init_ms;
+  else if (strcmp(name, "job-ms") == 0)
+    target = &C.job_ms;
+  else if (strcmp(name, "emit") == 0)
+    target = &C.emit;
+  else if (strcmp(name, "emit-threads") == 0)
+    target = &C.emit_threads;
+  else if (strcmp(name, "silent-ms") == 0)
+    target = &C.silent_ms;
+  else if (strcmp(name, "stop-after-ms") == 0)
+    target = &C.stop_after_ms;
+  else if (strcmp(name, "init-fail") == 0)
+    return (C.init_fail = 1) - 1;
+  else if (strcmp(name, "ignore-cancel") == 0)
+    return (C.ignore_cancel = 1) - 1;
+  else if (strcmp(name, "fail-jobs") == 0)
+    return (C.fail_jobs = 1) - 1;
+  else if (strcmp(name, "trace") == 0)
+    return (C.trace = value) == NULL;
+  else if (strcmp(name, "health") == 0)
+    return (C.health = value) == NULL;
+  if (target == NULL)
+    return -1;
+  char *end;
+  long v = strtol(value, &end, 10);
+  if (*value == '\0' || *end != '\0' || v < 0 || v > 100000000)
+    return -1;
+  *target = v;
+  return 0;
+}
+
+static int on_init(rbee_worker *w, void *ud) {
+  trace("init\n");
+  for (long t = 0; t < C.init_ms; t += 50) {
+    rbee_worker_set_progress(w, (double)t / (double)C.init_ms, "warming up");
+    sleep_ms(C.init_ms - t < 50 ? C.init_ms - t : 50);
+  }
+  if (C.init_fail) {
+    rbee_log(RBEE_LOG_ERROR, "test-worker", "init", NULL, "model file missing");
+    return -1;
+  }
+  rbee_worker_set_progress(w, 1.0, "loaded");
+  return 0;
+}
+
+static void *stopper(void *arg) {
+  sleep_ms(C.stop_after_ms);
+  rbee_worker_stop(arg);
+  return NULL;
+}
+
+static void on_ready(rbee_worker *w, void *ud) {
+  trace("ready\n");
+  if (C.health) {
+    rbee_health h;
+    if (rbee_health_parse(&h, C.health) == 0)
+      rbee_worker_set_health(w, h, "test says so");
+  }
+  if (C.stop_after_ms) {
+    pthread_t t;
+    if (pthread_create(&t, NULL, stopper, w) == 0)
+      pthread_detach(t);
+  }
+}
+
+typedef struct {
+  rbee_job *job;
+  long n;
+  int rc;
+} emitter;
+
+static void *emit_many(void *arg) {
+  emitter *e = arg;
+  for (long i = 0; i < e->n && e->rc == 0; i++) {
+    char t[32];
+    snprintf(t, sizeof t, "w%ld ", i);
+    e->rc = rbee_job_emit_token(e->job, t);
+    if (C.job_ms && C.emit)
+      sleep_ms(C.job_ms / C.emit);
+  }
+  return NULL;
+}
+
+static int on_job(rbee_worker *w, rbee_job *job, void *ud) {
+  trace("job-start %s\n", rbee_job_id(job));
+  int rc = 0;
+  if (C.silent_ms)
+    sleep_ms(C.silent_ms);
+  if (C.ignore_cancel) {
+    /* Never looks at the cancel flag, never emits: a stuck job. */
+    sleep_ms(C.job_ms ? C.job_ms : 3600000);
+  } else if (C.fail_jobs) {
+    rbee_job_fail(job, "TEST_FAILURE", "failing as asked");
+    rc = -1;
+  } else if (C.emit_threads > 1) {
+    emitter e[16];
+    pthread_t th[16];
+    long n = C.emit_threads > 16 ? 16 : C.emit_threads;
+    for (long i = 0; i < n; i++) {
+      e[i] = (emitter){job, C.emit, 0};
+      pthread_create(&th[i], NULL, emit_many, &e[i]);
+    }
+    for (long i = 0; i < n; i++) {
+      pthread_join(th[i], NULL);
+      if (e[i].rc)
+        rc = e[i].rc;
+    }
+  } else {
+    emitter e = {job, C.emit, 0};
+    emit_many(&e);
+    rc = e.rc;
+    if (C.emit == 0 && C.job_ms) {
+      for (long t = 0; t < C.job_ms && !rbee_job_cancelled(job); t += 10)
+        sleep_ms(10);
+    }
+  }
+  trace("job-end %s %d\n", rbee_job_id(job), rc);
+  return rc;
+}
+
+static void on_shutdown(rbee_worker *w, void *ud) { trace("shutdown\n"); }
+
+static const rbee_worker_flag flags[] = {
+    {"init-ms", 1, "on_init takes this many ms"},
+    {"init-fail", 0, "on_init fails"},
+    {"job-ms", 1, "each job takes about this many ms"},
+    {"emit", 1, "tokens per job"},
+    {"emit-threads", 1, "emit from this many threads at once"},
+    {"ignore-cancel", 0, "jobs never look at cancel"},
+    {"fail-jobs", 0, "jobs fail"},
+    {"silent-ms", 1, "jobs stay silent this long first"},
+    {"health", 1, "health reported in on_ready"},
+    {"trace", 1, "append callback lines to this file"},
+    {"stop-after-ms", 1, "call rbee_worker_stop this long after ready"},
+    {NULL, 0, NULL}};
+
+static const char *const ops[] = {"infer", "echo", NULL};
+
+int main(int argc, char **argv) {
+  rbee_worker_callbacks cb = {RBEE_WORKER_CALLBACKS_VERSION,
+                              "test",
+                              "test-worker-rbee",
+                              "9.9.9",
+                              ops,
+                              on_init,
+                              on_ready,
+                              on_job,
+                              on_shutdown,
+                              flags,
+                              on_flag};
+  return rbee_worker_main(argc, argv, &cb, NULL);
+}
