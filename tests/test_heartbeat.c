@@ -503,6 +503,44 @@ START_TEST(test_heartbeat_payload_skips_and_errors) {
 }
 END_TEST
 
+/* The payload callback pokes on the first beat (one more beat right after
+ * it, not a second request on the busy handle) and frees the heartbeat on
+ * the third. */
+static int reentrant_payload(rbee_worker_info *info, cJSON *extra, uint64_t seq, void *ud) {
+  hb_worker *w = ud;
+  if (seq == 0)
+    rbee_heartbeat_poke(w->hb);
+  if (seq == 2) {
+    rbee_heartbeat_free(w->hb);
+    w->hb = NULL;
+    return RBEE_ECANCELED;
+  }
+  return hb_worker_payload(info, extra, seq, ud);
+}
+
+static int hb_gone(void *arg) { return ((hb_worker *)arg)->hb == NULL; }
+
+START_TEST(test_heartbeat_callbacks_may_reenter) {
+  queen_server *q = queen_server_start(QUEEN_OK);
+  struct event_base *base = event_base_new();
+  hb_worker w = {.status = RBEE_STATUS_READY};
+  rbee_heartbeat_options o = options(q, 600000);
+  ck_assert_int_eq(rbee_heartbeat_new(&w.hb, base, &o, reentrant_payload, &w), 0);
+  ck_assert_int_eq(rbee_heartbeat_start(w.hb), 0);
+  loop_until_requests(base, q, 2);
+  rbee_heartbeat_stats st;
+  rbee_heartbeat_get_stats(w.hb, &st);
+  ck_assert_uint_eq(st.failed, 0);
+  w.status = RBEE_STATUS_BUSY;
+  rbee_heartbeat_poke(w.hb); /* seq 2: the payload frees the heartbeat */
+  ck_assert(hb_loop_until(base, hb_gone, &w, 30000));
+  ck_assert_int_eq(event_base_get_num_events(base, EVENT_BASE_COUNT_ADDED), 0);
+  ck_assert_uint_eq(queen_server_count(q), 2);
+  event_base_free(base);
+  queen_server_stop(q);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("heartbeat");
   TCase *tc = tcase_create("heartbeat");
@@ -521,6 +559,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, test_heartbeat_finish_refused_reports_failure);
   tcase_add_test(tc, test_heartbeat_free_in_flight);
   tcase_add_test(tc, test_heartbeat_payload_skips_and_errors);
+  tcase_add_test(tc, test_heartbeat_callbacks_may_reenter);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -29,7 +29,7 @@ START_TEST(test_heartbeat_faults_send_once) {
     int rc;
     const char *msg;
   } cases[] = {
-      {QUEEN_500, RBEE_EHTTP, "answered HTTP 500"},
+      {QUEEN_500, RBEE_EHTTP, "answered HTTP 500: {\"error\":{\"code\":\"INTERNAL\""},
       {QUEEN_GARBAGE, RBEE_EPARSE, "bad ack"},
       {QUEEN_HANG, RBEE_ETIMEDOUT, "did not answer within 300 ms"},
       {QUEEN_SLOW, RBEE_ETIMEDOUT, "did not answer within 300 ms"},

@@ -228,7 +228,9 @@ static void begin_beat(rbee_heartbeat *hb) {
 
 static void on_beat_due(evutil_socket_t fd, short what, void *arg) {
   rbee_heartbeat *hb = arg;
-  if (hb->state == HB_RUNNING || hb->state == HB_FINISHING)
+  if (hb->in_flight) /* a poke from inside the payload callback */
+    hb->poke_pending = 1;
+  else if (hb->state == HB_RUNNING || hb->state == HB_FINISHING)
     begin_beat(hb);
 }
 
@@ -264,18 +266,6 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg) {
   finish_done(hb, RBEE_ETIMEDOUT);
 }
 
-static void warn_if_blocking_dns(void) {
-  static int warned;
-  const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
-  if (!warned && !(v->features & CURL_VERSION_ASYNCHDNS)) {
-    warned = 1;
-    RBEE_WARN("heartbeat", "init",
-              "libcurl %s resolves host names synchronously, which blocks the event loop; "
-              "give the queen URL as a numeric address",
-              v->version);
-  }
-}
-
 int rbee_heartbeat_new(rbee_heartbeat **out, struct event_base *base,
                        const rbee_heartbeat_options *opts, rbee_heartbeat_payload_cb payload,
                        void *userdata) {
@@ -303,7 +293,6 @@ int rbee_heartbeat_new(rbee_heartbeat **out, struct event_base *base,
     rc = rbee__error_set(RBEE_ENOMEM, "heartbeat: out of memory");
     goto fail;
   }
-  warn_if_blocking_dns();
   *out = hb;
   return 0;
 fail:

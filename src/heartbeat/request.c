@@ -12,7 +12,17 @@
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
 static CURLcode global_rc = CURLE_FAILED_INIT;
 
-static void global_init(void) { global_rc = curl_global_init(CURL_GLOBAL_DEFAULT); }
+static void global_init(void) {
+  global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+  /* Debian's libcurl resolves names on a helper thread; one without
+   * asynchronous DNS would block the loop on every lookup. */
+  const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+  if (global_rc == CURLE_OK && !(v->features & CURL_VERSION_ASYNCHDNS))
+    RBEE_WARN("heartbeat", "init",
+              "libcurl %s resolves host names synchronously, which blocks the event loop; "
+              "give the queen URL as a numeric address",
+              v->version);
+}
 
 int rbee__hb_global_init(void) {
   pthread_once(&global_once, global_init);
@@ -252,6 +262,18 @@ int rbee__hb_easy_setup(CURL *easy, const rbee__hb_config *cfg,
   return 0;
 }
 
+/* The start of the queen's answer, printable ASCII only, for messages. */
+static void body_excerpt(char *out, size_t len, const rbee__hb_response *resp) {
+  size_t n = 0;
+  for (size_t i = 0; i < resp->len && n + 4 < len; i++) {
+    unsigned char c = (unsigned char)resp->body[i];
+    out[n++] = c >= 0x20 && c < 0x7f ? (char)c : ' ';
+  }
+  if (n + 4 >= len)
+    n += (size_t)snprintf(out + n, len - n, "...");
+  out[n] = '\0';
+}
+
 int rbee__hb_verdict(CURL *easy, CURLcode cc, const rbee__hb_config *cfg, unsigned timeout_ms,
                      rbee__hb_response *resp, rbee_queen_ack *ack, char *err, size_t errlen) {
   int rc = 0;
@@ -279,9 +301,12 @@ int rbee__hb_verdict(CURL *easy, CURLcode cc, const rbee__hb_config *cfg, unsign
     snprintf(err, errlen, "queen %s unreachable: %s", cfg->endpoint, detail);
   } else if (curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK ||
              status < 200 || status > 299) {
+    char excerpt[128];
     rc = status == 401 || status == 403 ? RBEE_EAUTH : RBEE_EHTTP;
-    snprintf(err, errlen, "queen %s answered HTTP %ld%s", cfg->endpoint, status,
-             rc == RBEE_EAUTH ? " (check the queen token)" : "");
+    body_excerpt(excerpt, sizeof excerpt, resp);
+    snprintf(err, errlen, "queen %s answered HTTP %ld%s%s%s", cfg->endpoint, status,
+             rc == RBEE_EAUTH ? " (check the queen token)" : "", excerpt[0] ? ": " : "",
+             excerpt);
   } else {
     rbee_queen_ack a = {NULL, NULL};
     rc = rbee_queen_ack_from_json(&a, resp->body ? resp->body : "", resp->len);

@@ -284,8 +284,12 @@ static void apply_mode(queen_server *q, queen_mode mode) {
       evhttp_del_accept_socket(q->http, q->bound); /* closes the listener */
       q->bound = NULL;
     }
-    while (q->conns)
-      evhttp_connection_free(q->conns->evcon); /* its close callback frees the conn */
+    while (q->conns) {
+      struct evhttp_connection *evcon = q->conns->evcon;
+      evhttp_connection_set_closecb(evcon, NULL, NULL);
+      conn_free(q->conns);
+      evhttp_connection_free(evcon);
+    }
   } else if (q->bound == NULL && listen_on_port(q) != 0) {
     abort(); /* the port is reserved, so this does not happen */
   }

@@ -14,7 +14,9 @@
 typedef enum queen_mode {
   QUEEN_OK = 0,  /* 200 {"status":"ok","message":"heartbeat received"} */
   QUEEN_500,     /* 500 with a JSON error body */
-  QUEEN_HANG,    /* accept, read the request, never answer */
+  QUEEN_HANG,    /* accept, read the request, never answer (the
+                    connection stays open until the server stops or
+                    refuses) */
   QUEEN_GARBAGE, /* 200 with a body that is not an ack */
   QUEEN_REFUSE,  /* the port is closed: connections are refused (the port
                     stays reserved, so the same URL works again later) */
