@@ -2,7 +2,9 @@
  * bytes on the wire (GET /health, GET /ready, POST /v1/jobs answering the job
  * id and stream URL, or the stream itself with Accept: text/event-stream,
  * GET /v1/jobs/{id}/stream) and none of the framework: the limit of this
- * stack, against which bench/run.sh measures librbee.
+ * stack, against which bench/run.sh measures librbee. Its headers and
+ * bodies are the ones src/http writes (JSON with a final newline,
+ * Cache-Control, X-Job-Id, X-Accel-Buffering on streams).
  *
  *   bench_baseline [--port P] [--max-jobs N]
  *
@@ -77,9 +79,11 @@ static void job_id(server *s, char *out) {
 static void reply_json(struct evhttp_request *req, int code, const char *reason,
                        const char *body) {
   struct evbuffer *out = evhttp_request_get_output_buffer(req);
-  evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-                    "application/json");
+  struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+  evhttp_add_header(h, "Content-Type", "application/json");
+  evhttp_add_header(h, "Cache-Control", "no-store");
   evbuffer_add(out, body, strlen(body));
+  evbuffer_add(out, "\n", 1);
   evhttp_send_reply(req, code, reason, NULL);
 }
 
@@ -183,6 +187,7 @@ static void start_stream(job *j, struct evhttp_request *req) {
   j->req = req;
   evhttp_add_header(h, "Content-Type", "text/event-stream");
   evhttp_add_header(h, "Cache-Control", "no-cache");
+  evhttp_add_header(h, "X-Accel-Buffering", "no");
   evhttp_send_reply_start(req, 200, "OK");
   evhttp_connection_set_closecb(evhttp_request_get_connection(req), on_reader_closed, j);
   if (j->spun)
@@ -242,9 +247,11 @@ static void on_submit(server *s, struct evhttp_request *req) {
   j->spin_ms = cJSON_IsNumber(spin) ? (long)spin->valuedouble : 0;
   cJSON_Delete(body);
   job_id(s, j->id);
-  time_t now = time(NULL);
+  struct timespec now;
   struct tm tm;
-  strftime(j->started_at, sizeof(j->started_at), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tm));
+  clock_gettime(CLOCK_REALTIME, &now);
+  strftime(j->started_at, sizeof(j->started_at), "%Y-%m-%dT%H:%M:%S", gmtime_r(&now.tv_sec, &tm));
+  snprintf(j->started_at + 19, sizeof(j->started_at) - 19, ".%06dZ", (int)(now.tv_nsec / 1000) % 1000000);
   if (j->spin_ms > 0) {
     pthread_t t;
     j->wake = event_new(s->base, -1, 0, on_spun, j);
@@ -259,6 +266,7 @@ static void on_submit(server *s, struct evhttp_request *req) {
   } else {
     j->spun = 1;
   }
+  evhttp_add_header(evhttp_request_get_output_headers(req), "X-Job-Id", j->id);
   const char *accept = evhttp_find_header(evhttp_request_get_input_headers(req), "Accept");
   if (accept && strstr(accept, "text/event-stream")) {
     start_stream(j, req);
@@ -283,7 +291,7 @@ static void on_stream(server *s, struct evhttp_request *req, const char *id, siz
       return;
     }
   }
-  reply_error(req, 404, "Not Found", "JOB_NOT_FOUND", "no such job");
+  reply_error(req, 404, "Not Found", "UNKNOWN_JOB", "no such job");
 }
 
 static void route(struct evhttp_request *req, void *arg) {

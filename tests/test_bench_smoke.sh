@@ -67,7 +67,7 @@ check_jobs() {
 start baseline "$bench/bench_baseline" --port 0 --max-jobs 2
 check_jobs "$PORT"
 code=$(curl -s -o "$tmp/404" -w '%{http_code}' "http://127.0.0.1:$PORT/v1/jobs/job-nope/stream")
-[ "$code" = 404 ] && grep -q '"code":"JOB_NOT_FOUND"' "$tmp/404" || fail "unknown job: $code"
+[ "$code" = 404 ] && grep -q '"code":"UNKNOWN_JOB"' "$tmp/404" || fail "unknown job: $code"
 code=$(curl -s -o "$tmp/400" -w '%{http_code}' -d '[1]' "http://127.0.0.1:$PORT/v1/jobs")
 [ "$code" = 400 ] && grep -q '"code":"INVALID_REQUEST"' "$tmp/400" || fail "bad body: $code"
 base_port=$PORT
