@@ -19,7 +19,7 @@ jobs=$(nproc)
 RBEE_BENCH=1 ./scripts/install-deps.sh
 
 echo "bench: building in Release ($build)" >&2
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DRBEE_WERROR=ON -DRBEE_BUILD_TESTS=OFF \
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DRBEE_BUILD_TESTS=OFF \
   -DRBEE_BUILD_SAMPLES=OFF -DRBEE_BUILD_BENCH=ON >/dev/null
 cmake --build "$build" -j "$jobs" >/dev/null
 

@@ -2,6 +2,7 @@
  * routes, checks the method and the bearer token, then hands over. */
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <event2/buffer.h>
@@ -151,6 +152,10 @@ int rbee__http_new(rbee__http **out, struct event_base *base, const rbee__http_c
                          evutil_socket_error_to_string(err));
     goto fail_quiet;
   }
+  /* Accepted connections inherit TCP_NODELAY (Linux): an SSE stream's
+   * small writes must not wait for the client's delayed ACK (40 ms). */
+  int one = 1;
+  setsockopt(evhttp_bound_socket_get_fd(sock), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   struct sockaddr_storage ss;
   ev_socklen_t len = sizeof ss;
   if (getsockname(evhttp_bound_socket_get_fd(sock), (struct sockaddr *)&ss, &len) != 0) {
