@@ -28,6 +28,7 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <time.h>
 
 
@@ -354,6 +355,8 @@ int main(int argc, char **argv) {
     fprintf(stderr, "bench_baseline: cannot listen on 127.0.0.1:%d\n", port);
     return 69;
   }
+  int one = 1; /* as src/http does: accepted sockets inherit it */
+  setsockopt(evhttp_bound_socket_get_fd(bs), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   struct sockaddr_in a;
   socklen_t alen = sizeof(a);
   getsockname(evhttp_bound_socket_get_fd(bs), (struct sockaddr *)&a, &alen);
