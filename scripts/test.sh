@@ -23,7 +23,7 @@ step "build (warnings as errors) and test"
 run_suite build
 
 step "AddressSanitizer + UndefinedBehaviorSanitizer"
-export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 run_suite build-asan -DCMAKE_BUILD_TYPE=Debug -DRBEE_SANITIZE=address,undefined \
   -DRBEE_BUILD_BENCH=OFF

@@ -22,7 +22,7 @@ RBEE_INTERNAL char *rbee__strdup(const char *s);
 RBEE_INTERNAL char *rbee__strndup(const char *s, size_t n);
 /* malloc'd printf; NULL on out-of-memory. */
 RBEE_INTERNAL char *rbee__asprintf(const char *fmt, ...) RBEE_PRINTF(1, 2);
-RBEE_INTERNAL char *rbee__vasprintf(const char *fmt, va_list ap);
+RBEE_INTERNAL char *rbee__vasprintf(const char *fmt, va_list ap) RBEE_PRINTF(1, 0);
 
 RBEE_INTERNAL int64_t rbee__now_us(void);  /* wall clock */
 RBEE_INTERNAL int64_t rbee__mono_us(void); /* monotonic */
