@@ -9,10 +9,9 @@ pkgs=(
   libcurl4-openssl-dev    # heartbeat client (multi-socket interface)
   libcjson-dev            # JSON
   check                   # unit test framework
-  uuid-dev                # random job ids
   libpng-dev              # sd-worker sample writes PNG
   curl                    # shell tests and make demo
-  clang                   # fuzz target (libFuzzer)
+  clang libclang-rt-14-dev  # sanitizer build and fuzz target (libFuzzer)
   openssl                 # TLS test queen (tests/test_heartbeat_tls.sh)
 )
 [ "${RBEE_BENCH:-0}" = 1 ] && pkgs+=(gnuplot-nox)

@@ -22,10 +22,11 @@ run_suite() { # build-dir, extra cmake flags...
 step "build (warnings as errors) and test"
 run_suite build
 
-step "AddressSanitizer + UndefinedBehaviorSanitizer"
+# The sanitizer build uses clang, so that both compilers' warnings count.
+step "AddressSanitizer + UndefinedBehaviorSanitizer (clang)"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-run_suite build-asan -DCMAKE_BUILD_TYPE=Debug -DRBEE_SANITIZE=address,undefined \
+CC=clang CXX=clang++ run_suite build-asan -DCMAKE_BUILD_TYPE=Debug -DRBEE_SANITIZE=address,undefined \
   -DRBEE_BUILD_BENCH=OFF
 unset ASAN_OPTIONS UBSAN_OPTIONS
 
