@@ -1,0 +1,68 @@
+/* rbee-local-queen: a small queen for a worker author's laptop. It takes
+ * heartbeats, keeps a registry with the contract's liveness rule, lists the
+ * workers, and routes jobs to them, relaying each job's event stream. All on
+ * one libevent loop; outgoing HTTP is libcurl's multi-socket interface
+ * driven by that loop, so nothing ever blocks it. */
+#ifndef QUEEN_H
+#define QUEEN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "registry.h"
+
+struct queen_relay;
+
+struct event_base;
+
+typedef struct queen_options {
+  const char *bind;          /* default 127.0.0.1 */
+  int port;                  /* 0: a free one */
+  unsigned dead_after_ms;    /* default 90000 (3 missed beats at 30 s) */
+  const char *token;         /* bearer token required from clients, NULL: none */
+  const char *worker_token;  /* bearer token sent to workers, NULL: none */
+  size_t max_body_bytes;     /* default 16 MiB */
+  int table;                 /* 1: redraw a table of workers on stdout */
+} queen_options;
+
+#define QUEEN_OPTIONS_INIT {"127.0.0.1", 7833, 90000, NULL, NULL, (size_t)16 << 20, 0}
+
+typedef struct queen {
+  struct event_base *base;
+  queen_options opts;
+  struct evhttp *http;
+  int port;
+  queen_registry reg;
+  struct event *sweep_ev;
+  struct event *table_ev;
+  /* relay.c: outgoing transfers. */
+  void *multi;                 /* CURLM */
+  struct event *curl_timer;
+  struct queen_relay *relays;  /* jobs in flight */
+  uint64_t jobs_routed, jobs_failed;
+} queen;
+
+/* Listen and arm the timers on @p base. Returns 0 or a negative RBEE_E*
+ * code with a message in @p err. */
+int queen_new(queen **out, struct event_base *base, const queen_options *opts, char *err,
+              size_t errlen);
+int queen_port(const queen *q);
+const queen_registry *queen_get_registry(const queen *q);
+/* Abort relays in flight, close the listener. Accepts NULL. */
+void queen_free(queen *q);
+
+/* Internal, shared between the queen's files. */
+int64_t queen_mono_us(void);
+int64_t queen_wall_us(void);
+struct evhttp_request;
+/* Route a POST /v1/jobs body (taken, malloc'd) to a worker of @p model. */
+void queen_relay_start(queen *q, struct evhttp_request *req, char *body, size_t len,
+                       const char *model);
+int queen_relay_init(queen *q);
+void queen_relay_shutdown(queen *q);
+void queen_table_draw(const queen *q);
+/* Send {"error":{"code":...,"message":...}} with @p status. */
+void queen_send_error(struct evhttp_request *req, int status, const char *code,
+                      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+#endif

@@ -1,0 +1,515 @@
+/* Job routing: POST /v1/jobs goes to a worker serving the job's model, and
+ * the worker's event stream comes back to the client chunk by chunk.
+ * Outgoing HTTP is libcurl's multi-socket interface on the queen's libevent
+ * loop (curl's multi-event pattern), so a slow worker never blocks it. */
+#include <curl/curl.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <rbee/errors.h>
+#include <rbee/log.h>
+
+#include "queen.h"
+
+#define MAX_TRIES 8
+/* Unsent bytes to a slow client before the worker's stream is paused. */
+#define CLIENT_BACKLOG (1u << 20)
+
+typedef struct queen_relay {
+  queen *q;
+  struct queen_relay *next;
+  struct evhttp_request *req;      /* NULL once the client is gone */
+  struct evhttp_connection *evcon;
+  CURL *easy;
+  struct curl_slist *headers;
+  char *body;
+  size_t len;
+  char *model;
+  int cancel_only;                 /* a DELETE forwarded to a worker */
+  char worker_id[256];
+  char base_url[300];              /* http://host:port */
+  char tried[MAX_TRIES][256];
+  unsigned ntried;
+  int started;
+  long status;
+  char retry_after[32];
+  struct evbuffer *errbody;        /* a non-200 answer, relayed at the end */
+  char job_id[128];
+  char scan[4096];                 /* stream head, until the job id is seen */
+  size_t scanlen;
+  struct event *cleanup_ev;
+  struct event *unpause_ev;
+  char errbuf[CURL_ERROR_SIZE];
+} queen_relay;
+
+static void check_done(queen *q);
+
+/* ---- libcurl multi-socket on libevent ---- */
+
+static void on_socket_event(evutil_socket_t fd, short what, void *arg) {
+  queen *q = arg;
+  int running = 0;
+  int flags = (what & EV_READ ? CURL_CSELECT_IN : 0) | (what & EV_WRITE ? CURL_CSELECT_OUT : 0);
+  curl_multi_socket_action(q->multi, fd, flags, &running);
+  check_done(q);
+}
+
+static int on_socket(CURL *e, curl_socket_t s, int what, void *userp, void *socketp) {
+  queen *q = userp;
+  struct event *ev = socketp;
+  if (what == CURL_POLL_REMOVE) {
+    if (ev)
+      event_free(ev);
+    curl_multi_assign(q->multi, s, NULL);
+    return 0;
+  }
+  short kind = EV_PERSIST | (what & CURL_POLL_IN ? EV_READ : 0) | (what & CURL_POLL_OUT ? EV_WRITE : 0);
+  if (ev) {
+    event_del(ev);
+    event_assign(ev, q->base, s, kind, on_socket_event, q);
+  } else {
+    if ((ev = event_new(q->base, s, kind, on_socket_event, q)) == NULL)
+      return -1;
+    curl_multi_assign(q->multi, s, ev);
+  }
+  return event_add(ev, NULL);
+}
+
+static void on_curl_timeout(evutil_socket_t fd, short what, void *arg) {
+  queen *q = arg;
+  int running = 0;
+  curl_multi_socket_action(q->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+  check_done(q);
+}
+
+static int on_timer(CURLM *m, long timeout_ms, void *userp) {
+  queen *q = userp;
+  if (timeout_ms < 0)
+    return evtimer_del(q->curl_timer);
+  struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+  return evtimer_add(q->curl_timer, &tv);
+}
+
+int queen_relay_init(queen *q) {
+  if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+    return RBEE_EHTTP;
+  if ((q->multi = curl_multi_init()) == NULL)
+    return RBEE_ENOMEM;
+  if ((q->curl_timer = evtimer_new(q->base, on_curl_timeout, q)) == NULL)
+    return RBEE_ENOMEM;
+  curl_multi_setopt(q->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+  curl_multi_setopt(q->multi, CURLMOPT_SOCKETDATA, q);
+  curl_multi_setopt(q->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+  curl_multi_setopt(q->multi, CURLMOPT_TIMERDATA, q);
+  return 0;
+}
+
+/* ---- relays ---- */
+
+static void relay_free(queen_relay *r) {
+  queen_relay **pp = &r->q->relays;
+  while (*pp && *pp != r)
+    pp = &(*pp)->next;
+  if (*pp)
+    *pp = r->next;
+  if (r->easy) {
+    curl_multi_remove_handle(r->q->multi, r->easy);
+    curl_easy_cleanup(r->easy);
+  }
+  if (r->evcon)
+    evhttp_connection_set_closecb(r->evcon, NULL, NULL);
+  curl_slist_free_all(r->headers);
+  if (r->errbody)
+    evbuffer_free(r->errbody);
+  if (r->cleanup_ev)
+    event_free(r->cleanup_ev);
+  if (r->unpause_ev)
+    event_free(r->unpause_ev);
+  free(r->body);
+  free(r->model);
+  free(r);
+}
+
+static void on_cleanup(evutil_socket_t fd, short what, void *arg) { relay_free(arg); }
+
+static size_t client_backlog(const queen_relay *r) {
+  struct bufferevent *bev = r->evcon ? evhttp_connection_get_bufferevent(r->evcon) : NULL;
+  return bev ? evbuffer_get_length(bufferevent_get_output(bev)) : 0;
+}
+
+static void on_unpause(evutil_socket_t fd, short what, void *arg) {
+  queen_relay *r = arg;
+  if (r->req == NULL || r->easy == NULL)
+    return;
+  if (client_backlog(r) > CLIENT_BACKLOG / 2) {
+    struct timeval tv = {0, 20000};
+    evtimer_add(r->unpause_ev, &tv);
+    return;
+  }
+  curl_easy_pause(r->easy, CURLPAUSE_CONT);
+}
+
+/* The client went away: forward a cancel to the worker, drop the transfer.
+ * Deferred to an event of its own so that no curl or evhttp callback is on
+ * the stack when the relay is freed. */
+static void send_cancel(queen *q, const char *base_url, const char *job_id);
+
+static void on_client_close(struct evhttp_connection *evcon, void *arg) {
+  queen_relay *r = arg;
+  r->req = NULL;
+  r->evcon = NULL;
+  rbee_log(RBEE_LOG_INFO, "queen", "relay", r->job_id[0] ? r->job_id : NULL,
+           "client of a job on %s went away%s", r->worker_id,
+           r->job_id[0] ? ": cancelling it on the worker" : "");
+  if (r->job_id[0])
+    send_cancel(r->q, r->base_url, r->job_id);
+  event_active(r->cleanup_ev, EV_TIMEOUT, 0);
+}
+
+static void scan_job_id(queen_relay *r, const char *p, size_t n) {
+  if (r->job_id[0] || r->scanlen >= sizeof r->scan - 1)
+    return;
+  size_t take = n < sizeof r->scan - 1 - r->scanlen ? n : sizeof r->scan - 1 - r->scanlen;
+  memcpy(r->scan + r->scanlen, p, take);
+  r->scanlen += take;
+  r->scan[r->scanlen] = '\0';
+  const char *k = strstr(r->scan, "\"job_id\":\"");
+  if (k == NULL)
+    return;
+  k += 10;
+  size_t i = 0;
+  while (k[i] && k[i] != '"' && i < sizeof r->job_id - 1)
+    i++;
+  if (k[i] == '"') {
+    memcpy(r->job_id, k, i);
+    r->job_id[i] = '\0';
+  }
+}
+
+static size_t on_header(char *p, size_t size, size_t n, void *ud) {
+  queen_relay *r = ud;
+  size_t len = size * n;
+  if (len > 12 && strncasecmp(p, "Retry-After:", 12) == 0) {
+    size_t i = 12, j = 0;
+    while (i < len && (p[i] == ' ' || p[i] == '\t'))
+      i++;
+    while (i < len && p[i] != '\r' && p[i] != '\n' && j < sizeof r->retry_after - 1)
+      r->retry_after[j++] = p[i++];
+    r->retry_after[j] = '\0';
+  }
+  return len;
+}
+
+static size_t on_data(char *p, size_t size, size_t n, void *ud) {
+  queen_relay *r = ud;
+  size_t len = size * n;
+  if (r->cancel_only)
+    return len;
+  if (r->req == NULL)
+    return 0; /* client gone: abort the transfer */
+  if (!r->started && r->status == 0)
+    curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->status);
+  if (r->status != 200) {
+    if (evbuffer_get_length(r->errbody) < 65536)
+      evbuffer_add(r->errbody, p, len);
+    return len;
+  }
+  if (client_backlog(r) > CLIENT_BACKLOG) {
+    struct timeval tv = {0, 20000};
+    evtimer_add(r->unpause_ev, &tv);
+    return CURL_WRITEFUNC_PAUSE;
+  }
+  if (!r->started) {
+    const char *ct = NULL;
+    curl_easy_getinfo(r->easy, CURLINFO_CONTENT_TYPE, &ct);
+    struct evkeyvalq *h = evhttp_request_get_output_headers(r->req);
+    evhttp_add_header(h, "Content-Type", ct ? ct : "text/event-stream");
+    evhttp_add_header(h, "Cache-Control", "no-cache");
+    evhttp_add_header(h, "X-Rbee-Worker", r->worker_id);
+    evhttp_send_reply_start(r->req, 200, "OK");
+    r->started = 1;
+  }
+  scan_job_id(r, p, len);
+  struct evbuffer *b = evbuffer_new();
+  if (b == NULL)
+    return 0;
+  evbuffer_add(b, p, len);
+  evhttp_send_reply_chunk(r->req, b);
+  evbuffer_free(b);
+  return len;
+}
+
+static CURL *make_easy(queen_relay *r, const char *url) {
+  CURL *e = curl_easy_init();
+  if (e == NULL)
+    return NULL;
+  curl_easy_setopt(e, CURLOPT_URL, url);
+  curl_easy_setopt(e, CURLOPT_PRIVATE, r);
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_data);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
+  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
+  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
+  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
+  return e;
+}
+
+static int add_headers(queen_relay *r, int stream) {
+  char auth[512];
+  const char *tok = r->q->opts.worker_token;
+  struct curl_slist *h = NULL, *t;
+  if (stream) {
+    if ((t = curl_slist_append(h, "Content-Type: application/json")) == NULL)
+      goto oom;
+    h = t;
+    if ((t = curl_slist_append(h, "Accept: text/event-stream")) == NULL)
+      goto oom;
+    h = t;
+    if ((t = curl_slist_append(h, "Expect:")) == NULL)
+      goto oom;
+    h = t;
+  }
+  if (tok) {
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", tok);
+    if ((t = curl_slist_append(h, auth)) == NULL)
+      goto oom;
+    h = t;
+  }
+  r->headers = h;
+  return 0;
+oom:
+  curl_slist_free_all(h);
+  return RBEE_ENOMEM;
+}
+
+static queen_relay *relay_new(queen *q) {
+  queen_relay *r = calloc(1, sizeof *r);
+  if (r == NULL)
+    return NULL;
+  r->q = q;
+  r->cleanup_ev = event_new(q->base, -1, 0, on_cleanup, r);
+  r->unpause_ev = evtimer_new(q->base, on_unpause, r);
+  r->errbody = evbuffer_new();
+  if (!r->cleanup_ev || !r->unpause_ev || !r->errbody) {
+    relay_free(r);
+    return NULL;
+  }
+  r->next = q->relays;
+  q->relays = r;
+  return r;
+}
+
+static void base_url(char *out, size_t len, const char *addr, unsigned port) {
+  if (strchr(addr, ':'))
+    snprintf(out, len, "http://[%s]:%u", addr, port);
+  else
+    snprintf(out, len, "http://%s:%u", addr, port);
+}
+
+static void send_cancel(queen *q, const char *base, const char *job_id) {
+  queen_relay *c = relay_new(q);
+  char url[512];
+  if (c == NULL)
+    return;
+  c->cancel_only = 1;
+  snprintf(c->base_url, sizeof c->base_url, "%s", base);
+  snprintf(c->job_id, sizeof c->job_id, "%s", job_id);
+  snprintf(url, sizeof url, "%s/v1/jobs/%s", base, job_id);
+  if (add_headers(c, 0) != 0 || (c->easy = make_easy(c, url)) == NULL) {
+    relay_free(c);
+    return;
+  }
+  curl_easy_setopt(c->easy, CURLOPT_CUSTOMREQUEST, "DELETE");
+  curl_easy_setopt(c->easy, CURLOPT_TIMEOUT_MS, 5000L);
+  if (curl_multi_add_handle(q->multi, c->easy) != CURLM_OK) {
+    curl_easy_cleanup(c->easy);
+    c->easy = NULL;
+    relay_free(c);
+  }
+}
+
+/* Send the job to the next worker that can take it; answer the client
+ * when none is left. Returns 1 when a transfer started. */
+static int try_next(queen_relay *r) {
+  queen *q = r->q;
+  const char *skip[MAX_TRIES];
+  for (unsigned i = 0; i < r->ntried; i++)
+    skip[i] = r->tried[i];
+  const queen_worker *w =
+      r->ntried < MAX_TRIES ? queen_registry_pick(&q->reg, r->model, skip, r->ntried) : NULL;
+  if (w == NULL)
+    return 0;
+  snprintf(r->tried[r->ntried++], sizeof r->tried[0], "%s", w->info.id);
+  snprintf(r->worker_id, sizeof r->worker_id, "%s", w->info.id);
+  base_url(r->base_url, sizeof r->base_url, w->address, w->info.port);
+  char url[512];
+  snprintf(url, sizeof url, "%s/v1/jobs", r->base_url);
+  r->status = 0;
+  r->retry_after[0] = '\0';
+  r->errbuf[0] = '\0';
+  evbuffer_drain(r->errbody, evbuffer_get_length(r->errbody));
+  if ((r->easy = make_easy(r, url)) == NULL)
+    return 0;
+  curl_easy_setopt(r->easy, CURLOPT_POSTFIELDS, r->body);
+  curl_easy_setopt(r->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->len);
+  if (curl_multi_add_handle(q->multi, r->easy) != CURLM_OK) {
+    curl_easy_cleanup(r->easy);
+    r->easy = NULL;
+    return 0;
+  }
+  rbee_log(RBEE_LOG_INFO, "queen", "route", NULL, "job for model %s -> %s at %s", r->model,
+           w->info.id, r->base_url);
+  return 1;
+}
+
+static void answer_no_worker(queen_relay *r) {
+  char *models = queen_registry_models(&r->q->reg);
+  if (r->ntried == 0)
+    queen_send_error(r->req, 503, "NO_WORKER",
+                     "no ready or busy worker serves model \"%s\" (workers serve: %s)", r->model,
+                     models && models[0] ? models : "nothing yet, no worker has sent a heartbeat");
+  else
+    queen_send_error(r->req, 502, "WORKER_UNREACHABLE",
+                     "every worker serving model \"%s\" failed: last %s said: %s", r->model,
+                     r->worker_id, r->errbuf[0] ? r->errbuf : "no answer");
+  free(models);
+  r->q->jobs_failed++;
+}
+
+static void end_client(queen_relay *r) {
+  if (r->evcon)
+    evhttp_connection_set_closecb(r->evcon, NULL, NULL);
+  r->evcon = NULL;
+  r->req = NULL;
+}
+
+static void transfer_done(queen_relay *r, CURLcode result) {
+  curl_multi_remove_handle(r->q->multi, r->easy);
+  curl_easy_cleanup(r->easy);
+  r->easy = NULL;
+  if (r->cancel_only) {
+    rbee_log(RBEE_LOG_INFO, "queen", "cancel", r->job_id, "cancel forwarded to %s: %s",
+             r->base_url, result == CURLE_OK ? "done" : curl_easy_strerror(result));
+    relay_free(r);
+    return;
+  }
+  if (r->req == NULL) { /* client gone; on_cleanup frees it */
+    return;
+  }
+  if (!r->started) {
+    /* No answer, or "full"/"not ready": the next worker may take it. */
+    int retry = (result != CURLE_OK && r->status == 0) || r->status == 429 || r->status == 503;
+    if (retry) {
+      rbee_log(RBEE_LOG_WARN, "queen", "route", NULL, "%s did not take the job: %s", r->worker_id,
+               r->status ? "busy or not ready" : (r->errbuf[0] ? r->errbuf : curl_easy_strerror(result)));
+      if (try_next(r))
+        return;
+    }
+    if (r->status == 0 || (r->status == 200 && result != CURLE_OK)) {
+      answer_no_worker(r);
+    } else {
+      /* The worker's own answer (400, 429, 503...), relayed as is. */
+      struct evkeyvalq *h = evhttp_request_get_output_headers(r->req);
+      evhttp_add_header(h, "Content-Type", "application/json");
+      evhttp_add_header(h, "X-Rbee-Worker", r->worker_id);
+      if (r->retry_after[0])
+        evhttp_add_header(h, "Retry-After", r->retry_after);
+      evhttp_send_reply(r->req, (int)r->status, NULL, r->errbody);
+      r->q->jobs_failed += r->status != 200;
+    }
+    end_client(r);
+    relay_free(r);
+    return;
+  }
+  if (result != CURLE_OK) {
+    struct evbuffer *b = evbuffer_new();
+    if (b) {
+      evbuffer_add_printf(b, "data: [ERROR] the queen lost the stream from %s: %s\n\n",
+                          r->worker_id, r->errbuf[0] ? r->errbuf : curl_easy_strerror(result));
+      evhttp_send_reply_chunk(r->req, b);
+      evbuffer_free(b);
+    }
+    rbee_log(RBEE_LOG_WARN, "queen", "relay", r->job_id[0] ? r->job_id : NULL,
+             "stream from %s broke: %s", r->worker_id, curl_easy_strerror(result));
+  }
+  r->q->jobs_routed++;
+  struct evhttp_request *req = r->req;
+  end_client(r);
+  evhttp_send_reply_end(req);
+  relay_free(r);
+}
+
+static void check_done(queen *q) {
+  CURLMsg *m;
+  int left;
+  while ((m = curl_multi_info_read(q->multi, &left)) != NULL) {
+    if (m->msg != CURLMSG_DONE)
+      continue;
+    queen_relay *r = NULL;
+    curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&r);
+    CURLcode result = m->data.result;
+    if (r)
+      transfer_done(r, result);
+  }
+}
+
+void queen_relay_start(queen *q, struct evhttp_request *req, char *body, size_t len,
+                       const char *model) {
+  queen_relay *r = relay_new(q);
+  if (r == NULL || (r->model = strdup(model)) == NULL || add_headers(r, 1) != 0) {
+    free(body);
+    if (r)
+      relay_free(r);
+    queen_send_error(req, 500, "INTERNAL", "out of memory");
+    return;
+  }
+  r->body = body;
+  r->len = len;
+  r->req = req;
+  if (!try_next(r)) {
+    answer_no_worker(r);
+    r->req = NULL;
+    relay_free(r);
+    return;
+  }
+  r->evcon = evhttp_request_get_connection(req);
+  evhttp_connection_set_closecb(r->evcon, on_client_close, r);
+}
+
+void queen_relay_shutdown(queen *q) {
+  while (q->relays) {
+    queen_relay *r = q->relays;
+    if (r->req) {
+      struct evhttp_request *req = r->req;
+      if (r->started) {
+        struct evbuffer *b = evbuffer_new();
+        if (b) {
+          evbuffer_add_printf(b, "data: [ERROR] the queen is shutting down\n\n");
+          evhttp_send_reply_chunk(req, b);
+          evbuffer_free(b);
+        }
+        end_client(r);
+        evhttp_send_reply_end(req);
+      } else {
+        end_client(r);
+        queen_send_error(req, 503, "SHUTTING_DOWN", "the queen is shutting down");
+      }
+    }
+    relay_free(r);
+  }
+  if (q->curl_timer)
+    event_free(q->curl_timer);
+  q->curl_timer = NULL;
+  if (q->multi)
+    curl_multi_cleanup(q->multi);
+  q->multi = NULL;
+}

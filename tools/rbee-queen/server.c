@@ -1,0 +1,316 @@
+/* The local queen's HTTP front: heartbeats, the worker list, job routing,
+ * and the liveness sweep. */
+#include <cjson/cJSON.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <rbee/errors.h>
+#include <rbee/log.h>
+
+#include "queen.h"
+
+int64_t queen_mono_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t queen_wall_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void send_json(struct evhttp_request *req, int status, const char *json) {
+  struct evbuffer *b = evbuffer_new();
+  evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                    "application/json");
+  if (b)
+    evbuffer_add_printf(b, "%s\n", json);
+  evhttp_send_reply(req, status, NULL, b);
+  if (b)
+    evbuffer_free(b);
+}
+
+void queen_send_error(struct evhttp_request *req, int status, const char *code,
+                      const char *fmt, ...) {
+  char msg[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  cJSON *o = cJSON_CreateObject();
+  cJSON *e = cJSON_AddObjectToObject(o, "error");
+  char *s = NULL;
+  if (e && cJSON_AddStringToObject(e, "code", code) && cJSON_AddStringToObject(e, "message", msg))
+    s = cJSON_PrintUnformatted(o);
+  cJSON_Delete(o);
+  send_json(req, status, s ? s : "{\"error\":{\"code\":\"INTERNAL\",\"message\":\"out of memory\"}}");
+  cJSON_free(s);
+}
+
+/* Body of @p req as a NUL-terminated malloc'd string. */
+static char *take_body(struct evhttp_request *req, size_t *len) {
+  struct evbuffer *in = evhttp_request_get_input_buffer(req);
+  *len = evbuffer_get_length(in);
+  char *s = malloc(*len + 1);
+  if (s == NULL)
+    return NULL;
+  evbuffer_remove(in, s, *len);
+  s[*len] = '\0';
+  return s;
+}
+
+/* Constant-time: the length may leak, the content does not. */
+static int token_ok(const char *given, const char *want) {
+  size_t a = strlen(given), b = strlen(want);
+  unsigned char d = a != b;
+  for (size_t i = 0; i < a && i < b; i++)
+    d |= (unsigned char)(given[i] ^ want[i]);
+  return d == 0;
+}
+
+static int authorized(queen *q, struct evhttp_request *req) {
+  if (q->opts.token == NULL)
+    return 1;
+  const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+  if (h == NULL) {
+    queen_send_error(req, 401, "MISSING_API_KEY", "this queen needs Authorization: Bearer <token>");
+    return 0;
+  }
+  if (strncasecmp(h, "Bearer ", 7) != 0 || !token_ok(h + 7, q->opts.token)) {
+    queen_send_error(req, 401, "INVALID_API_KEY", "the bearer token is not this queen's");
+    return 0;
+  }
+  return 1;
+}
+
+static void on_heartbeat(queen *q, struct evhttp_request *req) {
+  if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
+    queen_send_error(req, 405, "METHOD_NOT_ALLOWED", "heartbeats are POSTed");
+    return;
+  }
+  const char *ct = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
+  if (ct == NULL || strncasecmp(ct, "application/json", 16) != 0) {
+    queen_send_error(req, 415, "UNSUPPORTED_MEDIA_TYPE",
+                     "a heartbeat is Content-Type: application/json (got %s)", ct ? ct : "none");
+    return;
+  }
+  size_t len;
+  char *body = take_body(req, &len);
+  if (body == NULL) {
+    queen_send_error(req, 500, "INTERNAL", "out of memory");
+    return;
+  }
+  rbee_worker_info info;
+  int64_t ts = 0;
+  if (rbee_heartbeat_from_json(&info, &ts, body, len) != 0) {
+    queen_send_error(req, 400, "INVALID_HEARTBEAT", "%s", rbee_error_message());
+    rbee_log(RBEE_LOG_WARN, "queen", "heartbeat", NULL, "rejected a heartbeat: %s",
+             rbee_error_message());
+    free(body);
+    return;
+  }
+  cJSON *doc = cJSON_ParseWithLength(body, len);
+  free(body);
+  char *peer = NULL;
+  ev_uint16_t peer_port = 0;
+  evhttp_connection_get_peer(evhttp_request_get_connection(req), &peer, &peer_port);
+  char id[256];
+  snprintf(id, sizeof id, "%s", info.id);
+  rbee_worker_status status = info.status, old = info.status;
+  char model[256];
+  snprintf(model, sizeof model, "%s", info.model_id);
+  unsigned port = info.port;
+  int flags = queen_registry_update(&q->reg, &info, peer, doc, queen_mono_us(), queen_wall_us(),
+                                    &old);
+  if (flags < 0) {
+    queen_send_error(req, 500, "INTERNAL", "out of memory");
+    return;
+  }
+  if (flags & QUEEN_NEW)
+    rbee_log(RBEE_LOG_INFO, "queen", "register", NULL, "%s joined: model %s at %s:%u, %s", id,
+             model, peer ? peer : "?", port, rbee_status_str(status));
+  else if (flags & QUEEN_STATUS_CHANGED)
+    rbee_log(RBEE_LOG_INFO, "queen", "status", NULL, "%s: %s -> %s", id, rbee_status_str(old),
+             rbee_status_str(status));
+  char msg[400];
+  snprintf(msg, sizeof msg, "heartbeat from %s recorded", id);
+  rbee_queen_ack ack = {(char *)"ok", msg};
+  char *json = NULL;
+  if (rbee_queen_ack_to_json(&json, &ack) == 0)
+    send_json(req, 200, json);
+  else
+    queen_send_error(req, 500, "INTERNAL", "out of memory");
+  rbee_free(json);
+}
+
+static void on_workers(queen *q, struct evhttp_request *req) {
+  if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
+    queen_send_error(req, 405, "METHOD_NOT_ALLOWED", "GET lists the workers");
+    return;
+  }
+  cJSON *o = queen_registry_to_json(&q->reg, queen_mono_us());
+  if (o)
+    cJSON_AddNumberToObject(o, "dead_after_ms", q->opts.dead_after_ms);
+  char *s = o ? cJSON_PrintUnformatted(o) : NULL;
+  cJSON_Delete(o);
+  if (s)
+    send_json(req, 200, s);
+  else
+    queen_send_error(req, 500, "INTERNAL", "out of memory");
+  cJSON_free(s);
+}
+
+static void on_jobs(queen *q, struct evhttp_request *req) {
+  if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
+    queen_send_error(req, 405, "METHOD_NOT_ALLOWED", "POST a job to /v1/jobs");
+    return;
+  }
+  size_t len;
+  char *body = take_body(req, &len);
+  if (body == NULL) {
+    queen_send_error(req, 500, "INTERNAL", "out of memory");
+    return;
+  }
+  cJSON *o = cJSON_ParseWithLength(body, len);
+  const cJSON *model = o ? cJSON_GetObjectItemCaseSensitive(o, "model") : NULL;
+  if (!cJSON_IsObject(o)) {
+    queen_send_error(req, 400, "INVALID_REQUEST", "the body must be a JSON object");
+  } else if (!cJSON_IsString(model) || model->valuestring[0] == '\0') {
+    queen_send_error(req, 400, "INVALID_REQUEST",
+                     "the job needs a string \"model\": the queen routes by model");
+  } else {
+    queen_relay_start(q, req, body, len, model->valuestring);
+    body = NULL; /* taken */
+  }
+  cJSON_Delete(o);
+  free(body);
+}
+
+static void on_request(struct evhttp_request *req, void *arg) {
+  queen *q = arg;
+  const char *uri = evhttp_request_get_uri(req);
+  struct evhttp_uri *u = evhttp_uri_parse(uri);
+  const char *path = u ? evhttp_uri_get_path(u) : NULL;
+  if (path == NULL) {
+    queen_send_error(req, 400, "INVALID_REQUEST", "cannot parse the request URI");
+  } else if (strcmp(path, "/health") == 0) {
+    send_json(req, 200, "{\"status\":\"healthy\"}");
+  } else if (strncmp(path, "/v1/", 4) != 0) {
+    queen_send_error(req, 404, "NOT_FOUND", "no route %s", path);
+  } else if (!authorized(q, req)) {
+    /* answered */
+  } else if (strcmp(path, "/v1/worker-heartbeat") == 0) {
+    on_heartbeat(q, req);
+  } else if (strcmp(path, "/v1/workers") == 0) {
+    on_workers(q, req);
+  } else if (strcmp(path, "/v1/jobs") == 0) {
+    on_jobs(q, req);
+  } else {
+    queen_send_error(req, 404, "NOT_FOUND", "no route %s", path);
+  }
+  if (u)
+    evhttp_uri_free(u);
+}
+
+static void on_dead(const queen_worker *w, int64_t silent_us, void *ud) {
+  (void)ud;
+  rbee_log(RBEE_LOG_WARN, "queen", "dead", NULL,
+           "%s dropped: no heartbeat for %.1f s (last status %s)", w->info.id,
+           (double)silent_us / 1e6, rbee_status_str(w->info.status));
+}
+
+static void on_sweep(evutil_socket_t fd, short what, void *arg) {
+  queen *q = arg;
+  queen_registry_sweep(&q->reg, queen_mono_us(), (int64_t)q->opts.dead_after_ms * 1000, on_dead,
+                       q);
+}
+
+static void on_table(evutil_socket_t fd, short what, void *arg) { queen_table_draw(arg); }
+
+int queen_new(queen **out, struct event_base *base, const queen_options *opts, char *err,
+              size_t errlen) {
+  queen *q = calloc(1, sizeof *q);
+  if (q == NULL) {
+    snprintf(err, errlen, "out of memory");
+    return RBEE_ENOMEM;
+  }
+  q->base = base;
+  q->opts = *opts;
+  int rc = RBEE_EIO;
+  if ((q->http = evhttp_new(base)) == NULL) {
+    snprintf(err, errlen, "cannot create the HTTP server");
+    goto fail;
+  }
+  evhttp_set_max_body_size(q->http, (ev_ssize_t)opts->max_body_bytes);
+  evhttp_set_allowed_methods(q->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_DELETE |
+                                          EVHTTP_REQ_HEAD);
+  evhttp_set_gencb(q->http, on_request, q);
+  struct evhttp_bound_socket *s = evhttp_bind_socket_with_handle(q->http, opts->bind,
+                                                                 (ev_uint16_t)opts->port);
+  if (s == NULL) {
+    snprintf(err, errlen, "cannot listen on %s:%d (address in use or not local?)", opts->bind,
+             opts->port);
+    rc = RBEE_EADDRINUSE;
+    goto fail;
+  }
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+  if (getsockname(evhttp_bound_socket_get_fd(s), (struct sockaddr *)&ss, &sl) == 0)
+    q->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                             : ((struct sockaddr_in *)&ss)->sin_port);
+  unsigned period = opts->dead_after_ms / 4;
+  if (period > 1000)
+    period = 1000;
+  if (period < 20)
+    period = 20;
+  struct timeval tv = {period / 1000, (period % 1000) * 1000};
+  q->sweep_ev = event_new(base, -1, EV_PERSIST, on_sweep, q);
+  if (q->sweep_ev == NULL || event_add(q->sweep_ev, &tv) != 0) {
+    snprintf(err, errlen, "cannot arm the liveness timer");
+    goto fail;
+  }
+  if (opts->table) {
+    struct timeval one = {1, 0};
+    q->table_ev = event_new(base, -1, EV_PERSIST, on_table, q);
+    if (q->table_ev == NULL || event_add(q->table_ev, &one) != 0) {
+      snprintf(err, errlen, "cannot arm the table timer");
+      goto fail;
+    }
+  }
+  if ((rc = queen_relay_init(q)) != 0) {
+    snprintf(err, errlen, "cannot start libcurl");
+    goto fail;
+  }
+  *out = q;
+  return 0;
+fail:
+  queen_free(q);
+  return rc;
+}
+
+int queen_port(const queen *q) { return q->port; }
+const queen_registry *queen_get_registry(const queen *q) { return &q->reg; }
+
+void queen_free(queen *q) {
+  if (q == NULL)
+    return;
+  queen_relay_shutdown(q);
+  if (q->http)
+    evhttp_free(q->http);
+  if (q->sweep_ev)
+    event_free(q->sweep_ev);
+  if (q->table_ev)
+    event_free(q->table_ev);
+  queen_registry_clear(&q->reg);
+  free(q);
+}
