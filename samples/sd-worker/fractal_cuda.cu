@@ -1,0 +1,121 @@
+// The CUDA engine: the same per-pixel arithmetic as the CPU engine
+// (fractal.h), with the state kept in device memory between steps.
+#include <cuda_runtime.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "fractal.h"
+
+namespace {
+
+struct cuda_state {
+  sd_scene s;
+  int ordinal;
+  double *zr, *zi;
+  float *mu;
+  int *iter;
+  uint8_t *rgb;
+};
+
+__global__ void k_start(sd_scene s, double *zr, double *zi, float *mu, int *iter) {
+  int x = blockIdx.x * blockDim.x + threadIdx.x, y = blockIdx.y * blockDim.y + threadIdx.y;
+  if (x >= s.width || y >= s.height)
+    return;
+  size_t i = (size_t)y * s.width + x;
+  sd_pixel_start(&s, x, y, &zr[i], &zi[i]);
+  mu[i] = -1.0f;
+  iter[i] = 0;
+}
+
+__global__ void k_step(sd_scene s, double *zr, double *zi, float *mu, int *iter) {
+  size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= (size_t)s.width * s.height)
+    return;
+  sd_pixel_iterate(&s, &zr[i], &zi[i], &mu[i], &iter[i], SD_ITERS_PER_STEP);
+}
+
+__global__ void k_color(sd_scene s, const float *mu, const int *iter, uint8_t *rgb) {
+  size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= (size_t)s.width * s.height)
+    return;
+  sd_pixel_color(&s, mu[i], iter[i], rgb + 3 * i);
+}
+
+// 0, or -1 after logging the CUDA error into err.
+int check(cudaError_t e, const char *what, char *err, size_t errlen) {
+  if (e == cudaSuccess)
+    return 0;
+  if (err)
+    snprintf(err, errlen, "CUDA %s failed: %s (%s)", what, cudaGetErrorName(e),
+             cudaGetErrorString(e));
+  return -1;
+}
+
+int cuda_step(void *st) {
+  cuda_state *c = static_cast<cuda_state *>(st);
+  size_t n = (size_t)c->s.width * c->s.height;
+  if (cudaSetDevice(c->ordinal) != cudaSuccess)
+    return -1;
+  k_step<<<(unsigned)((n + 255) / 256), 256>>>(c->s, c->zr, c->zi, c->mu, c->iter);
+  return check(cudaGetLastError(), "step kernel", nullptr, 0);
+}
+
+int cuda_colorize(void *st, uint8_t *rgb) {
+  cuda_state *c = static_cast<cuda_state *>(st);
+  size_t n = (size_t)c->s.width * c->s.height;
+  if (cudaSetDevice(c->ordinal) != cudaSuccess)
+    return -1;
+  k_color<<<(unsigned)((n + 255) / 256), 256>>>(c->s, c->mu, c->iter, c->rgb);
+  if (cudaGetLastError() != cudaSuccess)
+    return -1;
+  return cudaMemcpy(rgb, c->rgb, n * 3, cudaMemcpyDeviceToHost) == cudaSuccess ? 0 : -1;
+}
+
+void cuda_free(void *st) {
+  cuda_state *c = static_cast<cuda_state *>(st);
+  if (c == nullptr)
+    return;
+  cudaSetDevice(c->ordinal);
+  cudaFree(c->zr);
+  cudaFree(c->zi);
+  cudaFree(c->mu);
+  cudaFree(c->iter);
+  cudaFree(c->rgb);
+  free(c);
+}
+
+} // namespace
+
+extern "C" int sd_cuda_engine(sd_engine *e, const sd_scene *s, int ordinal, char *err,
+                              size_t errlen) {
+  size_t n = (size_t)s->width * s->height;
+  cuda_state *c = static_cast<cuda_state *>(calloc(1, sizeof *c));
+  if (c == nullptr) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  c->s = *s;
+  c->ordinal = ordinal;
+  if (check(cudaSetDevice(ordinal), "cudaSetDevice", err, errlen) ||
+      check(cudaMalloc(&c->zr, n * sizeof(double)), "cudaMalloc", err, errlen) ||
+      check(cudaMalloc(&c->zi, n * sizeof(double)), "cudaMalloc", err, errlen) ||
+      check(cudaMalloc(&c->mu, n * sizeof(float)), "cudaMalloc", err, errlen) ||
+      check(cudaMalloc(&c->iter, n * sizeof(int)), "cudaMalloc", err, errlen) ||
+      check(cudaMalloc(&c->rgb, n * 3), "cudaMalloc", err, errlen)) {
+    cuda_free(c);
+    return -1;
+  }
+  dim3 block(16, 16), grid((s->width + 15) / 16, (s->height + 15) / 16);
+  k_start<<<grid, block>>>(c->s, c->zr, c->zi, c->mu, c->iter);
+  if (check(cudaGetLastError(), "start kernel", err, errlen) ||
+      check(cudaDeviceSynchronize(), "start kernel", err, errlen)) {
+    cuda_free(c);
+    return -1;
+  }
+  e->device = "cuda";
+  e->state = c;
+  e->step = cuda_step;
+  e->colorize = cuda_colorize;
+  e->free = cuda_free;
+  return 0;
+}

@@ -1,0 +1,207 @@
+/* sd-worker: an image-generation rbee worker in the manner of the Stable
+ * Diffusion worker. It serves operation "image_generation" and streams
+ * named events: "progress" per step, "preview" when asked, "complete" with
+ * a base64 PNG, "error". The image is a fractal refined over the steps, on
+ * the worker's device: a CUDA kernel on cuda:N (in a CUDA build), else the
+ * CPU. */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include <rbee/rbee.h>
+
+#include "fractal.h"
+#include "image.h"
+#include "params.h"
+
+#define MIN_SIDE 64
+#define MAX_SIDE 2048
+#define MAX_STEPS 150
+
+static int64_t now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+typedef struct image_params {
+  const char *prompt, *negative_prompt;
+  long long steps, width, height, seed, preview_every;
+  double guidance;
+} image_params;
+
+static int read_side(const cJSON *p, const char *name, long long *out, char *err, size_t errlen) {
+  if (param_int(p, name, MIN_SIDE, MAX_SIDE, 512, out, err, errlen) != 0 || *out % 8 != 0) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(p, name);
+    snprintf(err, errlen, "%s must be a multiple of 8 from %d to %d (got %s%.17g)", name,
+             MIN_SIDE, MAX_SIDE, cJSON_IsNumber(v) ? "" : "a non-number ",
+             cJSON_IsNumber(v) ? v->valuedouble : 0.0);
+    return -1;
+  }
+  return 0;
+}
+
+static int read_params(const cJSON *p, image_params *ip, char *err, size_t errlen) {
+  if (param_string(p, "prompt", NULL, 1 << 16, &ip->prompt, err, errlen) ||
+      param_string(p, "negative_prompt", "", 1 << 16, &ip->negative_prompt, err, errlen) ||
+      param_int(p, "steps", 1, MAX_STEPS, 20, &ip->steps, err, errlen) ||
+      read_side(p, "width", &ip->width, err, errlen) ||
+      read_side(p, "height", &ip->height, err, errlen) ||
+      param_int(p, "seed", 0, 9007199254740991LL, -1, &ip->seed, err, errlen) ||
+      param_number(p, "guidance_scale", 0, 30, 0, 7.5, &ip->guidance, err, errlen) ||
+      param_int(p, "preview_every", 0, MAX_STEPS, 0, &ip->preview_every, err, errlen))
+    return -1;
+  if (ip->prompt == NULL || ip->prompt[0] == '\0') {
+    snprintf(err, errlen, "prompt is required: a non-empty string describing the image");
+    return -1;
+  }
+  if (ip->seed < 0) {
+    uint64_t r = 0;
+    if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r)
+      r = (uint64_t)now_us();
+    ip->seed = (long long)(r & 0x1FFFFFFFFFFFFFull);
+  }
+  return 0;
+}
+
+/* The stream's "error" event, then the contract's failure. */
+static int fail(rbee_job *job, const char *code, const char *msg) {
+  cJSON *o = cJSON_CreateObject();
+  if (o && cJSON_AddStringToObject(o, "type", "error") && cJSON_AddStringToObject(o, "code", code) &&
+      cJSON_AddStringToObject(o, "message", msg))
+    rbee_job_emit(job, "error", o);
+  cJSON_Delete(o);
+  rbee_job_fail(job, code, "%s", msg);
+  return 1;
+}
+
+/* Colour the engine's state, encode it, and emit it as @p event. */
+static int emit_image(rbee_job *job, sd_engine *e, const image_params *ip, uint8_t *rgb,
+                      const char *event, long long step, int64_t t0, char *err, size_t errlen) {
+  uint8_t *png = NULL;
+  size_t png_len = 0;
+  if (e->colorize(e->state, rgb) != 0) {
+    snprintf(err, errlen, "the %s device failed while colouring the image", e->device);
+    return -1;
+  }
+  if (sd_png_encode(rgb, (int)ip->width, (int)ip->height, &png, &png_len, err, errlen) != 0)
+    return -1;
+  char *b64 = sd_base64(png, png_len);
+  free(png);
+  cJSON *o = cJSON_CreateObject();
+  int rc = -1;
+  if (b64 && o && cJSON_AddStringToObject(o, "type", event) &&
+      cJSON_AddStringToObject(o, "image", b64) && cJSON_AddStringToObject(o, "format", "png") &&
+      cJSON_AddNumberToObject(o, "width", (double)ip->width) &&
+      cJSON_AddNumberToObject(o, "height", (double)ip->height) &&
+      cJSON_AddNumberToObject(o, "step", (double)step) &&
+      cJSON_AddNumberToObject(o, "steps", (double)ip->steps) &&
+      cJSON_AddNumberToObject(o, "seed", (double)ip->seed) &&
+      cJSON_AddStringToObject(o, "device", e->device) &&
+      cJSON_AddNumberToObject(o, "png_bytes", (double)png_len) &&
+      cJSON_AddNumberToObject(o, "duration_ms", (double)((now_us() - t0) / 1000))) {
+    int r = rbee_job_emit(job, event, o);
+    rc = r == 0 ? 0 : r == RBEE_ECANCELED ? 1 : -1;
+    if (rc < 0)
+      snprintf(err, errlen, "cannot send the image: %s", rbee_error_message());
+  } else {
+    snprintf(err, errlen, "out of memory for the image event");
+  }
+  cJSON_Delete(o);
+  free(b64);
+  return rc;
+}
+
+static int make_engine(rbee_worker *w, sd_engine *e, const sd_scene *s, char *err,
+                       size_t errlen) {
+  rbee_device *dev = rbee_worker_device(w);
+  rbee_device_kind kind = dev ? rbee_device_get_kind(dev) : RBEE_DEVICE_CPU;
+#ifdef SD_WITH_CUDA
+  if (kind == RBEE_DEVICE_CUDA)
+    return sd_cuda_engine(e, s, rbee_device_ordinal(dev), err, errlen);
+#endif
+  if (kind != RBEE_DEVICE_CPU)
+    rbee_log(RBEE_LOG_DEBUG, "sd", "engine", NULL, "no %s kernel in this sample: using the CPU",
+             rbee_device_kind_str(kind));
+  return sd_cpu_engine(e, s, err, errlen);
+}
+
+static int on_job(rbee_worker *w, rbee_job *job, void *ud) {
+  image_params ip;
+  char err[512];
+  (void)ud;
+  if (read_params(rbee_job_params(job), &ip, err, sizeof err) != 0)
+    return fail(job, "INVALID_PARAMS", err);
+  sd_scene scene;
+  sd_scene_make(&scene, ip.prompt, (uint64_t)ip.seed, ip.guidance, (int)ip.width,
+                (int)ip.height, (int)ip.steps);
+  sd_engine e;
+  if (make_engine(w, &e, &scene, err, sizeof err) != 0) {
+    if (strstr(err, "CUDA"))
+      rbee_worker_set_health(w, RBEE_HEALTH_UNHEALTHY, err);
+    return fail(job, "DEVICE_ERROR", err);
+  }
+  uint8_t *rgb = malloc((size_t)ip.width * (size_t)ip.height * 3);
+  if (rgb == NULL) {
+    e.free(e.state);
+    return fail(job, "OUT_OF_MEMORY", "no memory for the image");
+  }
+  int64_t t0 = now_us();
+  int rc = 0;
+  for (long long k = 1; k <= ip.steps && rc == 0; k++) {
+    if (rbee_job_cancelled(job)) {
+      rc = 1;
+      break;
+    }
+    if (e.step(e.state) != 0) {
+      snprintf(err, sizeof err, "the %s device failed at step %lld", e.device, k);
+      rc = -1;
+      break;
+    }
+    char ev[160];
+    snprintf(ev, sizeof ev, "{\"type\":\"progress\",\"step\":%lld,\"total\":%lld}", k, ip.steps);
+    int r = rbee_job_emit_json(job, "progress", ev);
+    rbee_job_set_progress(job, (double)k / (double)ip.steps);
+    if (r != 0) {
+      rc = 1; /* cancelled or gone: nothing more to say */
+      break;
+    }
+    if (ip.preview_every && k % ip.preview_every == 0 && k < ip.steps)
+      rc = emit_image(job, &e, &ip, rgb, "preview", k, t0, err, sizeof err);
+  }
+  if (rc == 0)
+    rc = emit_image(job, &e, &ip, rgb, "complete", ip.steps, t0, err, sizeof err);
+  const char *device = e.device;
+  e.free(e.state);
+  free(rgb);
+  rbee_log(RBEE_LOG_INFO, "sd", "image", rbee_job_id(job), "%lldx%lld, %lld steps on %s: %s",
+           ip.width, ip.height, ip.steps, device, rc == 0 ? "done" : rc > 0 ? "stopped" : err);
+  if (rc < 0) {
+    if (strcmp(device, "cpu") != 0)
+      rbee_worker_set_health(w, RBEE_HEALTH_UNHEALTHY, err);
+    return fail(job, "DEVICE_ERROR", err);
+  }
+  return 0;
+}
+
+static void on_ready(rbee_worker *w, void *ud) {
+  rbee_device *dev = rbee_worker_device(w);
+  rbee_log(RBEE_LOG_INFO, "sd", "ready", NULL, "serving image_generation on %s, port %d",
+           dev ? rbee_device_name(dev) : "cpu", rbee_worker_port(w));
+}
+
+int main(int argc, char **argv) {
+  static const char *const operations[] = {"image_generation", NULL};
+  rbee_worker_callbacks cb = {
+      .version = RBEE_WORKER_CALLBACKS_VERSION,
+      .type = "sd",
+      .implementation = "sd-worker-rbee",
+      .operations = operations,
+      .on_ready = on_ready,
+      .on_job = on_job,
+  };
+  return rbee_worker_main(argc, argv, &cb, NULL);
+}
