@@ -203,6 +203,18 @@ START_TEST(test_queen_heartbeat_accepted_and_listed) {
   ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(hist, 1), "status")->valuestring,
                    "ready");
   cJSON_Delete(o);
+  /* One worker by id; an unknown id is a 404 that says why. */
+  char url[256];
+  snprintf(url, sizeof url, "%s/v1/workers/w-a", l.url);
+  ck_assert_int_eq(rbee_test_http_do(&r, "GET", url, NULL, NULL, 10000), 0);
+  ck_assert_int_eq(r.status, 200);
+  ck_assert_ptr_nonnull(strstr(r.body, "\"history\":[{\"status\":\"starting\""));
+  rbee_test_http_clear(&r);
+  snprintf(url, sizeof url, "%s/v1/workers/w-b", l.url);
+  ck_assert_int_eq(rbee_test_http_do(&r, "GET", url, NULL, NULL, 10000), 0);
+  ck_assert_int_eq(r.status, 404);
+  ck_assert_ptr_nonnull(strstr(r.body, "UNKNOWN_WORKER"));
+  rbee_test_http_clear(&r);
   live_stop(&l);
 }
 END_TEST

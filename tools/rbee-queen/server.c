@@ -170,6 +170,32 @@ static void on_workers(queen *q, struct evhttp_request *req) {
   cJSON_free(s);
 }
 
+/* GET /v1/workers/{id}: one worker, with its status history. */
+static void on_worker(queen *q, struct evhttp_request *req, const char *id) {
+  if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
+    queen_send_error(req, 405, "METHOD_NOT_ALLOWED", "GET shows a worker");
+    return;
+  }
+  cJSON *o = queen_registry_to_json(&q->reg, queen_mono_us());
+  cJSON *w = NULL, *found = NULL;
+  cJSON_ArrayForEach(w, cJSON_GetObjectItemCaseSensitive(o, "workers")) {
+    const cJSON *wid = cJSON_GetObjectItemCaseSensitive(w, "id");
+    if (cJSON_IsString(wid) && strcmp(wid->valuestring, id) == 0)
+      found = w;
+  }
+  char *s = found ? cJSON_PrintUnformatted(found) : NULL;
+  if (s)
+    send_json(req, 200, s);
+  else if (o == NULL)
+    queen_send_error(req, 500, "INTERNAL", "out of memory");
+  else
+    queen_send_error(req, 404, "UNKNOWN_WORKER",
+                     "no worker %s: it never sent a heartbeat, or was dropped after %u ms of "
+                     "silence", id, q->opts.dead_after_ms);
+  cJSON_free(s);
+  cJSON_Delete(o);
+}
+
 static void on_jobs(queen *q, struct evhttp_request *req) {
   if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
     queen_send_error(req, 405, "METHOD_NOT_ALLOWED", "POST a job to /v1/jobs");
@@ -213,6 +239,13 @@ static void on_request(struct evhttp_request *req, void *arg) {
     on_heartbeat(q, req);
   } else if (strcmp(path, "/v1/workers") == 0) {
     on_workers(q, req);
+  } else if (strncmp(path, "/v1/workers/", 12) == 0 && path[12] != '\0') {
+    char *id = evhttp_uridecode(path + 12, 0, NULL);
+    if (id)
+      on_worker(q, req, id);
+    else
+      queen_send_error(req, 500, "INTERNAL", "out of memory");
+    free(id);
   } else if (strcmp(path, "/v1/jobs") == 0) {
     on_jobs(q, req);
   } else {
