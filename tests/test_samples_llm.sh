@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# The llm-worker sample as a real process: directly and through the local
+# queen. Token stream, seeded reproducibility, eos, cancel mid-stream,
+# bad parameters, an unknown model, and a long generation.
+source "$(dirname "$0")/samples_lib.sh"
+need_samples "$QUEEN_BIN" "$LLM_BIN"
+
+step "an unknown model is a clear error, exit 69"
+rc=0
+"$LLM_BIN" --model no-such-model --port 0 >"$TMP/bad.out" 2>"$TMP/bad.log" || rc=$?
+[ "$rc" = 69 ] || fail "exit $rc for an unknown model, want 69"
+assert_contains "$TMP/bad.log" "unknown model 'no-such-model'" "unknown model message"
+
+step "start the queen and two workers (tiny; a text file, paced)"
+start_queen --dead-after-ms 5000
+start_worker t-llm "$LLM_BIN" --model tiny
+printf 'one two three' >"$TMP/three.txt"
+start_worker t-three "$LLM_BIN" --model "$TMP/three.txt" --pace-tps 50
+wait_status t-llm ready
+wait_status t-three ready
+W=$(worker_url t-llm)
+W3=$(worker_url t-three)
+
+step "stream 30 tokens directly"
+job='{"operation":"infer","prompt":"The fox","max_tokens":30,"seed":11,"temperature":0.9,"top_k":40,"top_p":0.95}'
+stream "$W" "$job" "$TMP/a.sse"
+[ "$(tokens "$TMP/a.sse" | wc -l)" = 30 ] || fail "want 30 tokens"
+assert_contains "$TMP/a.sse" '"type":"started"' "started event"
+assert_contains "$TMP/a.sse" '"i":29}' "token numbering"
+assert_contains "$TMP/a.sse" '"tokens_out":30,' "end event"
+assert_contains "$TMP/a.sse" '"stop_reason":"max_tokens","seed":11}' "stop reason"
+[ "$(tail -n 2 "$TMP/a.sse" | head -n 1)" = "data: [DONE]" ] || fail "the stream does not end with [DONE]"
+
+step "the same seed gives the same tokens; another seed others"
+stream "$W" "$job" "$TMP/b.sse"
+cmp -s <(tokens "$TMP/a.sse") <(tokens "$TMP/b.sse") || fail "same seed, different tokens"
+stream "$W" "${job/\"seed\":11/\"seed\":12}" "$TMP/c.sse"
+cmp -s <(tokens "$TMP/a.sse") <(tokens "$TMP/c.sse") && fail "different seeds, same tokens"
+
+step "through the queen: routed by model, relayed unchanged"
+stream "$QURL" "${job/\{/\{\"model\":\"tiny\",}" "$TMP/q.sse"
+cmp -s <(tokens "$TMP/a.sse") <(tokens "$TMP/q.sse") || fail "the queen's stream differs"
+grep -qi '^X-Rbee-Worker: t-llm' "$TMP/q.sse.headers" || fail "not routed to t-llm"
+[ "$(tail -n 2 "$TMP/q.sse" | head -n 1)" = "data: [DONE]" ] || fail "relayed stream not ended"
+
+step "end of text: stop reason eos (model built from a file)"
+stream "$W3" '{"operation":"infer","max_tokens":50,"temperature":0}' "$TMP/eos.sse"
+[ "$(tokens "$TMP/eos.sse" | tr -d '\n')" = "one two three" ] || fail "eos text"
+assert_contains "$TMP/eos.sse" '"stop_reason":"eos"' "eos"
+
+step "bad parameters fail the job with INVALID_PARAMS"
+for bad in '"max_tokens":"ten"' '"max_tokens":0' '"max_tokens":2.5' '"temperature":5' \
+           '"top_p":0' '"top_k":-1' '"stream":"yes"' '"prompt":42' '"seed":-3'; do
+  stream "$W" "{\"operation\":\"infer\",$bad}" "$TMP/bad.sse"
+  assert_contains "$TMP/bad.sse" '"code":"INVALID_PARAMS"' "$bad"
+  assert_contains "$TMP/bad.sse" 'data: [ERROR] ' "$bad"
+  grep -q '"type":"token"' "$TMP/bad.sse" && fail "$bad: tokens were sent"
+done
+code=$(curl -s -o "$TMP/op.json" -w '%{http_code}' -X POST "$W/v1/jobs" -d '{"operation":"image_generation"}')
+[ "$code" = 400 ] || fail "an unserved operation: HTTP $code, want 400"
+
+step "cancel mid-stream (paced at 50 tokens/s, a million asked)"
+curl -s --max-time 10 -X POST "$W3/v1/jobs" -H 'Content-Type: application/json' \
+  -d '{"operation":"infer","max_tokens":1000000,"ignore_eos":true}' >"$TMP/job.json"
+id=$(sed -n 's/.*"job_id":"\([^"]*\)".*/\1/p' "$TMP/job.json")
+[ -n "$id" ] || fail "no job id in $(cat "$TMP/job.json")"
+curl -s -N --max-time 60 "$W3/v1/jobs/$id/stream" >"$TMP/cancel.sse" &
+reader=$!
+for _ in $(seq 300); do [ "$(tokens "$TMP/cancel.sse" | wc -l)" -ge 5 ] && break; sleep 0.1; done
+[ "$(tokens "$TMP/cancel.sse" | wc -l)" -ge 5 ] || fail "the paced stream did not start"
+code=$(curl -s -o /dev/null -w '%{http_code}' -X DELETE "$W3/v1/jobs/$id")
+[ "$code" = 202 ] || fail "DELETE answered $code"
+wait "$reader" || true
+assert_contains "$TMP/cancel.sse" 'data: [CANCELLED]' "cancelled stream"
+n=$(tokens "$TMP/cancel.sse" | wc -l)
+[ "$n" -lt 1000000 ] || fail "all tokens came despite the cancel"
+curl -s "$W3/v1/jobs/$id" | grep -q '"state":"cancelled"' || fail "job state is not cancelled"
+
+step "the client leaving a relayed stream cancels the job on the worker"
+curl -s -N --max-time 2 -H 'Accept: text/event-stream' -X POST "$QURL/v1/jobs" \
+  -d '{"model":"'"$TMP"'/three.txt","operation":"infer","max_tokens":1000000,"ignore_eos":true}' \
+  >"$TMP/left.sse" || true
+id=$(sed -n 's/.*"job_id":"\([^"]*\)".*/\1/p' "$TMP/left.sse" | head -n 1)
+[ -n "$id" ] || fail "no job id in the relayed stream"
+for _ in $(seq 200); do
+  curl -s "$W3/v1/jobs/$id" | grep -q '"state":"cancelled"' && break
+  sleep 0.1
+done
+curl -s "$W3/v1/jobs/$id" | grep -q '"state":"cancelled"' || fail "the abandoned job kept running"
+
+step "stream false: one text event"
+curl -s --max-time 30 -H 'Accept: text/event-stream' -X POST "$W/v1/jobs" \
+  -d '{"operation":"infer","max_tokens":5,"seed":1,"stream":false}' >"$TMP/nostream.sse"
+assert_contains "$TMP/nostream.sse" '"type":"text","text":"' "text event"
+grep -q '"type":"token"' "$TMP/nostream.sse" && fail "tokens with stream false"
+
+step "a long generation is served: ${LONG_TOKENS:=1000000} tokens"
+[ -n "${RBEE_SANITIZE:-}" ] && LONG_TOKENS=100000
+STREAM_TIMEOUT=280 stream "$W" '{"operation":"infer","max_tokens":'"$LONG_TOKENS"',"ignore_eos":true,"seed":5}' "$TMP/long.sse"
+n=$(grep -c '^data: {"type":"token"' "$TMP/long.sse" || true)
+[ "$n" = "$LONG_TOKENS" ] || fail "got $n of $LONG_TOKENS tokens"
+assert_contains "$TMP/long.sse" "\"tokens_out\":$LONG_TOKENS," "long end event"
+echo "all llm-worker checks passed"

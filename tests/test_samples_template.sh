@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The template worker built the way a user builds a copy of it: configured
+# on its own against an installed librbee (find_package), then run.
+source "$(dirname "$0")/samples_lib.sh"
+need_samples "$QUEEN_BIN"
+cmake=${CMAKE_COMMAND:-cmake}
+san=()
+[ -n "${RBEE_SANITIZE:-}" ] && san=("-fsanitize=$RBEE_SANITIZE")
+
+step "install librbee into a temporary prefix, build samples/template against it"
+"$cmake" --install "$RBEE_BUILD_DIR" --prefix "$TMP/prefix" >/dev/null
+cp -r "$RBEE_SOURCE_DIR/samples/template" "$TMP/my-worker"
+"$cmake" -S "$TMP/my-worker" -B "$TMP/build" -DCMAKE_PREFIX_PATH="$TMP/prefix" \
+  -DCMAKE_C_FLAGS="-Wall -Wextra -Werror ${san[*]:-}" -DCMAKE_EXE_LINKER_FLAGS="${san[*]:-}" \
+  >"$TMP/configure.log" 2>&1 || { cat "$TMP/configure.log"; fail "configure"; }
+"$cmake" --build "$TMP/build" >"$TMP/build.log" 2>&1 || { cat "$TMP/build.log"; fail "build"; }
+bin=$TMP/build/template-worker
+[ -x "$bin" ] || fail "no template-worker built"
+[ "$(wc -l <"$RBEE_SOURCE_DIR/samples/template/main.c")" -lt 100 ] || fail "the template is 100 lines or more"
+
+step "run it against the local queen and echo a prompt"
+export LD_LIBRARY_PATH=$TMP/prefix/lib
+start_queen
+start_worker t-template "$bin" --model hello
+wait_status t-template ready
+stream "$QURL" '{"model":"hello","operation":"echo","prompt":"one small step"}' "$TMP/e.sse"
+[ "$(tokens "$TMP/e.sse" | tr -d '\n')" = "[hello] one small step" ] || fail "echo: $(tokens "$TMP/e.sse")"
+stream "$QURL" '{"model":"hello","operation":"echo","prompt":3}' "$TMP/bad.sse"
+assert_contains "$TMP/bad.sse" '"code":"INVALID_PARAMS"' "bad prompt"
+echo "template checks passed"
