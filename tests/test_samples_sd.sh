@@ -17,14 +17,14 @@ wait_status t-sd ready
 W=$(worker_url t-sd)
 
 step "an image through the queen: progress per step, then complete"
-job='{"model":"julia","operation":"image_generation","prompt":"a lighthouse at dusk","steps":6,"width":64,"height":48,"seed":3,"guidance_scale":7.5}'
+job='{"model":"julia","operation":"image_generation","prompt":"a lighthouse at dusk","steps":6,"width":96,"height":64,"seed":3,"guidance_scale":7.5}'
 stream "$QURL" "$job" "$TMP/a.sse"
 [ "$(grep -c '^event: progress$' "$TMP/a.sse")" = 6 ] || fail "want 6 progress events"
 assert_contains "$TMP/a.sse" '{"type":"progress","step":6,"total":6}' "last step"
 assert_contains "$TMP/a.sse" 'event: complete' "complete event"
 [ "$(tail -n 2 "$TMP/a.sse" | head -n 1)" = "data: [DONE]" ] || fail "no [DONE]"
 size=$(image "$TMP/a.sse" "$TMP/a.png") || fail "the image does not decode"
-[ "${size%% *}" = 64x48 ] || fail "image is $size, want 64x48"
+[ "${size%% *}" = 96x64 ] || fail "image is $size, want 96x64"
 
 step "the same seed gives the same image; another seed another"
 stream "$W" "$job" "$TMP/b.sse"
@@ -41,7 +41,7 @@ stream "$W" "${job/\"steps\":6/\"steps\":6,\"preview_every\":2}" "$TMP/p.sse"
 step "bad parameters: an error event and [ERROR]"
 for bad in '"width":100' '"width":4096' '"height":"big"' '"steps":0' '"steps":151' \
            '"guidance_scale":-1' '"prompt":""' '"prompt":7' '"seed":1.5'; do
-  stream "$W" "{\"operation\":\"image_generation\",\"prompt\":\"x\",$bad}" "$TMP/bad.sse"
+  stream "$W" "{\"operation\":\"image_generation\",$bad,\"prompt\":\"x\"}" "$TMP/bad.sse"
   assert_contains "$TMP/bad.sse" 'event: error' "$bad"
   assert_contains "$TMP/bad.sse" '"code":"INVALID_PARAMS"' "$bad"
   assert_contains "$TMP/bad.sse" 'data: [ERROR] ' "$bad"

@@ -254,8 +254,8 @@ static int on_job(rbee_worker *w, rbee_job *job, void *ud) {
     char end[256];
     snprintf(end, sizeof end,
              "{\"type\":\"end\",\"tokens_out\":%lld,\"decode_time_ms\":%lld,"
-             "\"duration_ms\":%lld,\"stop_reason\":\"%s\",\"seed\":%lld}",
-             n, (long long)(dt / 1000), (long long)(dt / 1000), stop, ip.seed);
+             "\"duration_ms\":%.3f,\"stop_reason\":\"%s\",\"seed\":%lld}",
+             n, (long long)(dt / 1000), (double)dt / 1000.0, stop, ip.seed);
     rbee_job_emit_json(job, NULL, end);
   }
   free(text);

@@ -40,7 +40,7 @@ void sd_scene_make(sd_scene *s, const char *prompt, uint64_t seed, double guidan
     s->pal[2][ch] = (float)(0.6 + 0.8 * unit(&p));
     s->pal[3][ch] = (float)unit(&p);
   }
-  double zoom = 1.0 + 1.0 * unit(&q);
+  double zoom = 0.9 + 0.5 * unit(&q);
   double span = 3.2 / zoom; /* plane units across the shorter side */
   s->scale = span / (width < height ? width : height);
   s->center_re = 0.35 * (unit(&q) - 0.5);
@@ -70,7 +70,7 @@ static int cpu_colorize(void *st, uint8_t *rgb) {
   cpu_state *c = st;
   size_t n = (size_t)c->s.width * (size_t)c->s.height;
   for (size_t i = 0; i < n; i++)
-    sd_pixel_color(&c->s, c->mu[i], c->iter[i], rgb + 3 * i);
+    sd_pixel_color(&c->s, c->mu[i], c->zr[i], c->zi[i], rgb + 3 * i);
   return 0;
 }
 

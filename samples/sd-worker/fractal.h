@@ -84,19 +84,23 @@ SD_FN void sd_pixel_iterate(const sd_scene *s, double *zr, double *zi, float *mu
   *zi = b;
 }
 
-SD_FN void sd_pixel_color(const sd_scene *s, float mu, int iter, uint8_t *rgb) {
-  if (mu < 0) { /* inside (so far): dark, tinted by how long it has held */
-    float t = 0.08f + 0.04f * (float)(iter % 7) / 7.0f;
+SD_FN float sd_palette(const sd_scene *s, float t, int ch) {
+  float v = s->pal[0][ch] + s->pal[1][ch] * cosf(6.2831853f * (s->pal[2][ch] * t + s->pal[3][ch]));
+  return v < 0 ? 0 : v > 1 ? 1 : v;
+}
+
+/* Escaped pixels by their smooth escape count; the inside (so far) dimly,
+ * by where its orbit has got to. */
+SD_FN void sd_pixel_color(const sd_scene *s, float mu, double zr, double zi, uint8_t *rgb) {
+  if (mu < 0) {
+    float t = (float)sqrt(zr * zr + zi * zi);
     for (int ch = 0; ch < 3; ch++)
-      rgb[ch] = (uint8_t)(255.0f * t * s->pal[0][ch]);
+      rgb[ch] = (uint8_t)(255.0f * 0.3f * sd_palette(s, 0.5f + 0.6f * t, ch) + 0.5f);
     return;
   }
   float t = (float)(s->contrast * 0.035 * (double)mu);
-  for (int ch = 0; ch < 3; ch++) {
-    float v = s->pal[0][ch] + s->pal[1][ch] * cosf(6.2831853f * (s->pal[2][ch] * t + s->pal[3][ch]));
-    v = v < 0 ? 0 : v > 1 ? 1 : v;
-    rgb[ch] = (uint8_t)(v * 255.0f + 0.5f);
-  }
+  for (int ch = 0; ch < 3; ch++)
+    rgb[ch] = (uint8_t)(sd_palette(s, t, ch) * 255.0f + 0.5f);
 }
 
 #ifdef __cplusplus

@@ -34,11 +34,12 @@ __global__ void k_step(sd_scene s, double *zr, double *zi, float *mu, int *iter)
   sd_pixel_iterate(&s, &zr[i], &zi[i], &mu[i], &iter[i], SD_ITERS_PER_STEP);
 }
 
-__global__ void k_color(sd_scene s, const float *mu, const int *iter, uint8_t *rgb) {
+__global__ void k_color(sd_scene s, const float *mu, const double *zr, const double *zi,
+                        uint8_t *rgb) {
   size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= (size_t)s.width * s.height)
     return;
-  sd_pixel_color(&s, mu[i], iter[i], rgb + 3 * i);
+  sd_pixel_color(&s, mu[i], zr[i], zi[i], rgb + 3 * i);
 }
 
 // 0, or -1 after logging the CUDA error into err.
@@ -65,7 +66,7 @@ int cuda_colorize(void *st, uint8_t *rgb) {
   size_t n = (size_t)c->s.width * c->s.height;
   if (cudaSetDevice(c->ordinal) != cudaSuccess)
     return -1;
-  k_color<<<(unsigned)((n + 255) / 256), 256>>>(c->s, c->mu, c->iter, c->rgb);
+  k_color<<<(unsigned)((n + 255) / 256), 256>>>(c->s, c->mu, c->zr, c->zi, c->rgb);
   if (cudaGetLastError() != cudaSuccess)
     return -1;
   return cudaMemcpy(rgb, c->rgb, n * 3, cudaMemcpyDeviceToHost) == cudaSuccess ? 0 : -1;
