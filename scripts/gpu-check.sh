@@ -142,6 +142,47 @@ check "rbee-device-info --json cuda:0 (verify + stats)" \
   bash -c "set -o pipefail; '$tool' --json cuda:0 | tee '$dir/cuda0.json'; grep -q '\"verified\":true' '$dir/cuda0.json'"
 check "rbee-device-info cuda:0 (text)" "$tool" cuda:0
 
-# More checks (e.g. the sd-worker sample's CUDA path) go here.
+# The sd-worker sample's CUDA path: its kernel against its CPU loop, then
+# the worker on cuda:0 end to end (it picks the kernel by device kind), with
+# the same image rendered on the CPU for comparison of time.
+sd_job() { # device -> prints the complete event's summary; fails without one
+  local dev=$1 log=$dir/sd-$1.log port="" pid
+  "$dir/samples/sd-worker/sd-worker" --device "$dev" --port 0 --worker-id "gpu-check-sd" 2>"$log" &
+  pid=$!
+  for _ in $(seq 600); do
+    port=$(sed -n 's/.*listening on .* port=\([0-9]*\).*/\1/p' "$log")
+    [ -n "$port" ] && grep -q 'starting -> ready' "$log" && break
+    sleep 0.1
+  done
+  python3 - "$port" "$dir/sd-$dev.png" <<'PY'
+import base64, json, struct, sys, urllib.request
+port, out = sys.argv[1], sys.argv[2]
+job = {"operation": "image_generation", "prompt": "a lighthouse at dusk", "steps": 50,
+       "width": 1024, "height": 1024, "seed": 42}
+req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/jobs", json.dumps(job).encode(),
+                             {"Accept": "text/event-stream", "Content-Type": "application/json"})
+body = urllib.request.urlopen(req, timeout=300).read().decode()
+done = [json.loads(l[6:]) for l in body.splitlines() if l.startswith('data: {"type":"complete"')]
+if not done:
+    sys.exit("no complete event: " + body[-400:])
+ev = done[0]
+png = base64.b64decode(ev["image"])
+w, h = struct.unpack(">II", png[16:24])
+open(out, "wb").write(png)
+print(f'{ev["device"]}: {w}x{h}, {ev["steps"]} steps in {ev["duration_ms"]} ms, {len(png)} bytes')
+sys.exit(0 if (w, h) == (1024, 1024) else 1)
+PY
+  local rc=$?
+  kill -TERM "$pid" 2>/dev/null
+  wait "$pid" || rc=1
+  return $rc
+}
+build test_sd sd-worker sd-png-info || die "build of the sd sample failed"
+check "sd engine: CUDA kernel against the CPU loop (test_sd)" \
+  ctest --test-dir "$dir" -R '^test_sd$' --output-on-failure --timeout 240
+check "sd-worker on cuda:0: a 1024x1024 image, 50 steps" sd_job cuda:0
+check "sd-worker on cpu: the same image" sd_job cpu
+check "sd-worker: the GPU image matches the CPU one" \
+  "$dir/samples/sd-worker/sd-png-info" --diff "$dir/sd-cuda:0.png" "$dir/sd-cpu.png"
 
 summary
