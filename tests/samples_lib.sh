@@ -11,15 +11,21 @@ PNGINFO_BIN=$RBEE_BUILD_DIR/samples/sd-worker/sd-png-info
 TMP=$(mktemp -d)
 PIDS=()
 
+# Stop what is left; a sanitizer report in any process' log fails the test.
 cleanup() {
-  local p
+  local rc=$? p
   for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do
     for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$p" 2>/dev/null || true
     wait "$p" 2>/dev/null || true
   done
+  if grep -lE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$TMP"/*.log 2>/dev/null; then
+    grep -hE -A12 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$TMP"/*.log >&2
+    rc=1
+  fi
   rm -rf "$TMP"
+  exit "$rc"
 }
 trap cleanup EXIT
 

@@ -48,4 +48,16 @@ for _ in $(seq 300); do [ -z "$(worker_json q-one)" ] && break; sleep 0.1; done
 assert_contains "$TMP/queen.log" "q-one dropped: no heartbeat" "the queen's log"
 code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "$QURL/v1/jobs" -d '{"model":"tiny","operation":"infer"}')
 [ "$code" = 503 ] || fail "after both left: HTTP $code, want 503"
+step "SIGTERM to the queen: streams in flight end with a last [ERROR] line"
+start_worker q-three "$LLM_BIN" --model tiny --pace-tps 20
+wait_status q-three ready
+curl -s -N --max-time 60 -H 'Accept: text/event-stream' -X POST "$QURL/v1/jobs" \
+  -d '{"model":"tiny","operation":"infer","max_tokens":1000}' >"$TMP/cut.sse" &
+reader=$!
+for _ in $(seq 300); do [ "$(tokens "$TMP/cut.sse" | wc -l)" -ge 3 ] && break; sleep 0.1; done
+kill -TERM "$QPID"
+wait "$QPID" || fail "the queen exited with $? on SIGTERM"
+wait "$reader" || true
+[ "$(grep '^data: ' "$TMP/cut.sse" | tail -n 1)" = "data: [ERROR] the queen is shutting down" ] ||
+  fail "the relayed stream did not end with the shutdown line: $(tail -n 3 "$TMP/cut.sse")"
 echo "all queen checks passed"

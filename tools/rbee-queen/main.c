@@ -57,9 +57,24 @@ static int parse_uint(const char *s, long max, long *out) {
   return 0;
 }
 
+typedef struct stopper {
+  struct event_base *base;
+  queen *q;
+} stopper;
+
+/* End the streams in flight with a last line, give the loop a moment to
+ * write it out, then stop. A second signal stops at once. */
 static void on_signal(evutil_socket_t sig, short what, void *arg) {
+  stopper *s = arg;
+  if (s->q == NULL) {
+    event_base_loopbreak(s->base);
+    return;
+  }
   rbee_log(RBEE_LOG_INFO, "queen", "stop", NULL, "signal %d: stopping", (int)sig);
-  event_base_loopbreak(arg);
+  queen_relay_shutdown(s->q);
+  s->q = NULL;
+  struct timeval flush = {0, 300000};
+  event_base_loopexit(s->base, &flush);
 }
 
 int main(int argc, char **argv) {
@@ -163,8 +178,9 @@ int main(int argc, char **argv) {
     event_base_free(base);
     goto out;
   }
-  struct event *sigint = evsignal_new(base, SIGINT, on_signal, base);
-  struct event *sigterm = evsignal_new(base, SIGTERM, on_signal, base);
+  stopper stop = {base, q};
+  struct event *sigint = evsignal_new(base, SIGINT, on_signal, &stop);
+  struct event *sigterm = evsignal_new(base, SIGTERM, on_signal, &stop);
   if (sigint)
     event_add(sigint, NULL);
   if (sigterm)

@@ -162,6 +162,10 @@ static void send_cancel(queen *q, const char *base_url, const char *job_id);
 
 static void on_client_close(struct evhttp_connection *evcon, void *arg) {
   queen_relay *r = arg;
+  /* A client that left mid-reply: libevent detached the unfinished request
+   * and leaves it to us; one still attached is freed with the connection. */
+  if (r->req && evhttp_request_get_connection(r->req) == NULL)
+    evhttp_request_free(r->req);
   r->req = NULL;
   r->evcon = NULL;
   rbee_log(RBEE_LOG_INFO, "queen", "relay", r->job_id[0] ? r->job_id : NULL,
@@ -464,6 +468,11 @@ static void check_done(queen *q) {
 
 void queen_relay_start(queen *q, struct evhttp_request *req, char *body, size_t len,
                        const char *model) {
+  if (q->multi == NULL) {
+    free(body);
+    queen_send_error(req, 503, "SHUTTING_DOWN", "the queen is shutting down");
+    return;
+  }
   queen_relay *r = relay_new(q);
   if (r == NULL || (r->model = strdup(model)) == NULL || add_headers(r, 1) != 0) {
     free(body);
