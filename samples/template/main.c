@@ -25,6 +25,7 @@ static int on_init(rbee_worker *w, void *userdata) {
 
 /* Once, on the loop thread, when the worker turns ready. Keep it short. */
 static void on_ready(rbee_worker *w, void *userdata) {
+  (void)userdata;
   rbee_log(RBEE_LOG_INFO, "template", "ready", NULL, "listening on port %d",
            rbee_worker_port(w));
 }
@@ -33,6 +34,7 @@ static void on_ready(rbee_worker *w, void *userdata) {
  * emit events. Return 0 when done; rbee_job_fail() + nonzero when not. */
 static int on_job(rbee_worker *w, rbee_job *job, void *userdata) {
   model *m = userdata;
+  (void)w;
   const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(rbee_job_params(job), "prompt");
   if (!cJSON_IsString(prompt)) {
     rbee_job_fail(job, "INVALID_PARAMS", "prompt must be a string");
@@ -57,6 +59,7 @@ static int on_job(rbee_worker *w, rbee_job *job, void *userdata) {
 /* After the drain, with no job running: free the model. */
 static void on_shutdown(rbee_worker *w, void *userdata) {
   model *m = userdata;
+  (void)w;
   m->prefix[0] = '\0';
 }
 
