@@ -6,11 +6,13 @@ need_samples "$QUEEN_BIN"
 cmake=${CMAKE_COMMAND:-cmake}
 san=()
 [ -n "${RBEE_SANITIZE:-}" ] && san=("-fsanitize=$RBEE_SANITIZE")
+# The compiler librbee was built with (its sanitizer runtime must match).
+cc=$(sed -n 's/^CMAKE_C_COMPILER:[A-Z]*=//p' "$RBEE_BUILD_DIR/CMakeCache.txt")
 
 step "install librbee into a temporary prefix, build samples/template against it"
 "$cmake" --install "$RBEE_BUILD_DIR" --prefix "$TMP/prefix" >/dev/null
 cp -r "$RBEE_SOURCE_DIR/samples/template" "$TMP/my-worker"
-"$cmake" -S "$TMP/my-worker" -B "$TMP/build" -DCMAKE_PREFIX_PATH="$TMP/prefix" \
+"$cmake" -S "$TMP/my-worker" -B "$TMP/build" -DCMAKE_PREFIX_PATH="$TMP/prefix" ${cc:+-DCMAKE_C_COMPILER="$cc"} \
   -DCMAKE_C_FLAGS="-Wall -Wextra -Werror ${san[*]:-}" -DCMAKE_EXE_LINKER_FLAGS="${san[*]:-}" \
   >"$TMP/configure.log" 2>&1 || { cat "$TMP/configure.log"; fail "configure"; }
 "$cmake" --build "$TMP/build" >"$TMP/build.log" 2>&1 || { cat "$TMP/build.log"; fail "build"; }
