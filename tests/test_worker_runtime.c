@@ -703,6 +703,48 @@ START_TEST(test_worker_client_gone_mid_stream) {
 }
 END_TEST
 
+START_TEST(test_worker_device_verify_fails) {
+  char *err = NULL;
+  ck_assert_int_eq(run_to_exit(ARGS("--port", "0", "--device-verify-fail"), NULL, &err, NULL), 69);
+  ck_assert_ptr_nonnull(strstr(err, "expected 42"));
+  ck_assert_ptr_null(strstr(err, "worker.listen")); /* never got as far as the port */
+  free(err);
+}
+END_TEST
+
+START_TEST(test_worker_device_sticky_error) {
+  queen_server *q = queen_server_start(QUEEN_OK);
+  ck_assert_ptr_nonnull(q);
+  proc p;
+  int port = start_worker(&p, ARGS("--device-fail-after-ms", "300", "--queen-url",
+                                   queen_server_url(q), "--heartbeat-interval", "0.2"));
+  char body[512];
+  long st = 0;
+  for (int i = 0; i < 3000 && st != 503; i++) {
+    st = get_status(port, "/health", body, sizeof body);
+    if (st != 503)
+      usleep(10000);
+  }
+  ck_assert_int_eq(st, 503);
+  ck_assert_ptr_nonnull(strstr(body, "illegal memory access"));
+  ck_assert_int_eq(get_status(port, "/ready", NULL, 0), 503);
+  ck_assert_int_eq(post_status(port, "{\"operation\":\"infer\"}"), 503);
+  /* The queen hears of it. */
+  int told = 0;
+  for (int i = 0; i < 1000 && !told; i++) {
+    size_t n = queen_server_count(q);
+    told = n > 0 && beat_has(q, n - 1, "\"health\":\"unhealthy\"");
+    if (!told)
+      usleep(10000);
+  }
+  ck_assert(told);
+  proc_kill(&p, SIGTERM);
+  ck_assert_int_eq(proc_wait(&p, EXIT_MS), 0);
+  proc_cleanup(&p);
+  queen_server_stop(q);
+}
+END_TEST
+
 static Suite *worker_suite(void) {
   Suite *s = suite_create("worker_runtime");
   TCase *tc = tcase_create("process");
@@ -727,6 +769,8 @@ static Suite *worker_suite(void) {
   tcase_add_test(tc, test_worker_init_failure_reported_unhealthy);
   tcase_add_test(tc, test_worker_sighup_reopens_log);
   tcase_add_test(tc, test_worker_client_gone_mid_stream);
+  tcase_add_test(tc, test_worker_device_verify_fails);
+  tcase_add_test(tc, test_worker_device_sticky_error);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -207,17 +207,7 @@ static void state_cb(evutil_socket_t fd, short what, void *arg) {
   int stop = w->stop_requested;
   pthread_mutex_unlock(&w->mu);
   rbee__worker_progress_changed(w);
-  rbee_health h;
-  char reason[256];
-  rbee__worker_effective_health(w, &h, reason, sizeof reason);
-  if (h != w->last_health) {
-    RBEE_LOG(h == RBEE_HEALTH_HEALTHY ? RBEE_LOG_INFO : RBEE_LOG_WARN, "worker", "health", NULL,
-             "%s%s%s", rbee_health_str(h), reason[0] ? ": " : "", reason);
-    w->last_health = h;
-    rbee__worker_update_status(w);
-    if (w->hb)
-      rbee_heartbeat_poke(w->hb);
-  }
+  rbee__worker_health_changed(w);
   if (stop)
     begin_drain(w, "rbee_worker_stop");
 }

@@ -84,6 +84,9 @@ void rbee__worker_effective_health(rbee_worker *w, rbee_health *h, char *reason,
  * systemd of a change (loop thread). */
 void rbee__worker_update_status(rbee_worker *w);
 void rbee__worker_set_status(rbee_worker *w, rbee_worker_status st);
+/* A health source changed: log the effective health if it moved, stop or
+ * resume accepting jobs, tell the queen (loop thread). */
+void rbee__worker_health_changed(rbee_worker *w);
 void rbee__worker_snapshot(rbee__snapshot *out, void *userdata);
 int rbee__worker_heartbeat_payload(rbee_worker_info *info, struct cJSON *extra, uint64_t seq,
                                    void *userdata);

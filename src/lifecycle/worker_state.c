@@ -56,6 +56,22 @@ void rbee__worker_update_status(rbee_worker *w) {
   rbee__worker_set_status(w, c.running >= w->opts.max_jobs ? RBEE_STATUS_BUSY : RBEE_STATUS_READY);
 }
 
+void rbee__worker_health_changed(rbee_worker *w) {
+  rbee_health h;
+  char reason[256];
+  rbee__worker_effective_health(w, &h, reason, sizeof reason);
+  if (h == w->last_health)
+    return;
+  RBEE_LOG(h == RBEE_HEALTH_HEALTHY ? RBEE_LOG_INFO
+           : h == RBEE_HEALTH_DEGRADED ? RBEE_LOG_WARN
+                                       : RBEE_LOG_ERROR,
+           "worker", "health", NULL, "%s%s%s", rbee_health_str(h), reason[0] ? ": " : "", reason);
+  w->last_health = h;
+  rbee__worker_update_status(w); /* unhealthy: no job accepted */
+  if (w->hb)
+    rbee_heartbeat_poke(w->hb);
+}
+
 void rbee__worker_snapshot(rbee__snapshot *out, void *userdata) {
   rbee_worker *w = userdata;
   memset(out, 0, sizeof *out);
@@ -182,37 +198,31 @@ void rbee__worker_tick(rbee_worker *w) {
     }
     rbee_health now = w->health[RBEE__HS_HANG];
     pthread_mutex_unlock(&w->mu);
-    if (now != was) {
-      if (now == RBEE_HEALTH_DEGRADED)
-        RBEE_WARN("worker", "hang", "a job has been silent for %lld ms: degraded",
-                  (long long)(silent / 1000));
-      else
-        RBEE_INFO("worker", "hang", "no silent job any more: healthy again");
-      if (w->hb)
-        rbee_heartbeat_poke(w->hb);
-    }
+    if (now != was)
+      rbee__worker_health_changed(w);
   }
-  /* Device: live figures every tick, the sticky-error probe every 5 s. */
-  if (w->dev && rbee_device_stats(w->dev, &w->usage) == 0)
+  /* Device: live figures every tick, the sticky-error probe every 5 s.
+   * Either failing means the device broke for good. */
+  if (w->dev == NULL)
+    return;
+  int rc = rbee_device_stats(w->dev, &w->usage);
+  if (rc == 0)
     w->has_usage = 1;
   int64_t now_mono = rbee__mono_us();
-  if (w->dev && now_mono - w->last_check_mono >= 5000000) {
+  if (rc == 0 && now_mono - w->last_check_mono >= 5000000) {
     w->last_check_mono = now_mono;
-    int rc = rbee_device_check(w->dev);
-    pthread_mutex_lock(&w->mu);
-    int was = w->health[RBEE__HS_DEVICE] == RBEE_HEALTH_UNHEALTHY;
-    if (rc && !was) {
-      w->health[RBEE__HS_DEVICE] = RBEE_HEALTH_UNHEALTHY;
-      snprintf(w->reason[RBEE__HS_DEVICE], sizeof w->reason[0], "device %s: %s",
-               rbee_device_name(w->dev), rbee_error_message());
-    }
-    pthread_mutex_unlock(&w->mu);
-    if (rc && !was) {
-      RBEE_ERROR("worker", "device", "device %s failed: %s; not ready any more",
-                 rbee_device_name(w->dev), rbee_error_message());
-      rbee__worker_update_status(w);
-      if (w->hb)
-        rbee_heartbeat_poke(w->hb);
-    }
+    rc = rbee_device_check(w->dev);
   }
+  if (rc == 0)
+    return;
+  pthread_mutex_lock(&w->mu);
+  int was = w->health[RBEE__HS_DEVICE] == RBEE_HEALTH_UNHEALTHY;
+  if (!was) {
+    w->health[RBEE__HS_DEVICE] = RBEE_HEALTH_UNHEALTHY;
+    snprintf(w->reason[RBEE__HS_DEVICE], sizeof w->reason[0], "device %s: %s",
+             rbee_device_name(w->dev), rbee_error_message());
+  }
+  pthread_mutex_unlock(&w->mu);
+  if (!was)
+    rbee__worker_health_changed(w);
 }

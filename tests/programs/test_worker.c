@@ -13,7 +13,12 @@
  *   --health H        on_ready reports health H (degraded, unhealthy)
  *   --trace FILE      append "init", "ready", "job-start ID", "job-end ID
  *                     RC", "shutdown" lines to FILE
- *   --stop-after-ms N call rbee_worker_stop N ms after ready */
+ *   --stop-after-ms N call rbee_worker_stop N ms after ready
+ *   --device-verify-fail      the cpu device fails its smoke test
+ *   --device-fail-after-ms N  the cpu device reports a sticky error N ms
+ *                     after it was opened
+ * The two device flags replace the cpu backend through rbee/sys/device.h
+ * with one that says what a broken device would. */
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -24,9 +29,13 @@
 #include <unistd.h>
 
 #include "rbee/rbee.h"
+#include "rbee/sys/device.h"
+#include "util/util.h"
 
 typedef struct {
-  long init_ms, job_ms, emit, emit_threads, silent_ms, stop_after_ms;
+  long init_ms, job_ms, emit, emit_threads, silent_ms, stop_after_ms, device_fail_after_ms;
+  int device_verify_fail;
+  struct timespec device_opened;
   int init_fail, ignore_cancel, fail_jobs;
   const char *health;
   const char *trace;
@@ -60,7 +69,61 @@ static void trace(const char *fmt, ...) {
   pthread_mutex_unlock(&C.mu);
 }
 
+/* A cpu backend that breaks on request. */
+static int fake_count(int *out) {
+  *out = 1;
+  return 0;
+}
+
+static int fake_open(void **state, char *desc, size_t len, int ordinal) {
+  *state = &C;
+  snprintf(desc, len, "test device that breaks on request");
+  clock_gettime(CLOCK_MONOTONIC, &C.device_opened);
+  return 0;
+}
+
+static int fake_verify(void *state) {
+  if (C.device_verify_fail)
+    return rbee__error_set(RBEE_EDEVICE, "cpu: smoke test read back 41, expected 42");
+  return 0;
+}
+
+static int fake_stats(void *state, rbee_device_usage *out) {
+  out->mem_total_bytes = 1 << 30;
+  out->mem_free_bytes = 1 << 29;
+  return 0;
+}
+
+static int fake_check(void *state) {
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  long ms = (now.tv_sec - C.device_opened.tv_sec) * 1000 +
+            (now.tv_nsec - C.device_opened.tv_nsec) / 1000000;
+  if (C.device_fail_after_ms && ms >= C.device_fail_after_ms)
+    return rbee__error_set(RBEE_EDEVICE, "cpu: illegal memory access (test)");
+  return 0;
+}
+
+static void fake_close(void *state) {}
+
+static const rbee_device_backend fake_backend = {RBEE_DEVICE_BACKEND_VERSION,
+                                                 RBEE_DEVICE_CPU,
+                                                 "fake-cpu",
+                                                 fake_count,
+                                                 fake_open,
+                                                 fake_verify,
+                                                 fake_stats,
+                                                 fake_check,
+                                                 fake_close};
+
 static int on_flag(const char *name, const char *value, void *ud) {
+  if (strcmp(name, "device-verify-fail") == 0 || strcmp(name, "device-fail-after-ms") == 0) {
+    if (name[7] == 'v')
+      C.device_verify_fail = 1;
+    else if ((C.device_fail_after_ms = strtol(value, NULL, 10)) <= 0)
+      return -1;
+    return rbee_device_backend_register(RBEE_DEVICE_CPU, &fake_backend);
+  }
   long *target = NULL;
   if (strcmp(name, "init-ms") == 0)
     target = &C.init_ms;
@@ -197,6 +260,8 @@ static const rbee_worker_flag flags[] = {
     {"health", 1, "health reported in on_ready"},
     {"trace", 1, "append callback lines to this file"},
     {"stop-after-ms", 1, "call rbee_worker_stop this long after ready"},
+    {"device-verify-fail", 0, "the cpu device fails its smoke test"},
+    {"device-fail-after-ms", 1, "the cpu device breaks this long after opening"},
     {NULL, 0, NULL}};
 
 static const char *const ops[] = {"infer", "echo", NULL};
