@@ -251,6 +251,27 @@ START_TEST(test_heartbeat_url_path_is_kept) {
 }
 END_TEST
 
+/* A host name goes through curl's resolver (a helper thread here). */
+START_TEST(test_heartbeat_resolves_host_names) {
+  queen_server *q = queen_server_start(QUEEN_OK);
+  struct event_base *base = event_base_new();
+  hb_worker w = {.status = RBEE_STATUS_READY};
+  char url[64];
+  snprintf(url, sizeof url, "http://localhost:%u", queen_server_port(q));
+  rbee_heartbeat_options o = options(q, 600000);
+  o.queen_url = url;
+  ck_assert_int_eq(rbee_heartbeat_new(&w.hb, base, &o, hb_worker_payload, &w), 0);
+  ck_assert_int_eq(rbee_heartbeat_start(w.hb), 0);
+  loop_until_requests(base, q, 1);
+  queen_request *r = queen_server_get(q, 0);
+  ck_assert_ptr_nonnull(strstr(queen_request_header(r, "Host"), "localhost"));
+  queen_request_free(r);
+  rbee_heartbeat_free(w.hb);
+  event_base_free(base);
+  queen_server_stop(q);
+}
+END_TEST
+
 /* First beat at once, then every interval +- jitter, measured from the
  * start of one beat to the start of the next. Timers never fire early,
  * so the lower bound is exact; the upper one is generous (loaded box). */
@@ -550,6 +571,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, test_heartbeat_send_once_contract);
   tcase_add_test(tc, test_heartbeat_periodic_contract);
   tcase_add_test(tc, test_heartbeat_url_path_is_kept);
+  tcase_add_test(tc, test_heartbeat_resolves_host_names);
   tcase_add_test(tc, test_heartbeat_interval_and_jitter);
   tcase_add_test(tc, test_heartbeat_jitter_spreads_beats);
   tcase_add_test(tc, test_heartbeat_first_beat_at_once);
