@@ -2,7 +2,11 @@
  * never answers or answers too late, garbage, then recovery. The loop
  * must never block: a 10 ms timer on the same loop measures it. */
 #include <check.h>
+#include <dlfcn.h>
 #include <event2/event.h>
+#include <netdb.h>
+#include <stdatomic.h>
+#include <time.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,6 +64,7 @@ START_TEST(test_heartbeat_faults_send_once) {
   char url[128];
   snprintf(url, sizeof url, "https://127.0.0.1:%u", queen_server_port(q));
   o.queen_url = url;
+  o.timeout_ms = 10000;
   ck_assert_int_eq(rbee_heartbeat_send_once(&o, "{}", NULL), RBEE_EHTTP);
   ck_assert_msg(strstr(rbee_error_message(), "SSL") || strstr(rbee_error_message(), "TLS"),
                 "%s", rbee_error_message());
@@ -84,7 +89,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg) {
   if (now - wt->last_us > wt->worst_us)
     wt->worst_us = now - wt->last_us;
   rbee_heartbeat_stats st;
-  rbee_heartbeat_get_stats(wt->w->hb, &st);
+  rbee_heartbeat_get_stats(wt->w->hb, &st); /* zeros once hb is NULL */
   while (wt->failed < st.failed && wt->failed < HB_WORKER_MAX_BEATS)
     wt->fail_after_us[++wt->failed] = wt->last_us;
   wt->last_us = now;
@@ -256,6 +261,78 @@ START_TEST(test_heartbeat_faults_poke_during_outage) {
 }
 END_TEST
 
+/* A resolver that takes 2 s for one name: this program's getaddrinfo()
+ * comes before libc's for libcurl, which calls it on its resolver thread
+ * (visible, so that the linker exports it to libcurl). Every other name
+ * goes to the real one. */
+#define SLOW_HOST "slow-dns.test"
+static atomic_int slow_started, slow_finished;
+
+__attribute__((visibility("default"))) int getaddrinfo(const char *node, const char *service,
+                                                      const struct addrinfo *hints,
+                                                      struct addrinfo **res) {
+  if (node != NULL && strcmp(node, SLOW_HOST) == 0) {
+    atomic_fetch_add(&slow_started, 1);
+    nanosleep(&(struct timespec){2, 0}, NULL);
+    atomic_fetch_add(&slow_finished, 1);
+    return EAI_AGAIN;
+  }
+  int (*real)(const char *, const char *, const struct addrinfo *, struct addrinfo **);
+  *(void **)&real = dlsym(RTLD_NEXT, "getaddrinfo");
+  return real(node, service, hints, res);
+}
+
+static int failed_once(void *arg) {
+  rbee_heartbeat_stats st;
+  rbee_heartbeat_get_stats(((hb_worker *)arg)->hb, &st);
+  return st.failed >= 1;
+}
+
+/* A lookup slower than the request timeout: the beat times out on time,
+ * and neither the timeout nor a free in mid-lookup waits for the resolver
+ * thread on the loop. */
+START_TEST(test_heartbeat_faults_slow_dns_never_blocks) {
+  struct event_base *base = event_base_new();
+  hb_worker w = {.status = RBEE_STATUS_READY};
+  rbee_heartbeat_options o = RBEE_HEARTBEAT_OPTIONS_INIT;
+  o.queen_url = "http://" SLOW_HOST ":1";
+  o.interval_ms = 600000;
+  o.timeout_ms = 300;
+  o.backoff_initial_ms = 50;
+  ck_assert_int_eq(rbee_heartbeat_new(&w.hb, base, &o, hb_worker_payload, &w), 0);
+  watch wt = {.w = &w, .last_us = rbee__mono_us()};
+  wt.ev = event_new(base, -1, EV_PERSIST, on_tick, &wt);
+  struct timeval ten = {0, 10000};
+  event_add(wt.ev, &ten);
+  ck_assert_int_eq(rbee_heartbeat_start(w.hb), 0);
+  ck_assert(hb_loop_until(base, failed_once, &w, 10000));
+  rbee_heartbeat_stats st;
+  rbee_heartbeat_get_stats(w.hb, &st);
+  ck_assert_msg(strstr(st.last_error, "did not answer within 300 ms"), "%s", st.last_error);
+  /* The retry is looking the name up again: free it mid-lookup. */
+  int n = atomic_load(&slow_started);
+  for (int i = 0; i < 1000 && atomic_load(&slow_started) == n; i++)
+    hb_loop_until(base, NULL, NULL, 10);
+  ck_assert_int_gt(atomic_load(&slow_started), n);
+  int64_t t0 = rbee__mono_us();
+  rbee_heartbeat_free(w.hb);
+  int64_t free_us = rbee__mono_us() - t0;
+  w.hb = NULL; /* the watch timer reads no stats any more */
+  hb_loop_until(base, NULL, NULL, 50);
+  fprintf(stderr, "slow_dns: worst gap of a 10 ms timer %lld us, free took %lld us\n",
+          (long long)wt.worst_us, (long long)free_us);
+  ck_assert_msg(wt.worst_us < 1000000, "the loop stood still for %lld us",
+                (long long)wt.worst_us);
+  ck_assert_msg(free_us < 1000000, "free waited %lld us for the resolver", (long long)free_us);
+  event_free(wt.ev);
+  event_base_free(base);
+  /* Let the abandoned lookups end before the process does. */
+  for (int i = 0; i < 600 && atomic_load(&slow_finished) < atomic_load(&slow_started); i++)
+    nanosleep(&(struct timespec){0, 10000000}, NULL);
+  nanosleep(&(struct timespec){0, 50000000}, NULL);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("heartbeat_faults");
   TCase *tc = tcase_create("faults");
@@ -263,6 +340,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, test_heartbeat_faults_send_once);
   tcase_add_test(tc, test_heartbeat_faults_survive_bad_queen);
   tcase_add_test(tc, test_heartbeat_faults_poke_during_outage);
+  tcase_add_test(tc, test_heartbeat_faults_slow_dns_never_blocks);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -248,6 +248,12 @@ int rbee__hb_easy_setup(CURL *easy, const rbee__hb_config *cfg,
   SET(CURLOPT_TIMEOUT_MS, (long)timeout_ms);
   SET(CURLOPT_CONNECTTIMEOUT_MS, (long)timeout_ms);
   SET(CURLOPT_NOSIGNAL, 1L); /* never SIGALRM in the host program */
+#if LIBCURL_VERSION_NUM >= 0x075700
+  /* On a timeout or a removal during a name lookup, curl would otherwise
+   * join its resolver thread (wait for getaddrinfo) on the loop; this
+   * leaves the thread to finish and clean up alone. */
+  SET(CURLOPT_QUICK_EXIT, 1L);
+#endif
   SET(CURLOPT_FOLLOWLOCATION, 0L);
   SET(CURLOPT_SSL_VERIFYPEER, 1L);
   SET(CURLOPT_SSL_VERIFYHOST, 2L);
