@@ -20,6 +20,9 @@ wait_status t-llm ready
 wait_status t-three ready
 W=$(worker_url t-llm)
 W3=$(worker_url t-three)
+# on_init reported its progress while it built the model.
+assert_contains "$TMP/t-llm.log" "counting 3-grams" "build progress"
+assert_contains "$TMP/t-llm.log" "model 'tiny' built" "build log"
 
 step "stream 30 tokens directly"
 job='{"operation":"infer","prompt":"The fox","max_tokens":30,"seed":11,"temperature":0.9,"top_k":40,"top_p":0.95}'

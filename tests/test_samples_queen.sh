@@ -14,6 +14,15 @@ start_worker q-two "$LLM_BIN" --model tiny --pace-tps 20
 two=$LAST_PID
 wait_status q-two ready
 
+step "--table redraws a table of the workers on stdout"
+"$QUEEN_BIN" --port 0 --table >"$TMP/table.out" 2>"$TMP/table.log" &
+tpid=$!
+PIDS+=("$tpid")
+for _ in $(seq 100); do grep -q '^WORKER ' "$TMP/table.out" && break; sleep 0.1; done
+assert_contains "$TMP/table.out" "no worker yet" "the empty table"
+kill -TERM "$tpid"
+wait "$tpid" || fail "the table queen exited with $?"
+
 step "no worker for a model: 503 with a clear error"
 code=$(curl -s -o "$TMP/503.json" -w '%{http_code}' -X POST "$QURL/v1/jobs" -d '{"model":"big","operation":"infer"}')
 [ "$code" = 503 ] || fail "HTTP $code, want 503"
