@@ -20,9 +20,16 @@ wait_status t-llm ready
 wait_status t-three ready
 W=$(worker_url t-llm)
 W3=$(worker_url t-three)
-# on_init reported its progress while it built the model.
-assert_contains "$TMP/t-llm.log" "counting 3-grams" "build progress"
 assert_contains "$TMP/t-llm.log" "model 'tiny' built" "build log"
+
+step "on_init reports progress while it builds (600000 words from a file)"
+seq 1 600000 | paste -sd' ' >"$TMP/numbers.txt"
+start_worker t-big "$LLM_BIN" --model "$TMP/numbers.txt"
+wait_status t-big ready
+# The loop logs the progress it sees; a build this size is seen mid-way.
+grep -qE 'loading [1-9][0-9]?%: (reading the text|counting [123]-grams)' "$TMP/t-big.log" ||
+  fail "no progress between 0 and 100% in the log"
+kill -TERM "$LAST_PID"
 
 step "stream 30 tokens directly"
 job='{"operation":"infer","prompt":"The fox","max_tokens":30,"seed":11,"temperature":0.9,"top_k":40,"top_p":0.95}'
