@@ -612,6 +612,44 @@ START_TEST(test_jobs_grace_cancels_unread_job) {
 }
 END_TEST
 
+START_TEST(test_jobs_grace_spares_queued_job) {
+  rbee__jobs_config c = config();
+  c.stream_grace_ms = 100;
+  start_table(c);
+  rbee_job *a = submit(M_GATE, 0, 0);
+  reader r;
+  reader_open(&r, a, -1);
+  rbee_job *b = submit(M_WAIT_CANCEL, 0, 1);
+  worker_test_run_for(base, 400); /* well past the grace: b only waits */
+  ck_assert_int_eq(rbee__job_state(b), RBEE_JOB_QUEUED);
+  open_gate();
+  /* Once b runs with nobody reading it, the grace applies. */
+  ck_assert_int_eq(worker_test_run_until(base, all_done, (void *)2, 20000), 0);
+  ck_assert_int_eq(rbee__job_state(a), RBEE_JOB_DONE);
+  ck_assert_int_eq(rbee__job_state(b), RBEE_JOB_CANCELLED);
+  ck_assert_int_eq(T.norder, 2);
+  reader_close(&r);
+}
+END_TEST
+
+START_TEST(test_jobs_finished_bytes_budget) {
+  rbee__jobs_config c = config();
+  c.finished_bytes = 20000; /* each job keeps ~6.5 KB of events */
+  c.max_queue = 32;
+  start_table(c);
+  for (int i = 0; i < 20; i++)
+    submit(M_TOKENS, 200, i);
+  ck_assert_int_eq(worker_test_run_until(base, all_done, (void *)20, 30000), 0);
+  ck_assert_uint_le(jobs->fin_bytes, 20000);
+  ck_assert_uint_ge(jobs->nfinished, 1);
+  ck_assert_uint_le(jobs->nfinished, 4);
+  size_t total = 0;
+  for (rbee_job *j = jobs->all_head; j; j = j->all_next)
+    total += j->kept_bytes;
+  ck_assert_uint_le(total, 20000);
+}
+END_TEST
+
 START_TEST(test_jobs_replay_last_event_id) {
   rbee__jobs_config c = config();
   start_table(c);
@@ -864,6 +902,8 @@ static Suite *jobs_suite(void) {
   tcase_add_test(tc, test_jobs_cancel_running);
   tcase_add_test(tc, test_jobs_cancel_wakes_blocked_emit);
   tcase_add_test(tc, test_jobs_grace_cancels_unread_job);
+  tcase_add_test(tc, test_jobs_grace_spares_queued_job);
+  tcase_add_test(tc, test_jobs_finished_bytes_budget);
   tcase_add_test(tc, test_jobs_replay_last_event_id);
   tcase_add_test(tc, test_jobs_replay_window_bounded);
   tcase_add_loop_test(tc, test_jobs_odd_on_job, 0, (int)(sizeof odd / sizeof odd[0]));

@@ -148,14 +148,16 @@ static void forget_oldest(rbee__jobs *jobs) {
   if (jobs->fin_head == NULL)
     jobs->fin_tail = NULL;
   jobs->nfinished--;
+  jobs->fin_bytes -= job->fin_bytes;
   all_unlink(jobs, job);
   rbee__job_unref(job);
 }
 
 static void forget_old(rbee__jobs *jobs) {
   int64_t now = rbee__mono_us();
+  size_t budget = jobs->cfg.finished_bytes ? jobs->cfg.finished_bytes : (size_t)64 << 20;
   while (jobs->fin_head &&
-         (jobs->nfinished > jobs->cfg.finished_keep ||
+         (jobs->nfinished > jobs->cfg.finished_keep || jobs->fin_bytes > budget ||
           now - jobs->fin_head->finished_mono >= (int64_t)jobs->cfg.finished_ttl_ms * 1000))
     forget_oldest(jobs);
 }
@@ -189,19 +191,23 @@ static void start_locked(rbee__jobs *jobs, rbee_job *job) {
 /* Fill free slots from the queue (loop thread). Returns how many started. */
 static unsigned fill_slots(rbee__jobs *jobs) {
   unsigned n = 0;
-  pthread_mutex_lock(&jobs->mu);
-  while (jobs->q_head && jobs->counts.running < jobs->cfg.max_jobs && !jobs->shutdown) {
+  for (;;) {
+    pthread_mutex_lock(&jobs->mu);
     rbee_job *job = jobs->q_head;
+    if (job == NULL || jobs->counts.running >= jobs->cfg.max_jobs || jobs->shutdown) {
+      pthread_mutex_unlock(&jobs->mu);
+      return n;
+    }
     jobs->q_head = job->q_next;
     if (jobs->q_head == NULL)
       jobs->q_tail = NULL;
     job->q_next = NULL;
     jobs->counts.queued--;
     start_locked(jobs, job);
+    pthread_mutex_unlock(&jobs->mu);
+    rbee__job_grace_update(job); /* running now: unread, it holds a slot */
     n++;
   }
-  pthread_mutex_unlock(&jobs->mu);
-  return n;
 }
 
 /* The loop's side of a job's end: free the slot, count it, remember it
@@ -226,6 +232,10 @@ static void finalize(rbee__jobs *jobs, rbee_job *job) {
   }
   RBEE_LOG(RBEE_LOG_INFO, "jobs", "end", job->id, "job %s %s", job->operation,
            rbee_job_state_str(job->state));
+  pthread_mutex_lock(&jobs->mu);
+  job->fin_bytes = job->kept_bytes;
+  pthread_mutex_unlock(&jobs->mu);
+  jobs->fin_bytes += job->fin_bytes;
   job->q_next = NULL;
   if (jobs->fin_tail)
     jobs->fin_tail->q_next = job;
@@ -294,8 +304,11 @@ void rbee__job_grace_update(rbee_job *job) {
     return;
   pthread_mutex_lock(&job->jobs->mu);
   int ended = job->ended;
+  int queued = job->state == RBEE_JOB_QUEUED;
   pthread_mutex_unlock(&job->jobs->mu);
-  if (job->nreaders > 0 || ended) {
+  /* A queued job may wait unread (a client reading its jobs one after the
+   * other); a running one holds a slot, so nobody reading it cancels it. */
+  if (job->nreaders > 0 || ended || queued) {
     event_del(job->grace);
   } else if (!evtimer_pending(job->grace, NULL)) {
     unsigned ms = job->jobs->cfg.stream_grace_ms;

@@ -25,9 +25,12 @@ typedef struct rbee__jobs_config {
   unsigned max_queue;          /* accepted jobs waiting for a slot */
   size_t stream_buffer_bytes;  /* unread SSE bytes per job before emit blocks */
   size_t replay_bytes;         /* delivered bytes kept for Last-Event-ID */
-  unsigned stream_grace_ms;    /* no reader for this long -> cancel the job */
+  unsigned stream_grace_ms;    /* a running job with no reader for this long
+                                  is cancelled (queued jobs wait unread) */
   unsigned finished_keep;      /* finished jobs remembered for GET */
   unsigned finished_ttl_ms;    /* ... and for at most this long */
+  size_t finished_bytes;       /* ... and while their kept events take no
+                                  more than this in all; 0: 64 MiB */
   /* Runs one job on a job thread: the worker's on_job. */
   int (*run)(rbee_job *job, void *userdata);
   /* Loop thread: a job started or ended (slots or queue changed). */

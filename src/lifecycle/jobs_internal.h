@@ -70,6 +70,7 @@ struct rbee_job {
   int64_t read_id;           /* highest id handed to any reader, -1 none */
   size_t unread_bytes;       /* bytes of events with id > read_id */
   size_t kept_bytes;         /* bytes of every kept event */
+  size_t fin_bytes;          /* kept_bytes when it finished (loop thread) */
 };
 
 struct rbee__jobs {
@@ -90,6 +91,7 @@ struct rbee__jobs {
   rbee_job *q_head, *q_tail; /* FIFO waiting for a slot */
   rbee_job *fin_head, *fin_tail; /* finished, oldest first */
   unsigned nfinished;
+  size_t fin_bytes;          /* kept events of finished jobs, at finalize */
   rbee__jobs_counts counts;  /* running/queued kept here too */
 
   /* Guarded by mu. */

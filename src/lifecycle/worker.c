@@ -509,6 +509,7 @@ int rbee_worker_run(const rbee_worker_options *opts, const rbee_worker_callbacks
     pthread_join(w->init_thread, NULL);
   }
   worker_free(w);
+  rbee_log_set_worker_id(NULL);
   return code;
 }
 
