@@ -11,8 +11,11 @@ trap cleanup EXIT
 sed -n '/^```c$/,/^```$/p' "$RBEE_SOURCE_DIR/README.md" | sed '1d;/^```$/,$d' > "$tmp/worker.c"
 grep -q rbee_worker_main "$tmp/worker.c" || { echo "no worker example in README.md" >&2; exit 1; }
 san=()
+# The compiler librbee was built with (its sanitizer runtime must match).
+cc=$(sed -n 's/^CMAKE_C_COMPILER:[A-Z]*=//p' "$RBEE_BUILD_DIR/CMakeCache.txt")
+cc=${cc:-cc}
 [ -n "${RBEE_SANITIZE:-}" ] && san=("-fsanitize=$RBEE_SANITIZE")
-"${CC:-cc}" -std=c11 -Wall -Wextra -Werror "${san[@]}" -I"$RBEE_SOURCE_DIR/include" "$tmp/worker.c" \
+"$cc" -std=c11 -Wall -Wextra -Werror "${san[@]}" -I"$RBEE_SOURCE_DIR/include" "$tmp/worker.c" \
   -o "$tmp/worker" -L"$RBEE_BUILD_DIR/src" -Wl,-rpath,"$RBEE_BUILD_DIR/src" -lrbee \
   $(pkg-config --cflags --libs libcjson)
 "$tmp/worker" --model tiny --port 0 2>"$tmp/log" &
