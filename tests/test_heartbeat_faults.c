@@ -220,7 +220,8 @@ START_TEST(test_heartbeat_faults_survive_bad_queen) {
             seen[QUEEN_OK]);
   ck_assert_msg(wt.worst_us < timeout * 1000 / 2, "a 10 ms timer waited %lld us",
                 (long long)wt.worst_us);
-  fprintf(stderr, "survive_bad_queen: %" PRIu64 " failed beats, worst gap of a 10 ms timer %lld us\n",
+  fprintf(stderr,
+          "survive_bad_queen: %" PRIu64 " failed beats, worst gap of a 10 ms timer %lld us\n",
           failures, (long long)wt.worst_us);
   /* One warning for the outage, one line for the recovery. */
   ck_assert_int_eq(log_warns, 1);

@@ -284,7 +284,8 @@ int rbee_heartbeat_new(rbee_heartbeat **out, struct event_base *base,
   hb->base = base;
   hb->payload = payload;
   hb->userdata = userdata;
-  if ((rc = rbee__hb_config_init(&hb->cfg, opts)) || (rc = rbee__hb_headers(&hb->headers, &hb->cfg)) ||
+  if ((rc = rbee__hb_config_init(&hb->cfg, opts)) ||
+      (rc = rbee__hb_headers(&hb->headers, &hb->cfg)) ||
       (rc = rbee__curlev_new(&hb->ce, base, on_transfer_done, hb)))
     goto fail;
   if ((hb->easy = curl_easy_init()) == NULL ||
