@@ -179,16 +179,22 @@ START_TEST(test_worker_drain_deadline_cancels_stuck_job) {
   proc p;
   int port = start_worker(&p, ARGS("--ignore-cancel", "--drain-timeout", "0.5"));
   ck_assert_int_eq(wait_ready(port), 0);
-  worker_stream s;
+  worker_stream s, queued;
   ck_assert_int_eq(worker_stream_post(&s, port, "{\"operation\":\"infer\"}", NULL, 5000), 0);
   ck_assert_int_eq(s.status, 200);
   ck_assert_int_eq(wait_trace("job-start", 1, 10000), 0);
+  /* A second one waits for the only slot. */
+  ck_assert_int_eq(worker_stream_post(&queued, port, "{\"operation\":\"infer\"}", NULL, 5000), 0);
+  ck_assert_int_eq(queued.status, 200);
   ck_assert_int_eq(proc_kill(&p, SIGTERM), 0);
-  ck_assert_int_eq(worker_stream_finish(&s, EXIT_MS), 0);
   char last[64];
-  ck_assert_int_eq(worker_stream_terminals(&s, last, sizeof last), 1);
-  ck_assert_str_eq(last, "[CANCELLED]");
-  worker_stream_close(&s);
+  worker_stream *both[] = {&s, &queued};
+  for (int i = 0; i < 2; i++) {
+    ck_assert_int_eq(worker_stream_finish(both[i], EXIT_MS), 0);
+    ck_assert_int_eq(worker_stream_terminals(both[i], last, sizeof last), 1);
+    ck_assert_str_eq(last, "[CANCELLED]");
+    worker_stream_close(both[i]);
+  }
   ck_assert_int_eq(proc_wait(&p, EXIT_MS), 0);
   char *err = proc_stderr(&p);
   ck_assert_ptr_nonnull(strstr(err, "drain deadline"));
@@ -198,6 +204,26 @@ START_TEST(test_worker_drain_deadline_cancels_stuck_job) {
   char *t = read_trace();
   ck_assert_int_eq(trace_count(t, "job-end"), 0);
   ck_assert_int_eq(trace_count(t, "shutdown"), 0);
+  free(t);
+  proc_cleanup(&p);
+}
+END_TEST
+
+START_TEST(test_worker_signal_during_init) {
+  proc p;
+  int port = start_worker(&p, ARGS("--init-ms", "1500"));
+  ck_assert_int_eq(wait_trace("init", 1, 10000), 0);
+  ck_assert_int_eq(proc_kill(&p, SIGTERM), 0);
+  ck_assert_int_eq(proc_wait_stderr(&p, "draining", 10000), 0);
+  char body[512];
+  ck_assert_int_eq(get_status(port, "/ready", body, sizeof body), 503);
+  ck_assert_ptr_nonnull(strstr(body, "stopping"));
+  /* It waits for on_init, never turns ready, and frees the model. */
+  ck_assert_int_eq(proc_wait(&p, EXIT_MS), 0);
+  char *t = read_trace();
+  ck_assert_int_eq(trace_count(t, "init"), 1);
+  ck_assert_int_eq(trace_count(t, "ready"), 0);
+  ck_assert_int_eq(trace_count(t, "shutdown"), 1);
   free(t);
   proc_cleanup(&p);
 }
@@ -752,6 +778,7 @@ static Suite *worker_suite(void) {
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, test_worker_drain_lets_running_job_finish);
   tcase_add_test(tc, test_worker_drain_deadline_cancels_stuck_job);
+  tcase_add_test(tc, test_worker_signal_during_init);
   tcase_add_loop_test(tc, test_worker_second_signal_exits_at_once, 0, 3);
   tcase_add_test(tc, test_worker_no_accepted_job_lost);
   tcase_add_test(tc, test_worker_callbacks_in_order_once);
