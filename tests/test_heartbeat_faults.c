@@ -60,6 +60,16 @@ START_TEST(test_heartbeat_faults_send_once) {
   /* Recovers on the same URL. */
   queen_server_set_mode(q, QUEEN_OK);
   ck_assert_int_eq(rbee_heartbeat_send_once(&o, "{}", NULL), 0);
+  /* A queen that wants a token: none or the wrong one is RBEE_EAUTH. */
+  queen_server_set_token(q, "right");
+  ck_assert_int_eq(rbee_heartbeat_send_once(&o, "{}", NULL), RBEE_EAUTH);
+  ck_assert_msg(strstr(rbee_error_message(), "HTTP 401 (check the queen token)"), "%s",
+                rbee_error_message());
+  o.token = "wrong";
+  ck_assert_int_eq(rbee_heartbeat_send_once(&o, "{}", NULL), RBEE_EAUTH);
+  o.token = "right";
+  ck_assert_int_eq(rbee_heartbeat_send_once(&o, "{}", NULL), 0);
+  queen_server_set_token(q, NULL);
   /* https: TLS is spoken (and fails against a plain HTTP queen). */
   char url[128];
   snprintf(url, sizeof url, "https://127.0.0.1:%u", queen_server_port(q));

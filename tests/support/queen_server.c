@@ -47,6 +47,7 @@ struct queen_server {
   pthread_cond_t cv;
   queen_mode mode;     /* wanted */
   unsigned slow_ms;
+  char *auth; /* "Bearer <token>" required, or NULL */
   unsigned applied;    /* bumped by the server thread per command */
   int stop;
   queen_request **reqs;
@@ -229,9 +230,16 @@ static void on_request(struct evhttp_request *req, void *arg) {
   pthread_mutex_lock(&q->mu);
   queen_mode mode = q->mode;
   unsigned slow_ms = q->slow_ms;
+  const char *given = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+  int denied = q->auth && (given == NULL || strcmp(given, q->auth) != 0);
   pthread_mutex_unlock(&q->mu);
   conn *c = conn_of(q, req);
   record(q, req, mode);
+  if (denied && mode != QUEEN_REFUSE) {
+    reply(req, 401, "Unauthorized",
+          "{\"error\":{\"code\":\"INVALID_API_KEY\",\"message\":\"bad token\"}}");
+    return;
+  }
   switch (mode) {
   case QUEEN_OK:
     reply(req, 200, "OK", OK_BODY);
@@ -349,6 +357,7 @@ static void free_parts(queen_server *q) {
   for (size_t i = 0; i < q->nreqs; i++)
     queen_request_free(q->reqs[i]);
   free(q->reqs);
+  free(q->auth);
   pthread_mutex_destroy(&q->mu);
   pthread_cond_destroy(&q->cv);
   free(q);
@@ -424,6 +433,18 @@ void queen_server_set_mode(queen_server *q, queen_mode mode) {
 void queen_server_set_slow_ms(queen_server *q, unsigned ms) {
   pthread_mutex_lock(&q->mu);
   q->slow_ms = ms;
+  pthread_mutex_unlock(&q->mu);
+}
+
+void queen_server_set_token(queen_server *q, const char *token) {
+  char *auth = NULL;
+  if (token && (auth = malloc(strlen(token) + 8)) == NULL)
+    abort();
+  if (auth)
+    sprintf(auth, "Bearer %s", token);
+  pthread_mutex_lock(&q->mu);
+  free(q->auth);
+  q->auth = auth;
   pthread_mutex_unlock(&q->mu);
 }
 

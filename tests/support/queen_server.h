@@ -53,6 +53,9 @@ const char *queen_server_url(const queen_server *q);
  * down would. */
 void queen_server_set_mode(queen_server *q, queen_mode mode);
 void queen_server_set_slow_ms(queen_server *q, unsigned ms);
+/* Require "Authorization: Bearer <token>" (NULL: none, the default): a
+ * request without it is answered 401, as a queen with a token does. */
+void queen_server_set_token(queen_server *q, const char *token);
 
 /* Requests received so far. */
 size_t queen_server_count(queen_server *q);
