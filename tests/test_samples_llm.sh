@@ -15,7 +15,7 @@ step "start the queen and two workers (tiny; a text file, paced)"
 start_queen --dead-after-ms 5000
 start_worker t-llm "$LLM_BIN" --model tiny
 printf 'one two three' >"$TMP/three.txt"
-start_worker t-three "$LLM_BIN" --model "$TMP/three.txt" --pace-tps 50
+start_worker t-three "$LLM_BIN" --model "$TMP/three.txt" --pace-tps 50 --stream-grace 1
 wait_status t-llm ready
 wait_status t-three ready
 W=$(worker_url t-llm)
@@ -86,17 +86,49 @@ n=$(tokens "$TMP/cancel.sse" | wc -l)
 [ "$n" -lt 1000000 ] || fail "all tokens came despite the cancel"
 curl -s "$W3/v1/jobs/$id" | grep -q '"state":"cancelled"' || fail "job state is not cancelled"
 
-step "the client leaving a relayed stream cancels the job on the worker"
-curl -s -N --max-time 2 -H 'Accept: text/event-stream' -X POST "$QURL/v1/jobs" \
+step "through the queen: leave a stream, resume it with Last-Event-ID"
+curl -s -N --max-time 1.5 -H 'Accept: text/event-stream' -X POST "$QURL/v1/jobs" \
+  -d '{"model":"'"$TMP"'/three.txt","operation":"infer","max_tokens":150,"ignore_eos":true}' \
+  >"$TMP/part.sse" || true
+id=$(sed -n 's/.*"job_id":"\([^"]*\)".*/\1/p' "$TMP/part.sse" | head -n 1)
+[ -n "$id" ] || fail "no job id in the relayed stream"
+# The last event that arrived whole.
+last=$(awk '/^id: /{id=$2} /^data: [{].*[}]$/{done=id} END{print done}' "$TMP/part.sse")
+[ -n "$last" ] && [ "$last" -ge 1 ] || fail "no whole event before leaving"
+curl -s -N --max-time 30 -H "Last-Event-ID: $last" "$QURL/v1/jobs/$id/stream" >"$TMP/rest.sse"
+[ "$(sed -n 's/^id: //p' "$TMP/rest.sse" | head -n 1)" = $((last + 1)) ] ||
+  fail "resumed at $(sed -n 's/^id: //p' "$TMP/rest.sse" | head -n 1), want $((last + 1))"
+assert_contains "$TMP/rest.sse" 'data: [DONE]' "resumed stream"
+before=$(awk -v last="$last" '/^id: /{id=$2} /^data: [{]"type":"token"/{ if (id <= last) n++ } END{print n+0}' "$TMP/part.sse")
+[ $((before + $(tokens "$TMP/rest.sse" | wc -l))) = 150 ] || fail "tokens lost or repeated across the resume"
+
+step "through the queen: a job's status, cancel, and an unknown job"
+curl -s "$QURL/v1/jobs/$id" | grep -q '"state":"done"' || fail "status through the queen"
+curl -s --max-time 10 -N -H 'Accept: text/event-stream' -X POST "$QURL/v1/jobs" \
+  -d '{"model":"'"$TMP"'/three.txt","operation":"infer","max_tokens":100000,"ignore_eos":true}' \
+  >"$TMP/qcancel.sse" &
+reader=$!
+for _ in $(seq 300); do [ "$(tokens "$TMP/qcancel.sse" | wc -l)" -ge 3 ] && break; sleep 0.1; done
+id=$(sed -n 's/.*"job_id":"\([^"]*\)".*/\1/p' "$TMP/qcancel.sse" | head -n 1)
+[ -n "$id" ] || fail "no job id to cancel"
+code=$(curl -s -o "$TMP/del.json" -w '%{http_code}' -X DELETE "$QURL/v1/jobs/$id")
+[ "$code" = 202 ] || fail "DELETE through the queen: $code $(cat "$TMP/del.json")"
+wait "$reader" || true
+assert_contains "$TMP/qcancel.sse" 'data: [CANCELLED]' "cancel through the queen"
+code=$(curl -s -o "$TMP/404.json" -w '%{http_code}' "$QURL/v1/jobs/job-nope")
+[ "$code" = 404 ] && grep -q UNKNOWN_JOB "$TMP/404.json" || fail "unknown job: $code"
+
+step "a client that leaves for good: the worker cancels the job after its grace (1 s)"
+curl -s -N --max-time 1 -H 'Accept: text/event-stream' -X POST "$QURL/v1/jobs" \
   -d '{"model":"'"$TMP"'/three.txt","operation":"infer","max_tokens":1000000,"ignore_eos":true}' \
   >"$TMP/left.sse" || true
 id=$(sed -n 's/.*"job_id":"\([^"]*\)".*/\1/p' "$TMP/left.sse" | head -n 1)
 [ -n "$id" ] || fail "no job id in the relayed stream"
-for _ in $(seq 200); do
-  curl -s "$W3/v1/jobs/$id" | grep -q '"state":"cancelled"' && break
+for _ in $(seq 300); do
+  curl -s "$QURL/v1/jobs/$id" | grep -q '"state":"cancelled"' && break
   sleep 0.1
 done
-curl -s "$W3/v1/jobs/$id" | grep -q '"state":"cancelled"' || fail "the abandoned job kept running"
+curl -s "$QURL/v1/jobs/$id" | grep -q '"state":"cancelled"' || fail "the abandoned job kept running"
 
 step "stream false: one text event"
 curl -s --max-time 30 -H 'Accept: text/event-stream' -X POST "$W/v1/jobs" \

@@ -39,6 +39,8 @@ typedef struct queen {
   void *multi;                 /* CURLM */
   struct event *curl_timer;
   struct queen_relay *relays;  /* jobs in flight */
+  struct queen_job_ref *jobmap; /* routed jobs -> their workers, a ring */
+  unsigned jobmap_next;
   uint64_t jobs_routed, jobs_failed;
 } queen;
 
@@ -58,6 +60,10 @@ struct evhttp_request;
 /* Route a POST /v1/jobs body (taken, malloc'd) to a worker of @p model. */
 void queen_relay_start(queen *q, struct evhttp_request *req, char *body, size_t len,
                        const char *model);
+/* GET/DELETE /v1/jobs/{id} (@p stream 0) or GET /v1/jobs/{id}/stream
+ * (@p stream 1, Last-Event-ID passed on) to the worker the job was routed
+ * to; 404 when the queen did not route it or has forgotten it. */
+void queen_relay_job(queen *q, struct evhttp_request *req, const char *job_id, int stream);
 int queen_relay_init(queen *q);
 void queen_relay_shutdown(queen *q);
 void queen_table_draw(const queen *q);

@@ -1,7 +1,9 @@
 /* Job routing: POST /v1/jobs goes to a worker serving the job's model, and
- * the worker's event stream comes back to the client chunk by chunk.
- * Outgoing HTTP is libcurl's multi-socket interface on the queen's libevent
- * loop (curl's multi-event pattern), so a slow worker never blocks it. */
+ * the worker's event stream comes back to the client chunk by chunk; later
+ * requests about that job (status, cancel, resuming the stream) go to the
+ * same worker. Outgoing HTTP is libcurl's multi-socket interface on the
+ * queen's libevent loop (curl's multi-event pattern), so a slow worker
+ * never blocks it. */
 #include <curl/curl.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -20,18 +22,32 @@
 #define MAX_TRIES 8
 /* Unsent bytes to a slow client before the worker's stream is paused. */
 #define CLIENT_BACKLOG (1u << 20)
+/* Routed jobs remembered for GET/DELETE/resume. */
+#define JOBS_KEPT 1024
+
+typedef struct queen_job_ref {
+  char job_id[128];
+  char worker_id[256];
+  char base_url[300];
+} queen_job_ref;
+
+typedef enum relay_kind {
+  RELAY_ROUTE,  /* POST /v1/jobs: pick a worker by model, stream, retry */
+  RELAY_STREAM, /* GET /v1/jobs/{id}/stream on the job's worker, streamed */
+  RELAY_PROXY   /* GET or DELETE /v1/jobs/{id}: the answer relayed whole */
+} relay_kind;
 
 typedef struct queen_relay {
   queen *q;
   struct queen_relay *next;
+  relay_kind kind;
   struct evhttp_request *req;      /* NULL once the client is gone */
   struct evhttp_connection *evcon;
   CURL *easy;
   struct curl_slist *headers;
-  char *body;
+  char *body;                      /* RELAY_ROUTE: the job */
   size_t len;
   char *model;
-  int cancel_only;                 /* a DELETE forwarded to a worker */
   char worker_id[256];
   char base_url[300];              /* http://host:port */
   char tried[MAX_TRIES][256];
@@ -39,7 +55,7 @@ typedef struct queen_relay {
   int started;
   long status;
   char retry_after[32];
-  struct evbuffer *errbody;        /* a non-200 answer, relayed at the end */
+  struct evbuffer *answer;         /* a whole answer, relayed at the end */
   char job_id[128];
   char scan[4096];                 /* stream head, until the job id is seen */
   size_t scanlen;
@@ -103,11 +119,29 @@ int queen_relay_init(queen *q) {
     return RBEE_ENOMEM;
   if ((q->curl_timer = evtimer_new(q->base, on_curl_timeout, q)) == NULL)
     return RBEE_ENOMEM;
+  if ((q->jobmap = calloc(JOBS_KEPT, sizeof *q->jobmap)) == NULL)
+    return RBEE_ENOMEM;
   curl_multi_setopt(q->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
   curl_multi_setopt(q->multi, CURLMOPT_SOCKETDATA, q);
   curl_multi_setopt(q->multi, CURLMOPT_TIMERFUNCTION, on_timer);
   curl_multi_setopt(q->multi, CURLMOPT_TIMERDATA, q);
   return 0;
+}
+
+/* ---- the job map ---- */
+
+static void remember_job(queen_relay *r) {
+  queen_job_ref *j = &r->q->jobmap[r->q->jobmap_next++ % JOBS_KEPT];
+  snprintf(j->job_id, sizeof j->job_id, "%s", r->job_id);
+  snprintf(j->worker_id, sizeof j->worker_id, "%s", r->worker_id);
+  snprintf(j->base_url, sizeof j->base_url, "%s", r->base_url);
+}
+
+static const queen_job_ref *find_job(const queen *q, const char *job_id) {
+  for (unsigned i = 0; q->jobmap && i < JOBS_KEPT; i++)
+    if (q->jobmap[i].job_id[0] && strcmp(q->jobmap[i].job_id, job_id) == 0)
+      return &q->jobmap[i];
+  return NULL;
 }
 
 /* ---- relays ---- */
@@ -125,8 +159,8 @@ static void relay_free(queen_relay *r) {
   if (r->evcon)
     evhttp_connection_set_closecb(r->evcon, NULL, NULL);
   curl_slist_free_all(r->headers);
-  if (r->errbody)
-    evbuffer_free(r->errbody);
+  if (r->answer)
+    evbuffer_free(r->answer);
   if (r->cleanup_ev)
     event_free(r->cleanup_ev);
   if (r->unpause_ev)
@@ -155,11 +189,11 @@ static void on_unpause(evutil_socket_t fd, short what, void *arg) {
   curl_easy_pause(r->easy, CURLPAUSE_CONT);
 }
 
-/* The client went away: forward a cancel to the worker, drop the transfer.
- * Deferred to an event of its own so that no curl or evhttp callback is on
- * the stack when the relay is freed. */
-static void send_cancel(queen *q, const char *base_url, const char *job_id);
-
+/* The client went away. The worker keeps the job for its stream grace so
+ * that a client can come back (GET /v1/jobs/{id}/stream with
+ * Last-Event-ID), and cancels it after that: the queen only lets go of its
+ * own transfer. Freed from an event of its own so that no curl or evhttp
+ * callback is on the stack. */
 static void on_client_close(struct evhttp_connection *evcon, void *arg) {
   queen_relay *r = arg;
   /* A client that left mid-reply: libevent detached the unfinished request
@@ -168,11 +202,10 @@ static void on_client_close(struct evhttp_connection *evcon, void *arg) {
     evhttp_request_free(r->req);
   r->req = NULL;
   r->evcon = NULL;
-  rbee_log(RBEE_LOG_INFO, "queen", "relay", r->job_id[0] ? r->job_id : NULL,
-           "client of a job on %s went away%s", r->worker_id,
-           r->job_id[0] ? ": cancelling it on the worker" : "");
-  if (r->job_id[0])
-    send_cancel(r->q, r->base_url, r->job_id);
+  if (r->kind != RELAY_PROXY)
+    rbee_log(RBEE_LOG_INFO, "queen", "relay", r->job_id[0] ? r->job_id : NULL,
+             "the client of a stream from %s left; the worker cancels the job after its "
+             "stream grace unless a client resumes it", r->worker_id);
   event_active(r->cleanup_ev, EV_TIMEOUT, 0);
 }
 
@@ -193,6 +226,7 @@ static void scan_job_id(queen_relay *r, const char *p, size_t n) {
   if (k[i] == '"') {
     memcpy(r->job_id, k, i);
     r->job_id[i] = '\0';
+    remember_job(r);
   }
 }
 
@@ -213,15 +247,14 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud) {
 static size_t on_data(char *p, size_t size, size_t n, void *ud) {
   queen_relay *r = ud;
   size_t len = size * n;
-  if (r->cancel_only)
-    return len;
   if (r->req == NULL)
     return 0; /* client gone: abort the transfer */
   if (!r->started && r->status == 0)
     curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->status);
-  if (r->status != 200) {
-    if (evbuffer_get_length(r->errbody) < 65536)
-      evbuffer_add(r->errbody, p, len);
+  if (r->kind == RELAY_PROXY || r->status != 200) {
+    if (evbuffer_get_length(r->answer) + len > ((size_t)1 << 20))
+      return 0; /* not a job's status: refuse to hold more */
+    evbuffer_add(r->answer, p, len);
     return len;
   }
   if (client_backlog(r) > CLIENT_BACKLOG) {
@@ -239,7 +272,8 @@ static size_t on_data(char *p, size_t size, size_t n, void *ud) {
     evhttp_send_reply_start(r->req, 200, "OK");
     r->started = 1;
   }
-  scan_job_id(r, p, len);
+  if (r->kind == RELAY_ROUTE)
+    scan_job_id(r, p, len);
   struct evbuffer *b = evbuffer_new();
   if (b == NULL)
     return 0;
@@ -264,51 +298,58 @@ static CURL *make_easy(queen_relay *r, const char *url) {
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
+  if (r->kind == RELAY_PROXY)
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 30000L);
   return e;
 }
 
-static int add_headers(queen_relay *r, int stream) {
-  char auth[512];
-  const char *tok = r->q->opts.worker_token;
-  struct curl_slist *h = NULL, *t;
-  if (stream) {
-    if ((t = curl_slist_append(h, "Content-Type: application/json")) == NULL)
-      goto oom;
-    h = t;
-    if ((t = curl_slist_append(h, "Accept: text/event-stream")) == NULL)
-      goto oom;
-    h = t;
-    if ((t = curl_slist_append(h, "Expect:")) == NULL)
-      goto oom;
-    h = t;
-  }
-  if (tok) {
-    snprintf(auth, sizeof auth, "Authorization: Bearer %s", tok);
-    if ((t = curl_slist_append(h, auth)) == NULL)
-      goto oom;
-    h = t;
-  }
-  r->headers = h;
+static int add_header(queen_relay *r, const char *h) {
+  struct curl_slist *t = curl_slist_append(r->headers, h);
+  if (t == NULL)
+    return RBEE_ENOMEM;
+  r->headers = t;
   return 0;
-oom:
-  curl_slist_free_all(h);
-  return RBEE_ENOMEM;
 }
 
-static queen_relay *relay_new(queen *q) {
+/* Headers for the worker: content type and Accept as the kind needs, the
+ * worker token, and the client's Last-Event-ID when resuming. */
+static int add_headers(queen_relay *r, struct evhttp_request *req) {
+  char line[512];
+  const char *tok = r->q->opts.worker_token;
+  if (r->kind == RELAY_ROUTE &&
+      (add_header(r, "Content-Type: application/json") || add_header(r, "Expect:")))
+    return RBEE_ENOMEM;
+  if (r->kind != RELAY_PROXY && add_header(r, "Accept: text/event-stream"))
+    return RBEE_ENOMEM;
+  if (tok) {
+    snprintf(line, sizeof line, "Authorization: Bearer %s", tok);
+    if (add_header(r, line))
+      return RBEE_ENOMEM;
+  }
+  const char *last = evhttp_find_header(evhttp_request_get_input_headers(req), "Last-Event-ID");
+  if (r->kind == RELAY_STREAM && last && strlen(last) < 64) {
+    snprintf(line, sizeof line, "Last-Event-ID: %s", last);
+    if (add_header(r, line))
+      return RBEE_ENOMEM;
+  }
+  return 0;
+}
+
+static queen_relay *relay_new(queen *q, relay_kind kind, struct evhttp_request *req) {
   queen_relay *r = calloc(1, sizeof *r);
   if (r == NULL)
     return NULL;
   r->q = q;
+  r->kind = kind;
   r->cleanup_ev = event_new(q->base, -1, 0, on_cleanup, r);
   r->unpause_ev = evtimer_new(q->base, on_unpause, r);
-  r->errbody = evbuffer_new();
-  if (!r->cleanup_ev || !r->unpause_ev || !r->errbody) {
+  r->answer = evbuffer_new();
+  r->next = q->relays;
+  q->relays = r;
+  if (!r->cleanup_ev || !r->unpause_ev || !r->answer || add_headers(r, req) != 0) {
     relay_free(r);
     return NULL;
   }
-  r->next = q->relays;
-  q->relays = r;
   return r;
 }
 
@@ -319,30 +360,8 @@ static void base_url(char *out, size_t len, const char *addr, unsigned port) {
     snprintf(out, len, "http://%s:%u", addr, port);
 }
 
-static void send_cancel(queen *q, const char *base, const char *job_id) {
-  queen_relay *c = relay_new(q);
-  char url[512];
-  if (c == NULL)
-    return;
-  c->cancel_only = 1;
-  snprintf(c->base_url, sizeof c->base_url, "%s", base);
-  snprintf(c->job_id, sizeof c->job_id, "%s", job_id);
-  snprintf(url, sizeof url, "%s/v1/jobs/%s", base, job_id);
-  if (add_headers(c, 0) != 0 || (c->easy = make_easy(c, url)) == NULL) {
-    relay_free(c);
-    return;
-  }
-  curl_easy_setopt(c->easy, CURLOPT_CUSTOMREQUEST, "DELETE");
-  curl_easy_setopt(c->easy, CURLOPT_TIMEOUT_MS, 5000L);
-  if (curl_multi_add_handle(q->multi, c->easy) != CURLM_OK) {
-    curl_easy_cleanup(c->easy);
-    c->easy = NULL;
-    relay_free(c);
-  }
-}
-
-/* Send the job to the next worker that can take it; answer the client
- * when none is left. Returns 1 when a transfer started. */
+/* Send the job to the next worker that can take it. Returns 1 when a
+ * transfer started. */
 static int try_next(queen_relay *r) {
   queen *q = r->q;
   const char *skip[MAX_TRIES];
@@ -360,7 +379,7 @@ static int try_next(queen_relay *r) {
   r->status = 0;
   r->retry_after[0] = '\0';
   r->errbuf[0] = '\0';
-  evbuffer_drain(r->errbody, evbuffer_get_length(r->errbody));
+  evbuffer_drain(r->answer, evbuffer_get_length(r->answer));
   if ((r->easy = make_easy(r, url)) == NULL)
     return 0;
   curl_easy_setopt(r->easy, CURLOPT_POSTFIELDS, r->body);
@@ -375,7 +394,12 @@ static int try_next(queen_relay *r) {
   return 1;
 }
 
-static void answer_no_worker(queen_relay *r) {
+static void answer_unreachable(queen_relay *r) {
+  if (r->kind != RELAY_ROUTE) {
+    queen_send_error(r->req, 502, "WORKER_UNREACHABLE", "job %s's worker %s at %s: %s",
+                     r->job_id, r->worker_id, r->base_url, r->errbuf[0] ? r->errbuf : "no answer");
+    return;
+  }
   char *models = queen_registry_models(&r->q->reg);
   if (r->ntried == 0)
     queen_send_error(r->req, 503, "NO_WORKER",
@@ -400,35 +424,29 @@ static void transfer_done(queen_relay *r, CURLcode result) {
   curl_multi_remove_handle(r->q->multi, r->easy);
   curl_easy_cleanup(r->easy);
   r->easy = NULL;
-  if (r->cancel_only) {
-    rbee_log(RBEE_LOG_INFO, "queen", "cancel", r->job_id, "cancel forwarded to %s: %s",
-             r->base_url, result == CURLE_OK ? "done" : curl_easy_strerror(result));
-    relay_free(r);
+  if (r->req == NULL) /* client gone; on_cleanup frees it */
     return;
-  }
-  if (r->req == NULL) { /* client gone; on_cleanup frees it */
-    return;
-  }
   if (!r->started) {
     /* No answer, or "full"/"not ready": the next worker may take it. */
     int retry = (result != CURLE_OK && r->status == 0) || r->status == 429 || r->status == 503;
-    if (retry) {
+    if (r->kind == RELAY_ROUTE && retry) {
       rbee_log(RBEE_LOG_WARN, "queen", "route", NULL, "%s did not take the job: %s", r->worker_id,
                r->status ? "busy or not ready" : (r->errbuf[0] ? r->errbuf : curl_easy_strerror(result)));
       if (try_next(r))
         return;
     }
-    if (r->status == 0 || (r->status == 200 && result != CURLE_OK)) {
-      answer_no_worker(r);
+    if (r->status == 0 || result != CURLE_OK) {
+      answer_unreachable(r);
     } else {
-      /* The worker's own answer (400, 429, 503...), relayed as is. */
+      /* The worker's own answer (a job's status, 202, 400, 404, 429...). */
       struct evkeyvalq *h = evhttp_request_get_output_headers(r->req);
       evhttp_add_header(h, "Content-Type", "application/json");
       evhttp_add_header(h, "X-Rbee-Worker", r->worker_id);
       if (r->retry_after[0])
         evhttp_add_header(h, "Retry-After", r->retry_after);
-      evhttp_send_reply(r->req, (int)r->status, NULL, r->errbody);
-      r->q->jobs_failed += r->status != 200;
+      evhttp_send_reply(r->req, (int)r->status, NULL, r->answer);
+      if (r->kind == RELAY_ROUTE)
+        r->q->jobs_failed++;
     }
     end_client(r);
     relay_free(r);
@@ -445,7 +463,7 @@ static void transfer_done(queen_relay *r, CURLcode result) {
     rbee_log(RBEE_LOG_WARN, "queen", "relay", r->job_id[0] ? r->job_id : NULL,
              "stream from %s broke: %s", r->worker_id, curl_easy_strerror(result));
   }
-  r->q->jobs_routed++;
+  r->q->jobs_routed += r->kind == RELAY_ROUTE;
   struct evhttp_request *req = r->req;
   end_client(r);
   evhttp_send_reply_end(req);
@@ -466,6 +484,12 @@ static void check_done(queen *q) {
   }
 }
 
+static void watch_client(queen_relay *r, struct evhttp_request *req) {
+  r->req = req;
+  r->evcon = evhttp_request_get_connection(req);
+  evhttp_connection_set_closecb(r->evcon, on_client_close, r);
+}
+
 void queen_relay_start(queen *q, struct evhttp_request *req, char *body, size_t len,
                        const char *model) {
   if (q->multi == NULL) {
@@ -473,8 +497,8 @@ void queen_relay_start(queen *q, struct evhttp_request *req, char *body, size_t 
     queen_send_error(req, 503, "SHUTTING_DOWN", "the queen is shutting down");
     return;
   }
-  queen_relay *r = relay_new(q);
-  if (r == NULL || (r->model = strdup(model)) == NULL || add_headers(r, 1) != 0) {
+  queen_relay *r = relay_new(q, RELAY_ROUTE, req);
+  if (r == NULL || (r->model = strdup(model)) == NULL) {
     free(body);
     if (r)
       relay_free(r);
@@ -485,13 +509,55 @@ void queen_relay_start(queen *q, struct evhttp_request *req, char *body, size_t 
   r->len = len;
   r->req = req;
   if (!try_next(r)) {
-    answer_no_worker(r);
+    answer_unreachable(r);
     r->req = NULL;
     relay_free(r);
     return;
   }
-  r->evcon = evhttp_request_get_connection(req);
-  evhttp_connection_set_closecb(r->evcon, on_client_close, r);
+  watch_client(r, req);
+}
+
+void queen_relay_job(queen *q, struct evhttp_request *req, const char *job_id, int stream) {
+  enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+  const queen_job_ref *j = find_job(q, job_id);
+  if (stream ? cmd != EVHTTP_REQ_GET : cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_DELETE) {
+    queen_send_error(req, 405, "METHOD_NOT_ALLOWED",
+                     stream ? "GET resumes a stream" : "GET shows a job, DELETE cancels it");
+    return;
+  }
+  if (j == NULL) {
+    queen_send_error(req, 404, "UNKNOWN_JOB",
+                     "the queen did not route job %s, or has forgotten it (it keeps the last %d)",
+                     job_id, JOBS_KEPT);
+    return;
+  }
+  if (q->multi == NULL) {
+    queen_send_error(req, 503, "SHUTTING_DOWN", "the queen is shutting down");
+    return;
+  }
+  queen_relay *r = relay_new(q, stream ? RELAY_STREAM : RELAY_PROXY, req);
+  char url[512];
+  if (r == NULL) {
+    queen_send_error(req, 500, "INTERNAL", "out of memory");
+    return;
+  }
+  snprintf(r->job_id, sizeof r->job_id, "%s", j->job_id);
+  snprintf(r->worker_id, sizeof r->worker_id, "%s", j->worker_id);
+  snprintf(r->base_url, sizeof r->base_url, "%s", j->base_url);
+  snprintf(url, sizeof url, "%s/v1/jobs/%s%s", r->base_url, r->job_id, stream ? "/stream" : "");
+  if ((r->easy = make_easy(r, url)) == NULL) {
+    relay_free(r);
+    queen_send_error(req, 500, "INTERNAL", "out of memory");
+    return;
+  }
+  if (cmd == EVHTTP_REQ_DELETE)
+    curl_easy_setopt(r->easy, CURLOPT_CUSTOMREQUEST, "DELETE");
+  if (curl_multi_add_handle(q->multi, r->easy) != CURLM_OK) {
+    relay_free(r);
+    queen_send_error(req, 500, "INTERNAL", "cannot start a transfer");
+    return;
+  }
+  watch_client(r, req);
 }
 
 void queen_relay_shutdown(queen *q) {
@@ -521,4 +587,6 @@ void queen_relay_shutdown(queen *q) {
   if (q->multi)
     curl_multi_cleanup(q->multi);
   q->multi = NULL;
+  free(q->jobmap);
+  q->jobmap = NULL;
 }

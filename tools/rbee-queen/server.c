@@ -248,6 +248,18 @@ static void on_request(struct evhttp_request *req, void *arg) {
     free(id);
   } else if (strcmp(path, "/v1/jobs") == 0) {
     on_jobs(q, req);
+  } else if (strncmp(path, "/v1/jobs/", 9) == 0 && path[9] != '\0' && path[9] != '/') {
+    /* /v1/jobs/{id} or /v1/jobs/{id}/stream */
+    char id[128];
+    size_t n = strcspn(path + 9, "/");
+    const char *rest = path + 9 + n;
+    if (n >= sizeof id || (*rest && strcmp(rest, "/stream") != 0)) {
+      queen_send_error(req, 404, "NOT_FOUND", "no route %s", path);
+    } else {
+      memcpy(id, path + 9, n);
+      id[n] = '\0';
+      queen_relay_job(q, req, id, *rest != '\0');
+    }
   } else {
     queen_send_error(req, 404, "NOT_FOUND", "no route %s", path);
   }
