@@ -317,6 +317,30 @@ START_TEST(test_queen_jobs_need_a_worker) {
                         &r), 503);
   ck_assert_ptr_nonnull(strstr(r.body, "tiny"));
   rbee_test_http_clear(&r);
+  /* Jobs the queen never routed: 404 for status, cancel and resume. */
+  static const char *const paths[] = {"/v1/jobs/job-x", "/v1/jobs/job-x/stream"};
+  for (int k = 0; k < 2; k++) {
+    char url[256];
+    snprintf(url, sizeof url, "%s%s", l.url, paths[k]);
+    ck_assert_int_eq(rbee_test_http_do(&r, "GET", url, NULL, NULL, 10000), 0);
+    ck_assert_int_eq(r.status, 404);
+    ck_assert_ptr_nonnull(strstr(r.body, "UNKNOWN_JOB"));
+    rbee_test_http_clear(&r);
+  }
+  char url[256];
+  snprintf(url, sizeof url, "%s/v1/jobs/job-x", l.url);
+  ck_assert_int_eq(rbee_test_http_do(&r, "DELETE", url, NULL, NULL, 10000), 0);
+  ck_assert_int_eq(r.status, 404);
+  rbee_test_http_clear(&r);
+  snprintf(url, sizeof url, "%s/v1/jobs/job-x/stream", l.url);
+  ck_assert_int_eq(rbee_test_http_do(&r, "DELETE", url, NULL, NULL, 10000), 0);
+  ck_assert_int_eq(r.status, 405);
+  rbee_test_http_clear(&r);
+  snprintf(url, sizeof url, "%s/v1/jobs/job-x/other", l.url);
+  ck_assert_int_eq(rbee_test_http_do(&r, "GET", url, NULL, NULL, 10000), 0);
+  ck_assert_int_eq(r.status, 404);
+  ck_assert_ptr_nonnull(strstr(r.body, "NOT_FOUND"));
+  rbee_test_http_clear(&r);
   live_stop(&l);
 }
 END_TEST
