@@ -47,8 +47,9 @@ void rbee__http_ready(rbee__http *h, struct evhttp_request *req) {
   cJSON_AddStringToObject(o, "state", rbee_status_str(s.status));
   if (why != NULL) {
     cJSON_AddStringToObject(o, "reason", why);
-    if (s.status == RBEE_STATUS_STARTING && s.progress >= 0)
-      cJSON_AddNumberToObject(o, "progress", s.progress);
+    /* While on_init loads, progress is always there: 0 until it reports. */
+    if (s.status == RBEE_STATUS_STARTING)
+      cJSON_AddNumberToObject(o, "progress", s.progress > 0 ? s.progress : 0);
   }
   rbee__http_reply_json(req, why == NULL ? 200 : 503, o);
 }
