@@ -302,11 +302,11 @@ static void route(struct evhttp_request *req, void *arg) {
   if (cmd == EVHTTP_REQ_GET && strcmp(uri, "/health") == 0) {
     reply_json(req, 200, "OK", "{\"status\":\"healthy\"}");
   } else if (cmd == EVHTTP_REQ_GET && strcmp(uri, "/ready") == 0) {
+    /* As a worker: ready while a job would be accepted (queued if busy). */
     if (atomic_load(&s->busy) < s->max_jobs)
       reply_json(req, 200, "OK", "{\"ready\":true,\"state\":\"ready\"}");
     else
-      reply_json(req, 503, "Service Unavailable",
-                 "{\"ready\":false,\"state\":\"busy\",\"reason\":\"every job slot is taken\"}");
+      reply_json(req, 200, "OK", "{\"ready\":true,\"state\":\"busy\"}");
   } else if (cmd == EVHTTP_REQ_POST && strcmp(uri, "/v1/jobs") == 0) {
     on_submit(s, req);
   } else if (cmd == EVHTTP_REQ_GET && strncmp(uri, "/v1/jobs/", 9) == 0 &&

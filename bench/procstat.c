@@ -7,8 +7,9 @@
  *       once ready and settled (1 s): resident memory, threads, and context
  *       switches of all threads (/proc/PID/task/{*}/status, voluntary and
  *       nonvoluntary) over the window, i.e. wake-ups per second while idle
- *   bench_procstat wait-ready --port P [-t secs]
- *       poll GET /ready until 200 (for the CPU-heavy runs)
+ *   bench_procstat wait-ready --port P [-t secs] [--idle]
+ *       poll GET /ready until 200; with --idle until it also says
+ *       "state":"ready" (every job slot free, after the CPU-heavy runs)
  *
  * The program's stdout and stderr go to /dev/null (or to --log FILE). */
 #include <dirent.h>
@@ -50,7 +51,10 @@ static int free_port(void) {
   return ntohs(a.sin_port);
 }
 
-/* GET @p path once with a 1 s timeout: the HTTP status, or -1. */
+static int want_idle; /* wait-ready --idle */
+
+/* GET @p path once with a 1 s timeout: the HTTP status, or -1. With
+ * want_idle, a 200 whose body does not say "state":"ready" counts as 503. */
 static int http_status(int port, const char *path) {
   struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -76,6 +80,8 @@ static int http_status(int port, const char *path) {
       goto out;
   }
   status = resp.status;
+  if (status == 200 && want_idle && !strstr(resp.body, "\"state\":\"ready\""))
+    status = 503;
 out:
   close(fd);
   return status;
@@ -191,13 +197,13 @@ static int cmp_i64(const void *a, const void *b) {
 static void usage(void) {
   fprintf(stderr, "usage: bench_procstat startup [-r runs] [--log F] -- PROGRAM ARGS...\n"
                   "       bench_procstat idle [-t secs] [--log F] -- PROGRAM ARGS...\n"
-                  "       bench_procstat wait-ready --port P [-t secs]\n");
+                  "       bench_procstat wait-ready --port P [-t secs] [--idle]\n");
   exit(64);
 }
 
 int main(int argc, char **argv) {
   static const struct option lo[] = {{"port", 1, NULL, 'p'}, {"log", 1, NULL, 'l'},
-                                     {NULL, 0, NULL, 0}};
+                                     {"idle", 0, NULL, 'i'}, {NULL, 0, NULL, 0}};
   if (argc < 2)
     usage();
   const char *mode = argv[1];
@@ -210,6 +216,7 @@ int main(int argc, char **argv) {
     case 't': secs = atof(optarg); break;
     case 'p': port = atoi(optarg); break;
     case 'l': log_path = optarg; break;
+    case 'i': want_idle = 1; break;
     default: usage();
     }
   }

@@ -167,7 +167,7 @@ for c in 1 64; do
     loadgen ignored "${!port_var}" jobs -c $MAX_JOBS -n $MAX_JOBS --spin-ms "$spin" --submit-only
     sleep 0.2
     loadgen "line_$s" "${!port_var}" health -c $c -w $W -t $T
-    "$bin/bench_procstat" wait-ready --port "${!port_var}" -t 30 || die "$s: slots still busy"
+    "$bin/bench_procstat" wait-ready --idle --port "${!port_var}" -t 30 || die "$s: slots still busy"
   done
   row "busy_health_rps_c$c" "GET /health, $c conn, all slots CPU-busy: requests/s" "req/s" \
     "$(get lib rate)" "$(get base rate)" hi ratio_ge 0.9

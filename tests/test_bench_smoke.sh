@@ -47,20 +47,21 @@ check_jobs() {
   [ "$(field "$l" units)" = 10 ] && [ "$(field "$l" events)" = 50 ] || fail "jobs: $l"
   l=$("$bench/bench_loadgen" jobs --port "$port" -n 2 -t 10 --tokens 1000 --sse)
   [ "$(field "$l" units)" = 2 ] && [ "$(field "$l" events)" = 2004 ] || fail "sse jobs: $l"
-  # CPU-heavy jobs fill the slots: /ready says so, /health still answers.
+  # CPU-heavy jobs fill the slots: /ready says busy (still ready: a job
+  # would be queued), /health still answers.
   "$bench/bench_loadgen" jobs --port "$port" -c 2 -n 2 --spin-ms 600 --submit-only \
     >"$tmp/submit.out" || fail "submit"
   grep -q '"sse_url":"/v1/jobs/job-' "$tmp/submit.out" || fail "submit: $(cat "$tmp/submit.out")"
-  local code=""
+  local body=""
   for _ in $(seq 50); do
-    code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/ready")
-    [ "$code" = 503 ] && break
+    body=$(curl -s "http://127.0.0.1:$port/ready")
+    [ "$body" = '{"ready":true,"state":"busy"}' ] && break
     sleep 0.02
   done
-  [ "$code" = 503 ] || fail "/ready while every slot is busy: $code, not 503"
+  [ "$body" = '{"ready":true,"state":"busy"}' ] || fail "/ready while every slot is busy: $body"
   l=$("$bench/bench_loadgen" health --port "$port" -n 20 -t 10)
   [ "$(field "$l" units)" = 20 ] || fail "health while busy: $l"
-  "$bench/bench_procstat" wait-ready --port "$port" -t 20 || fail "slots never freed"
+  "$bench/bench_procstat" wait-ready --idle --port "$port" -t 20 || fail "slots never freed"
 }
 
 # The baseline.
