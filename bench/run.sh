@@ -19,9 +19,10 @@ jobs=$(nproc)
 RBEE_BENCH=1 ./scripts/install-deps.sh
 
 echo "bench: building in Release ($build)" >&2
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DRBEE_BUILD_TESTS=OFF \
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DRBEE_WERROR=OFF -DRBEE_BUILD_TESTS=OFF \
   -DRBEE_BUILD_SAMPLES=OFF -DRBEE_BUILD_BENCH=ON >/dev/null
-cmake --build "$build" -j "$jobs" >/dev/null
+cmake --build "$build" -j "$jobs" >"$build/bench-build.log" 2>&1 ||
+  { tail -30 "$build/bench-build.log" >&2; echo "bench: build failed" >&2; exit 1; }
 
 bin=$root/$build/bench
 tmp=$(mktemp -d /tmp/rbee-bench.XXXXXX)
@@ -53,6 +54,7 @@ field() { sed -n "s/.*\\b$2=\\([^ ]*\\).*/\\1/p" <<<"$1"; } # line, key
 start() {
   local name=$1 out=$tmp/$1.out p=""
   shift
+  : >"$out" # before the child opens it: sed reads it at once
   "$@" >"$out" 2>"$tmp/$name.log" &
   local pid=$!
   pids+=("$pid")

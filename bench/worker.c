@@ -2,7 +2,8 @@
  * rbee_worker_main() with a no-op on_init and a trivial on_job that answers
  * exactly what bench_baseline answers: {"operation":..., "tokens":N,
  * "spin_ms":MS} is MS of CPU (the CPU-heavy mode, stopping early when
- * cancelled), then N token events "tok" and [DONE].
+ * cancelled), then N token events "tok" and [DONE]. "text":"..." sends
+ * that text instead of "tok" (the smoke test checks its escaping).
  *
  *   bench_worker --port P [any worker flag: --max-jobs, --queen-url, ...]
  *
@@ -32,6 +33,8 @@ static long elapsed_ms(const struct timespec *t0) {
 
 static int on_job(rbee_worker *w, rbee_job *job, void *userdata) {
   long tokens = param(job, "tokens", 10), spin_ms = param(job, "spin_ms", 0);
+  const cJSON *t = cJSON_GetObjectItemCaseSensitive(rbee_job_params(job), "text");
+  const char *text = cJSON_IsString(t) ? t->valuestring : "tok";
   if (spin_ms > 0) {
     struct timespec t0;
     volatile unsigned long long x = 1;
@@ -41,7 +44,7 @@ static int on_job(rbee_worker *w, rbee_job *job, void *userdata) {
         x = x * 6364136223846793005ULL + 1442695040888963407ULL;
   }
   for (long i = 0; i < tokens; i++)
-    if (rbee_job_emit_token(job, "tok") != 0)
+    if (rbee_job_emit_token(job, text) != 0)
       return 0; /* cancelled: the job ends cancelled */
   return 0;
 }

@@ -23,6 +23,7 @@ field() { sed -n "s/.*\\b$2=\\([^ ]*\\).*/\\1/p" <<<"$1"; }
 start() { # NAME CMD...: sets PORT once the program printed port=N
   local name=$1
   shift
+  : >"$tmp/$name.out"
   "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" &
   pids+=($!)
   PID=$!
@@ -78,7 +79,8 @@ set +e
 "$bench/bench_loadgen" health --port 0 2>"$tmp/usage"; rc=$?
 [ $rc = 64 ] && grep -q usage "$tmp/usage" || fail "loadgen usage: rc $rc"
 kill -TERM "${pids[0]}"; wait "${pids[0]}"
-timeout 20 "$bench/bench_loadgen" health --port "$base_port" -n 5 -t 5 2>"$tmp/refused"; rc=$?
+timeout 20 "$bench/bench_loadgen" health --port "$base_port" -n 5 -t 5 >/dev/null 2>"$tmp/refused"
+rc=$?
 set -e
 [ $rc = 1 ] && grep -q "is the server up" "$tmp/refused" || fail "refused port: rc $rc"
 
@@ -104,6 +106,14 @@ if [ -x "$bench/bench_worker" ]; then
   start worker "$bench/bench_worker" --port 0 --max-jobs 2 --max-queue 64 \
     --queen-url "http://127.0.0.1:$queen_port" --heartbeat-interval 1
   check_jobs "$PORT"
+  # Token text reaches the stream escaped exactly as cJSON prints it: the
+  # request's string literal comes back byte for byte.
+  text='q\"b\\s\n\t\u0001\u001f/é 😀'
+  want="data: {\"type\":\"token\",\"t\":\"$text\",\"i\":0}"
+  got=$(curl -s -m 10 -H 'Accept: text/event-stream' \
+    -d "{\"operation\":\"infer\",\"tokens\":1,\"text\":\"$text\"}" \
+    "http://127.0.0.1:$PORT/v1/jobs" | grep '"type":"token"')
+  [ "$got" = "$want" ] || fail "token escaping: got $got, want $want"
   l=$("$bench/bench_procstat" startup -r 2 -- "$bench/bench_worker" --port '{port}')
   [ "$(field "$l" runs)" = 2 ] || fail "worker startup: $l"
   kill -TERM "$PID"
