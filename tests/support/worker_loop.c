@@ -80,7 +80,11 @@ int worker_sse_parse(const char *text, size_t len, worker_sse_event *out, int ma
       if (line[0] == ':')
         continue;
       if (l > 4 && strncmp(line, "id: ", 4) == 0) {
-        ev.id = strtoll(line + 4, NULL, 10);
+        char num[24]; /* the text is not NUL-terminated: strtoll on a copy */
+        size_t m = l - 4 < sizeof num - 1 ? l - 4 : sizeof num - 1;
+        memcpy(num, line + 4, m);
+        num[m] = '\0';
+        ev.id = strtoll(num, NULL, 10);
       } else if (l > 7 && strncmp(line, "event: ", 7) == 0) {
         size_t m = l - 7 < sizeof ev.event - 1 ? l - 7 : sizeof ev.event - 1;
         memcpy(ev.event, line + 7, m);
