@@ -32,6 +32,13 @@ static const char *worker_path(void) {
 }
 
 static char trace_path[64];
+static char gate_path[64]; /* jobs or on_init wait until it exists */
+
+static void open_gate(void) {
+  FILE *f = fopen(gate_path, "w");
+  ck_assert_ptr_nonnull(f);
+  fclose(f);
+}
 
 /* Start the test worker on a free port with @p args; returns the port. */
 static int start_worker_env(proc *p, const char *const *args, const char *const *env) {
@@ -115,10 +122,18 @@ static void setup(void) {
   int fd = mkstemp(trace_path);
   ck_assert_int_ge(fd, 0);
   close(fd);
+  snprintf(gate_path, sizeof gate_path, "/tmp/rbee-gate-%d-XXXXXX", (int)getpid());
+  fd = mkstemp(gate_path);
+  ck_assert_int_ge(fd, 0);
+  close(fd);
+  unlink(gate_path); /* closed until a test opens it */
   signal(SIGPIPE, SIG_IGN);
 }
 
-static void teardown(void) { unlink(trace_path); }
+static void teardown(void) {
+  unlink(trace_path);
+  unlink(gate_path);
+}
 
 static long post_status(int port, const char *json) {
   tc_response r;
@@ -141,7 +156,7 @@ static long get_status(int port, const char *path, char *body, size_t len) {
 
 START_TEST(test_worker_drain_lets_running_job_finish) {
   proc p;
-  int port = start_worker(&p, ARGS("--job-ms", "1500", "--emit", "10"));
+  int port = start_worker(&p, ARGS("--job-gate", gate_path, "--emit", "10"));
   ck_assert_int_eq(wait_ready(port), 0);
   worker_stream s;
   ck_assert_int_eq(worker_stream_post(&s, port, "{\"operation\":\"infer\"}", NULL, 5000), 0);
@@ -160,6 +175,7 @@ START_TEST(test_worker_drain_lets_running_job_finish) {
   ck_assert_ptr_nonnull(strstr(body, "\"state\":\"stopping\""));
   ck_assert_int_eq(post_status(port, "{\"operation\":\"infer\"}"), 503);
   ck_assert_int_eq(get_status(port, "/health", NULL, 0), 200);
+  open_gate(); /* now the job does its work */
   ck_assert_int_eq(worker_stream_finish(&s, EXIT_MS), 0);
   char last[64];
   ck_assert_int_eq(worker_stream_terminals(&s, last, sizeof last), 1);
@@ -211,13 +227,14 @@ END_TEST
 
 START_TEST(test_worker_signal_during_init) {
   proc p;
-  int port = start_worker(&p, ARGS("--init-ms", "1500"));
+  int port = start_worker(&p, ARGS("--init-gate", gate_path));
   ck_assert_int_eq(wait_trace("init", 1, 10000), 0);
   ck_assert_int_eq(proc_kill(&p, SIGTERM), 0);
   ck_assert_int_eq(proc_wait_stderr(&p, "draining", 10000), 0);
   char body[512];
   ck_assert_int_eq(get_status(port, "/ready", body, sizeof body), 503);
   ck_assert_ptr_nonnull(strstr(body, "stopping"));
+  open_gate();
   /* It waits for on_init, never turns ready, and frees the model. */
   ck_assert_int_eq(proc_wait(&p, EXIT_MS), 0);
   char *t = read_trace();
@@ -253,8 +270,8 @@ END_TEST
 START_TEST(test_worker_no_accepted_job_lost) {
   enum { N = 8 };
   proc p;
-  int port = start_worker(&p, ARGS("--max-jobs", "2", "--max-queue", "8", "--job-ms", "400",
-                                   "--emit", "4"));
+  int port = start_worker(&p, ARGS("--max-jobs", "2", "--max-queue", "8", "--job-gate",
+                                   gate_path, "--emit", "4"));
   ck_assert_int_eq(wait_ready(port), 0);
   worker_stream s[N];
   for (int i = 0; i < N; i++) {
@@ -265,6 +282,7 @@ START_TEST(test_worker_no_accepted_job_lost) {
   ck_assert_int_eq(proc_kill(&p, SIGTERM), 0);
   ck_assert_int_eq(proc_wait_stderr(&p, "draining", 10000), 0);
   ck_assert_int_eq(post_status(port, "{\"operation\":\"infer\"}"), 503);
+  open_gate();
   for (int i = 0; i < N; i++) {
     ck_assert_int_eq(worker_stream_finish(&s[i], EXIT_MS), 0);
     char last[64];
@@ -480,7 +498,7 @@ END_TEST
 
 START_TEST(test_worker_loading_progress_and_health) {
   proc p;
-  int port = start_worker(&p, ARGS("--init-ms", "3000"));
+  int port = start_worker(&p, ARGS("--init-gate", gate_path));
   /* While on_init loads: alive, not ready, with progress. */
   ck_assert_int_eq(get_status(port, "/health", NULL, 0), 200);
   char body[512];
@@ -493,6 +511,7 @@ START_TEST(test_worker_loading_progress_and_health) {
   ck_assert(pr->valuedouble >= 0 && pr->valuedouble <= 1);
   cJSON_Delete(o);
   ck_assert_int_eq(post_status(port, "{\"operation\":\"infer\"}"), 503);
+  open_gate();
   ck_assert_int_eq(wait_ready(port), 0);
   ck_assert_int_eq(proc_wait_stderr(&p, "loading 100%", 5000), 0);
   proc_kill(&p, SIGTERM);
@@ -523,8 +542,8 @@ END_TEST
 
 START_TEST(test_worker_hang_detection) {
   proc p;
-  int port = start_worker(&p, ARGS("--job-hang-timeout", "0.3", "--silent-ms", "2500", "--emit",
-                                   "1"));
+  int port = start_worker(&p, ARGS("--job-hang-timeout", "0.3", "--job-gate", gate_path,
+                                   "--emit", "1"));
   ck_assert_int_eq(wait_ready(port), 0);
   worker_stream s;
   ck_assert_int_eq(worker_stream_post(&s, port, "{\"operation\":\"infer\"}", NULL, 5000), 0);
@@ -538,6 +557,7 @@ START_TEST(test_worker_hang_detection) {
   }
   ck_assert(degraded);
   ck_assert_ptr_nonnull(strstr(body, "silent"));
+  open_gate();
   ck_assert_int_eq(worker_stream_finish(&s, EXIT_MS), 0);
   worker_stream_close(&s);
   int healthy = 0;

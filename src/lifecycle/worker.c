@@ -352,6 +352,9 @@ static int start(rbee_worker *w) {
   }
   /* The line tests, hives and demos read the port from. */
   RBEE_INFO("worker", "listen", "listening on %s port=%d", hc.bind, w->port);
+  /* Loading shows progress from the first beat on, 0 until on_init
+   * reports. */
+  w->progress = 0;
   if (o->queen_url) {
     rbee_heartbeat_options ho = RBEE_HEARTBEAT_OPTIONS_INIT;
     ho.queen_url = o->queen_url;

@@ -14,6 +14,9 @@
  *   --trace FILE      append "init", "ready", "job-start ID", "job-end ID
  *                     RC", "shutdown" lines to FILE
  *   --stop-after-ms N call rbee_worker_stop N ms after ready
+ *   --init-gate FILE  on_init waits until FILE exists (tests release it)
+ *   --job-gate FILE   each job waits silently until FILE exists (or a
+ *                     cancel), then does its work
  *   --device-verify-fail      the cpu device fails its smoke test
  *   --device-fail-after-ms N  the cpu device reports a sticky error N ms
  *                     after it was opened
@@ -39,6 +42,7 @@ typedef struct {
   int init_fail, ignore_cancel, fail_jobs;
   const char *health;
   const char *trace;
+  const char *init_gate, *job_gate;
   pthread_mutex_t mu;
 } config;
 
@@ -145,6 +149,10 @@ static int on_flag(const char *name, const char *value, void *ud) {
     return (C.fail_jobs = 1) - 1;
   else if (strcmp(name, "trace") == 0)
     return (C.trace = value) == NULL;
+  else if (strcmp(name, "init-gate") == 0)
+    return (C.init_gate = value) == NULL;
+  else if (strcmp(name, "job-gate") == 0)
+    return (C.job_gate = value) == NULL;
   else if (strcmp(name, "health") == 0)
     return (C.health = value) == NULL;
   if (target == NULL)
@@ -162,6 +170,10 @@ static int on_init(rbee_worker *w, void *ud) {
   for (long t = 0; t < C.init_ms; t += 50) {
     rbee_worker_set_progress(w, (double)t / (double)C.init_ms, "warming up");
     sleep_ms(C.init_ms - t < 50 ? C.init_ms - t : 50);
+  }
+  for (long t = 0; C.init_gate && access(C.init_gate, F_OK) != 0; t += 10) {
+    rbee_worker_set_progress(w, t < 9000 ? (double)t / 10000.0 : 0.9, "waiting for the gate");
+    sleep_ms(10);
   }
   if (C.init_fail) {
     rbee_log(RBEE_LOG_ERROR, "test-worker", "init", NULL, "model file missing");
@@ -214,6 +226,8 @@ static int on_job(rbee_worker *w, rbee_job *job, void *ud) {
   int rc = 0;
   if (C.silent_ms)
     sleep_ms(C.silent_ms);
+  while (C.job_gate && access(C.job_gate, F_OK) != 0 && !rbee_job_cancelled(job))
+    sleep_ms(10);
   if (C.ignore_cancel) {
     /* Never looks at the cancel flag, never emits: a stuck job. */
     sleep_ms(C.job_ms ? C.job_ms : 3600000);
@@ -259,6 +273,8 @@ static const rbee_worker_flag flags[] = {
     {"silent-ms", 1, "jobs stay silent this long first"},
     {"health", 1, "health reported in on_ready"},
     {"trace", 1, "append callback lines to this file"},
+    {"init-gate", 1, "on_init waits until this file exists"},
+    {"job-gate", 1, "jobs wait until this file exists"},
     {"stop-after-ms", 1, "call rbee_worker_stop this long after ready"},
     {"device-verify-fail", 0, "the cpu device fails its smoke test"},
     {"device-fail-after-ms", 1, "the cpu device breaks this long after opening"},
