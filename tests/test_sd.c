@@ -18,9 +18,10 @@
 static uint8_t *render(sd_engine *e, const sd_scene *s, int steps) {
   uint8_t *rgb = malloc((size_t)s->width * s->height * 3);
   ck_assert_ptr_nonnull(rgb);
+  char err[256];
   for (int k = 0; k < steps; k++)
-    ck_assert_int_eq(e->step(e->state), 0);
-  ck_assert_int_eq(e->colorize(e->state, rgb), 0);
+    ck_assert_int_eq(e->step(e->state, err, sizeof err), 0);
+  ck_assert_int_eq(e->colorize(e->state, rgb, err, sizeof err), 0);
   return rgb;
 }
 

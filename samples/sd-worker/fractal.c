@@ -58,7 +58,7 @@ typedef struct cpu_state {
   int *iter;
 } cpu_state;
 
-static int cpu_step(void *st) {
+static int cpu_step(void *st, char *err, size_t errlen) {
   cpu_state *c = st;
   size_t n = (size_t)c->s.width * (size_t)c->s.height;
   for (size_t i = 0; i < n; i++)
@@ -66,7 +66,7 @@ static int cpu_step(void *st) {
   return 0;
 }
 
-static int cpu_colorize(void *st, uint8_t *rgb) {
+static int cpu_colorize(void *st, uint8_t *rgb, char *err, size_t errlen) {
   cpu_state *c = st;
   size_t n = (size_t)c->s.width * (size_t)c->s.height;
   for (size_t i = 0; i < n; i++)

@@ -35,10 +35,11 @@ void sd_scene_make(sd_scene *s, const char *prompt, uint64_t seed, double guidan
 typedef struct sd_engine {
   const char *device;  /* "cpu", "cuda" */
   void *state;
-  /* Carry every pixel SD_ITERS_PER_STEP iterations further. */
-  int (*step)(void *state);
+  /* Carry every pixel SD_ITERS_PER_STEP iterations further. 0, or -1
+   * with a sentence in @p err (the device's error). */
+  int (*step)(void *state, char *err, size_t errlen);
   /* Colour the current state into @p rgb (width*height*3 bytes). */
-  int (*colorize)(void *state, uint8_t *rgb);
+  int (*colorize)(void *state, uint8_t *rgb, char *err, size_t errlen);
   void (*free)(void *state);
 } sd_engine;
 

@@ -52,24 +52,26 @@ int check(cudaError_t e, const char *what, char *err, size_t errlen) {
   return -1;
 }
 
-int cuda_step(void *st) {
+int cuda_step(void *st, char *err, size_t errlen) {
   cuda_state *c = static_cast<cuda_state *>(st);
   size_t n = (size_t)c->s.width * c->s.height;
-  if (cudaSetDevice(c->ordinal) != cudaSuccess)
+  if (check(cudaSetDevice(c->ordinal), "cudaSetDevice", err, errlen))
     return -1;
   k_step<<<(unsigned)((n + 255) / 256), 256>>>(c->s, c->zr, c->zi, c->mu, c->iter);
-  return check(cudaGetLastError(), "step kernel", nullptr, 0);
+  return check(cudaGetLastError(), "step kernel launch", err, errlen);
 }
 
-int cuda_colorize(void *st, uint8_t *rgb) {
+int cuda_colorize(void *st, uint8_t *rgb, char *err, size_t errlen) {
   cuda_state *c = static_cast<cuda_state *>(st);
   size_t n = (size_t)c->s.width * c->s.height;
-  if (cudaSetDevice(c->ordinal) != cudaSuccess)
+  if (check(cudaSetDevice(c->ordinal), "cudaSetDevice", err, errlen))
     return -1;
   k_color<<<(unsigned)((n + 255) / 256), 256>>>(c->s, c->mu, c->zr, c->zi, c->rgb);
-  if (cudaGetLastError() != cudaSuccess)
+  // The copy waits for every kernel before it: errors of earlier steps show here.
+  if (check(cudaGetLastError(), "colour kernel launch", err, errlen) ||
+      check(cudaMemcpy(rgb, c->rgb, n * 3, cudaMemcpyDeviceToHost), "step kernels", err, errlen))
     return -1;
-  return cudaMemcpy(rgb, c->rgb, n * 3, cudaMemcpyDeviceToHost) == cudaSuccess ? 0 : -1;
+  return 0;
 }
 
 void cuda_free(void *st) {

@@ -83,10 +83,8 @@ static int emit_image(rbee_job *job, sd_engine *e, const image_params *ip, uint8
                       const char *event, long long step, int64_t t0, char *err, size_t errlen) {
   uint8_t *png = NULL;
   size_t png_len = 0;
-  if (e->colorize(e->state, rgb) != 0) {
-    snprintf(err, errlen, "the %s device failed while colouring the image", e->device);
+  if (e->colorize(e->state, rgb, err, errlen) != 0)
     return -1;
-  }
   if (sd_png_encode(rgb, (int)ip->width, (int)ip->height, &png, &png_len, err, errlen) != 0)
     return -1;
   char *b64 = sd_base64(png, png_len);
@@ -156,8 +154,9 @@ static int on_job(rbee_worker *w, rbee_job *job, void *ud) {
       rc = 1;
       break;
     }
-    if (e.step(e.state) != 0) {
-      snprintf(err, sizeof err, "the %s device failed at step %lld", e.device, k);
+    char why[400];
+    if (e.step(e.state, why, sizeof why) != 0) {
+      snprintf(err, sizeof err, "step %lld on %s: %s", k, e.device, why);
       rc = -1;
       break;
     }
