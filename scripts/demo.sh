@@ -54,6 +54,7 @@ queen_port_known() {
 }
 
 say "1. start the local queen on a free loopback port"
+: >"$tmp/queen.out" # before the child opens it: we may read it first
 "$QUEEN" --port 0 --no-table >"$tmp/queen.out" 2>"$tmp/queen.log" &
 pids+=($!)
 wait_for 10 "the queen to listen" queen_port_known

@@ -46,6 +46,9 @@ need_samples() {
 
 # start_queen [flags...]: sets QURL and QPID.
 start_queen() {
+  # Created here: the background child may open them after we first read.
+  : >"$TMP/queen.out"
+  : >"$TMP/queen.log"
   "$QUEEN_BIN" --port 0 --no-table "$@" >"$TMP/queen.out" 2>"$TMP/queen.log" &
   QPID=$!
   PIDS+=("$QPID")
@@ -64,6 +67,7 @@ start_queen() {
 start_worker() {
   local name=$1 bin=$2
   shift 2
+  : >"$TMP/$name.log"
   "$bin" --worker-id "$name" --port 0 --queen-url "$QURL" --heartbeat-interval 1 "$@" \
     >"$TMP/$name.out" 2>"$TMP/$name.log" &
   LAST_PID=$!

@@ -74,6 +74,7 @@ curl -s --max-time 10 -X POST "$W3/v1/jobs" -H 'Content-Type: application/json' 
   -d '{"operation":"infer","max_tokens":1000000,"ignore_eos":true}' >"$TMP/job.json"
 id=$(sed -n 's/.*"job_id":"\([^"]*\)".*/\1/p' "$TMP/job.json")
 [ -n "$id" ] || fail "no job id in $(cat "$TMP/job.json")"
+: >"$TMP/cancel.sse"
 curl -s -N --max-time 60 "$W3/v1/jobs/$id/stream" >"$TMP/cancel.sse" &
 reader=$!
 for _ in $(seq 300); do [ "$(tokens "$TMP/cancel.sse" | wc -l)" -ge 5 ] && break; sleep 0.1; done
@@ -104,6 +105,7 @@ before=$(awk -v last="$last" '/^id: /{id=$2} /^data: [{]"type":"token"/{ if (id 
 
 step "through the queen: a job's status, cancel, and an unknown job"
 curl -s "$QURL/v1/jobs/$id" | grep -q '"state":"done"' || fail "status through the queen"
+: >"$TMP/qcancel.sse"
 curl -s --max-time 10 -N -H 'Accept: text/event-stream' -X POST "$QURL/v1/jobs" \
   -d '{"model":"'"$TMP"'/three.txt","operation":"infer","max_tokens":100000,"ignore_eos":true}' \
   >"$TMP/qcancel.sse" &

@@ -15,6 +15,7 @@ two=$LAST_PID
 wait_status q-two ready
 
 step "--table redraws a table of the workers on stdout"
+: >"$TMP/table.out"
 "$QUEEN_BIN" --port 0 --table >"$TMP/table.out" 2>"$TMP/table.log" &
 tpid=$!
 PIDS+=("$tpid")
@@ -29,6 +30,7 @@ code=$(curl -s -o "$TMP/503.json" -w '%{http_code}' -X POST "$QURL/v1/jobs" -d '
 assert_contains "$TMP/503.json" '"code":"NO_WORKER"' "503 body"
 
 step "a long job busies q-one; the next job goes to the ready q-two"
+: >"$TMP/long.sse"
 curl -s -N --max-time 60 -H 'Accept: text/event-stream' -X POST "$QURL/v1/jobs" \
   -D "$TMP/long.headers" -d '{"model":"tiny","operation":"infer","max_tokens":400,"ignore_eos":true}' >"$TMP/long.sse" &
 long=$!
@@ -60,6 +62,7 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "$QURL/v1/jobs" -d '{"mode
 step "SIGTERM to the queen: streams in flight end with a last [ERROR] line"
 start_worker q-three "$LLM_BIN" --model tiny --pace-tps 20
 wait_status q-three ready
+: >"$TMP/cut.sse"
 curl -s -N --max-time 60 -H 'Accept: text/event-stream' -X POST "$QURL/v1/jobs" \
   -d '{"model":"tiny","operation":"infer","max_tokens":1000}' >"$TMP/cut.sse" &
 reader=$!

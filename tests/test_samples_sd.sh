@@ -55,6 +55,7 @@ step "cancel a large image mid-way"
 curl -s --max-time 10 -X POST "$W/v1/jobs" -d '{"operation":"image_generation","prompt":"big","width":2048,"height":2048,"steps":150}' >"$TMP/job.json"
 id=$(sed -n 's/.*"job_id":"\([^"]*\)".*/\1/p' "$TMP/job.json")
 [ -n "$id" ] || fail "no job id in $(cat "$TMP/job.json")"
+: >"$TMP/cancel.sse"
 curl -s -N --max-time 120 "$W/v1/jobs/$id/stream" >"$TMP/cancel.sse" &
 reader=$!
 for _ in $(seq 600); do grep -q '^event: progress' "$TMP/cancel.sse" && break; sleep 0.1; done
