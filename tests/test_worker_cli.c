@@ -11,17 +11,22 @@
 #include <fcntl.h>
 
 #include "lifecycle/worker_internal.h"
-#include "util/util.h"
 #include "rbee/rbee.h"
 #include "testutil.h"
+#include "util/util.h"
 
-static const char *const env_names[] = {
-    "RBEE_WORKER_ID",   "RBEE_MODEL",       "RBEE_DEVICE",        "RBEE_PORT",
-    "RBEE_BIND",        "RBEE_QUEEN_URL",   "RBEE_API_TOKEN",     "LLORCH_API_TOKEN",
-    "RBEE_QUEEN_TOKEN", "RBEE_HEARTBEAT_INTERVAL", "RBEE_MAX_JOBS", "RBEE_MAX_QUEUE",
-    "RBEE_DRAIN_TIMEOUT", "RBEE_LOG_FORMAT", "LLORCH_LOG_FORMAT", "RBEE_LOG_LEVEL",
-    "RBEE_LOG_FILE",    "RBEE_CA_FILE",     "RBEE_STREAM_GRACE",  "RBEE_JOB_HANG_TIMEOUT",
-    "RBEE_MAX_BODY",    "NOTIFY_SOCKET",    "WATCHDOG_USEC",      "WATCHDOG_PID"};
+static const char *const env_names[] = {"RBEE_WORKER_ID",     "RBEE_MODEL",
+                                        "RBEE_DEVICE",        "RBEE_PORT",
+                                        "RBEE_BIND",          "RBEE_QUEEN_URL",
+                                        "RBEE_API_TOKEN",     "LLORCH_API_TOKEN",
+                                        "RBEE_QUEEN_TOKEN",   "RBEE_HEARTBEAT_INTERVAL",
+                                        "RBEE_MAX_JOBS",      "RBEE_MAX_QUEUE",
+                                        "RBEE_DRAIN_TIMEOUT", "RBEE_LOG_FORMAT",
+                                        "LLORCH_LOG_FORMAT",  "RBEE_LOG_LEVEL",
+                                        "RBEE_LOG_FILE",      "RBEE_CA_FILE",
+                                        "RBEE_STREAM_GRACE",  "RBEE_JOB_HANG_TIMEOUT",
+                                        "RBEE_MAX_BODY",      "NOTIFY_SOCKET",
+                                        "WATCHDOG_USEC",      "WATCHDOG_PID"};
 
 static void clean_env(void) {
   for (size_t i = 0; i < sizeof env_names / sizeof env_names[0]; i++)
@@ -41,9 +46,8 @@ static int on_flag(const char *name, const char *value, void *ud) {
   return 0;
 }
 
-static const rbee_worker_flag flags[] = {{"pace-tps", 1, "tokens per second"},
-                                         {"greedy", 0, "no sampling"},
-                                         {NULL, 0, NULL}};
+static const rbee_worker_flag flags[] = {
+    {"pace-tps", 1, "tokens per second"}, {"greedy", 0, "no sampling"}, {NULL, 0, NULL}};
 static rbee_worker_callbacks cb = {.version = RBEE_WORKER_CALLBACKS_VERSION,
                                    .type = "llm",
                                    .implementation = "llm-worker-rbee",
@@ -100,13 +104,13 @@ START_TEST(test_worker_cli_every_flag) {
   ck_assert_int_eq(write(fd, "  queen-tok  \n\n", 15), 15);
   close(fd);
   rbee__worker_args a;
-  int rc = PARSE(&a, "--worker-id", "worker-llm-9", "--model", "tiny", "--device", "cpu", "--port",
-                 "0", "--bind", "0.0.0.0", "--queen-url", "http://localhost:7833",
-                 "--api-token-file", tok, "--queen-token-file", qtok, "--heartbeat-interval",
-                 "0.5", "--max-jobs", "3", "--max-queue", "0", "--drain-timeout", "1.25",
-                 "--log-format", "json", "--log-level", "debug", "--log-file", "/tmp/x.log",
-                 "--ca-file", "/etc/ca.pem", "--stream-grace", "2", "--job-hang-timeout", "7",
-                 "--max-body", "4096", "--pace-tps", "20", "--greedy");
+  int rc =
+      PARSE(&a, "--worker-id", "worker-llm-9", "--model", "tiny", "--device", "cpu", "--port", "0",
+            "--bind", "0.0.0.0", "--queen-url", "http://localhost:7833", "--api-token-file", tok,
+            "--queen-token-file", qtok, "--heartbeat-interval", "0.5", "--max-jobs", "3",
+            "--max-queue", "0", "--drain-timeout", "1.25", "--log-format", "json", "--log-level",
+            "debug", "--log-file", "/tmp/x.log", "--ca-file", "/etc/ca.pem", "--stream-grace", "2",
+            "--job-hang-timeout", "7", "--max-body", "4096", "--pace-tps", "20", "--greedy");
   ck_assert_msg(rc == 0, "%s", rbee_error_message());
   ck_assert_str_eq(a.opts.worker_id, "worker-llm-9");
   ck_assert_str_eq(a.opts.model, "tiny");
@@ -294,11 +298,26 @@ START_TEST(test_worker_cli_help_version_and_argv_order) {
   FILE *f = open_memstream(&buf, &len);
   rbee__worker_help(f, "llm-worker", &cb);
   fclose(f);
-  const char *must[] = {"--worker-id", "--model", "--device", "--cuda-device", "--metal-device",
-                        "--port", "--bind", "--queen-url", "--api-token-file",
-                        "--queen-token-file", "--heartbeat-interval", "--max-jobs",
-                        "--max-queue", "--drain-timeout", "--log-format", "LLORCH_API_TOKEN",
-                        "--pace-tps", "--greedy", "--help", "--version"};
+  const char *must[] = {"--worker-id",
+                        "--model",
+                        "--device",
+                        "--cuda-device",
+                        "--metal-device",
+                        "--port",
+                        "--bind",
+                        "--queen-url",
+                        "--api-token-file",
+                        "--queen-token-file",
+                        "--heartbeat-interval",
+                        "--max-jobs",
+                        "--max-queue",
+                        "--drain-timeout",
+                        "--log-format",
+                        "LLORCH_API_TOKEN",
+                        "--pace-tps",
+                        "--greedy",
+                        "--help",
+                        "--version"};
   for (size_t i = 0; i < sizeof must / sizeof must[0]; i++)
     ck_assert_msg(strstr(buf, must[i]) != NULL, "help lacks %s", must[i]);
   free(buf);

@@ -45,27 +45,42 @@ typedef struct {
 } flag_def;
 
 static const flag_def defs[] = {
-    {"worker-id", O_WORKER_ID, "RBEE_WORKER_ID", NULL, "ID", "identity reported to the queen (default worker-<type>-<port>)"},
+    {"worker-id", O_WORKER_ID, "RBEE_WORKER_ID", NULL, "ID",
+     "identity reported to the queen (default worker-<type>-<port>)"},
     {"model", O_MODEL, "RBEE_MODEL", NULL, "M", "model id or path, handed to on_init"},
-    {"device", O_DEVICE, "RBEE_DEVICE", NULL, "D", "cpu, cuda:N, metal:N, or N for the build's accelerator (default cpu)"},
+    {"device", O_DEVICE, "RBEE_DEVICE", NULL, "D",
+     "cpu, cuda:N, metal:N, or N for the build's accelerator (default cpu)"},
     {"cuda-device", O_CUDA_DEVICE, NULL, NULL, "N", "same as --device cuda:N"},
     {"metal-device", O_METAL_DEVICE, NULL, NULL, "N", "same as --device metal:N"},
     {"port", O_PORT, "RBEE_PORT", NULL, "P", "HTTP port, 0 picks a free one (default 8080)"},
-    {"bind", O_BIND, "RBEE_BIND", NULL, "ADDR", "listen address (default 127.0.0.1); others need an API token"},
-    {"queen-url", O_QUEEN_URL, "RBEE_QUEEN_URL", NULL, "URL", "send heartbeats there (default: none, standalone)"},
-    {"api-token-file", O_API_TOKEN_FILE, "RBEE_API_TOKEN", "LLORCH_API_TOKEN", "F", "bearer token for /v1/* (env: the token itself)"},
-    {"queen-token-file", O_QUEEN_TOKEN_FILE, "RBEE_QUEEN_TOKEN", NULL, "F", "bearer token for the queen (default: the API token)"},
-    {"heartbeat-interval", O_HEARTBEAT_INTERVAL, "RBEE_HEARTBEAT_INTERVAL", NULL, "S", "seconds between heartbeats (default 30)"},
+    {"bind", O_BIND, "RBEE_BIND", NULL, "ADDR",
+     "listen address (default 127.0.0.1); others need an API token"},
+    {"queen-url", O_QUEEN_URL, "RBEE_QUEEN_URL", NULL, "URL",
+     "send heartbeats there (default: none, standalone)"},
+    {"api-token-file", O_API_TOKEN_FILE, "RBEE_API_TOKEN", "LLORCH_API_TOKEN", "F",
+     "bearer token for /v1/* (env: the token itself)"},
+    {"queen-token-file", O_QUEEN_TOKEN_FILE, "RBEE_QUEEN_TOKEN", NULL, "F",
+     "bearer token for the queen (default: the API token)"},
+    {"heartbeat-interval", O_HEARTBEAT_INTERVAL, "RBEE_HEARTBEAT_INTERVAL", NULL, "S",
+     "seconds between heartbeats (default 30)"},
     {"max-jobs", O_MAX_JOBS, "RBEE_MAX_JOBS", NULL, "N", "jobs run at once (default 1)"},
-    {"max-queue", O_MAX_QUEUE, "RBEE_MAX_QUEUE", NULL, "N", "accepted jobs waiting for a slot (default 16)"},
-    {"drain-timeout", O_DRAIN_TIMEOUT, "RBEE_DRAIN_TIMEOUT", NULL, "S", "seconds jobs get to finish after SIGTERM (default 25)"},
-    {"log-format", O_LOG_FORMAT, "RBEE_LOG_FORMAT", "LLORCH_LOG_FORMAT", "F", "text or json (default text)"},
-    {"log-level", O_LOG_LEVEL, "RBEE_LOG_LEVEL", NULL, "L", "error, warn, info, debug, trace (default info)"},
-    {"log-file", O_LOG_FILE, "RBEE_LOG_FILE", NULL, "F", "append the log there (default stderr; SIGHUP reopens)"},
+    {"max-queue", O_MAX_QUEUE, "RBEE_MAX_QUEUE", NULL, "N",
+     "accepted jobs waiting for a slot (default 16)"},
+    {"drain-timeout", O_DRAIN_TIMEOUT, "RBEE_DRAIN_TIMEOUT", NULL, "S",
+     "seconds jobs get to finish after SIGTERM (default 25)"},
+    {"log-format", O_LOG_FORMAT, "RBEE_LOG_FORMAT", "LLORCH_LOG_FORMAT", "F",
+     "text or json (default text)"},
+    {"log-level", O_LOG_LEVEL, "RBEE_LOG_LEVEL", NULL, "L",
+     "error, warn, info, debug, trace (default info)"},
+    {"log-file", O_LOG_FILE, "RBEE_LOG_FILE", NULL, "F",
+     "append the log there (default stderr; SIGHUP reopens)"},
     {"ca-file", O_CA_FILE, "RBEE_CA_FILE", NULL, "F", "CA bundle for an https queen"},
-    {"stream-grace", O_STREAM_GRACE, "RBEE_STREAM_GRACE", NULL, "S", "cancel a job nobody reads for this long (default 10)"},
-    {"job-hang-timeout", O_JOB_HANG, "RBEE_JOB_HANG_TIMEOUT", NULL, "S", "a job silent this long makes the worker degraded (default 0: off)"},
-    {"max-body", O_MAX_BODY, "RBEE_MAX_BODY", NULL, "BYTES", "largest job request body (default 16777216)"},
+    {"stream-grace", O_STREAM_GRACE, "RBEE_STREAM_GRACE", NULL, "S",
+     "cancel a job nobody reads for this long (default 10)"},
+    {"job-hang-timeout", O_JOB_HANG, "RBEE_JOB_HANG_TIMEOUT", NULL, "S",
+     "a job silent this long makes the worker degraded (default 0: off)"},
+    {"max-body", O_MAX_BODY, "RBEE_MAX_BODY", NULL, "BYTES",
+     "largest job request body (default 16777216)"},
 };
 #define NDEFS (sizeof defs / sizeof defs[0])
 
@@ -128,8 +143,8 @@ static int clean_token(char **out, const char *raw, const char *where) {
     return rbee__error_set(RBEE_EINVAL, "%s: the token is empty", where);
   for (size_t k = i; k < n; k++)
     if (raw[k] <= ' ' || raw[k] >= 127)
-      return rbee__error_set(RBEE_EINVAL,
-                             "%s: the token contains spaces or control characters", where);
+      return rbee__error_set(RBEE_EINVAL, "%s: the token contains spaces or control characters",
+                             where);
   *out = rbee__strndup(raw + i, n - i);
   return *out ? 0 : rbee__error_set(RBEE_ENOMEM, NULL);
 }
@@ -204,7 +219,9 @@ static int apply(rbee__worker_args *a, int id, const char *v, const char *what) 
     o->bind = own(a, rbee__strdup(v));
     return o->bind ? 0 : RBEE_ENOMEM;
   case O_QUEEN_URL: {
-    const char *rest = strncmp(v, "http://", 7) == 0 ? v + 7 : strncmp(v, "https://", 8) == 0 ? v + 8 : NULL;
+    const char *rest = strncmp(v, "http://", 7) == 0    ? v + 7
+                       : strncmp(v, "https://", 8) == 0 ? v + 8
+                                                        : NULL;
     if (rest == NULL || *rest == '\0' || *rest == '/')
       return bad(what, v, "not an http:// or https:// URL");
     o->queen_url = own(a, rbee__strdup(v));
@@ -344,7 +361,9 @@ int rbee__worker_parse(rbee__worker_args *out, int argc, char **argv,
         char m[256]; /* a copy: the message buffer is rewritten below */
         snprintf(m, sizeof m, "%s", rbee_error_message());
         rc = rbee__error_set(RBEE_EINVAL, "--%s: %s", f->name,
-                             *m ? m : optarg ? "bad value" : "not accepted");
+                             *m       ? m
+                             : optarg ? "bad value"
+                                      : "not accepted");
         goto out;
       }
       continue;

@@ -19,11 +19,16 @@ const struct cJSON *rbee_job_params(const rbee_job *job) { return job ? job->bod
 
 const char *rbee_job_state_str(rbee_job_state state) {
   switch (state) {
-  case RBEE_JOB_QUEUED: return "queued";
-  case RBEE_JOB_RUNNING: return "running";
-  case RBEE_JOB_DONE: return "done";
-  case RBEE_JOB_FAILED: return "failed";
-  case RBEE_JOB_CANCELLED: return "cancelled";
+  case RBEE_JOB_QUEUED:
+    return "queued";
+  case RBEE_JOB_RUNNING:
+    return "running";
+  case RBEE_JOB_DONE:
+    return "done";
+  case RBEE_JOB_FAILED:
+    return "failed";
+  case RBEE_JOB_CANCELLED:
+    return "cancelled";
   }
   return "unknown";
 }
@@ -204,7 +209,8 @@ int rbee_job_emit(rbee_job *job, const char *event, const struct cJSON *data) {
   if (job == NULL || !cJSON_IsObject(data))
     return rbee__error_set(RBEE_EINVAL, "rbee_job_emit: data must be a JSON object");
   if (!event_name_ok(event))
-    return rbee__error_set(RBEE_EINVAL, "rbee_job_emit: bad event name (empty, too long or with a line break)");
+    return rbee__error_set(RBEE_EINVAL,
+                           "rbee_job_emit: bad event name (empty, too long or with a line break)");
   char *text = cJSON_PrintUnformatted(data);
   if (text == NULL)
     return rbee__error_set(RBEE_ENOMEM, NULL);
@@ -234,14 +240,29 @@ static char *json_escape(char *out, const char *text) {
   for (const unsigned char *c = (const unsigned char *)text; *c; c++) {
     const char *esc = NULL;
     switch (*c) {
-    case '"': esc = "\\\""; break;
-    case '\\': esc = "\\\\"; break;
-    case '\b': esc = "\\b"; break;
-    case '\f': esc = "\\f"; break;
-    case '\n': esc = "\\n"; break;
-    case '\r': esc = "\\r"; break;
-    case '\t': esc = "\\t"; break;
-    default: break;
+    case '"':
+      esc = "\\\"";
+      break;
+    case '\\':
+      esc = "\\\\";
+      break;
+    case '\b':
+      esc = "\\b";
+      break;
+    case '\f':
+      esc = "\\f";
+      break;
+    case '\n':
+      esc = "\\n";
+      break;
+    case '\r':
+      esc = "\\r";
+      break;
+    case '\t':
+      esc = "\\t";
+      break;
+    default:
+      break;
     }
     if (esc) {
       *out++ = esc[0];
@@ -352,8 +373,8 @@ int rbee_job_fail(rbee_job *job, const char *code, const char *fmt, ...) {
   rbee__jobs *jobs = job->jobs;
   pthread_mutex_lock(&jobs->mu);
   if (job->ended || job->failed) {
-    rc = rbee__error_set(RBEE_ESTATE, "job %s already %s", job->id,
-                         job->ended ? "ended" : "failed");
+    rc =
+        rbee__error_set(RBEE_ESTATE, "job %s already %s", job->id, job->ended ? "ended" : "failed");
   } else if (job->cancelled) {
     rc = rbee__error_set(RBEE_ECANCELED, "job %s was cancelled", job->id);
   } else {

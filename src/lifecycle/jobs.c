@@ -6,12 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rbee/info.h"
 #include "lifecycle/jobs_internal.h"
+#include "rbee/info.h"
 #include "util/util.h"
 
-const double rbee__job_bucket_le[RBEE__JOB_BUCKETS] = {0.1, 0.25, 0.5, 1,  2.5,
-                                                       5,   10,   30,  60, 300};
+const double rbee__job_bucket_le[RBEE__JOB_BUCKETS] = {0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300};
 
 /* Tables that could not be freed because job threads never returned from
  * on_job: kept reachable on purpose (those threads still use them). */
@@ -44,7 +43,8 @@ void rbee__job_unref(rbee_job *job) {
 int rbee__jobs_new(rbee__jobs **out, struct event_base *base, const rbee__jobs_config *cfg) {
   *out = NULL;
   if (base == NULL || cfg == NULL || cfg->run == NULL || cfg->max_jobs < 1)
-    return rbee__error_set(RBEE_EINVAL, "job table: needs a loop, a run callback and max_jobs >= 1");
+    return rbee__error_set(RBEE_EINVAL,
+                           "job table: needs a loop, a run callback and max_jobs >= 1");
   rbee__jobs *jobs = calloc(1, sizeof *jobs);
   if (jobs == NULL)
     return rbee__error_set(RBEE_ENOMEM, NULL);
@@ -113,8 +113,8 @@ static void *pool_main(void *arg) {
           char *t = NULL;
           if (o && cJSON_AddStringToObject(o, "type", "error") &&
               cJSON_AddStringToObject(o, "code", "JOB_FAILED") &&
-              cJSON_AddStringToObject(o, "message", job->error_message ? job->error_message
-                                                                       : "the job failed") &&
+              cJSON_AddStringToObject(o, "message",
+                                      job->error_message ? job->error_message : "the job failed") &&
               (t = cJSON_PrintUnformatted(o)) != NULL)
             rbee__job_append_locked(job, NULL, t, 1);
           cJSON_free(t);
@@ -162,9 +162,7 @@ static void forget_old(rbee__jobs *jobs) {
     forget_oldest(jobs);
 }
 
-static void sweep_cb(evutil_socket_t fd, short what, void *arg) {
-  forget_old(arg);
-}
+static void sweep_cb(evutil_socket_t fd, short what, void *arg) { forget_old(arg); }
 
 /* Give a job a slot (mu held): it is running from now on. */
 static void start_locked(rbee__jobs *jobs, rbee_job *job) {
@@ -173,8 +171,8 @@ static void start_locked(rbee__jobs *jobs, rbee_job *job) {
   job->started_mono = job->activity_mono = rbee__mono_us();
   char ts[40];
   rbee_time_format(ts, sizeof ts, job->started_us);
-  char *started = rbee__asprintf("{\"type\":\"started\",\"job_id\":\"%s\",\"started_at\":\"%s\"}",
-                                 job->id, ts);
+  char *started =
+      rbee__asprintf("{\"type\":\"started\",\"job_id\":\"%s\",\"started_at\":\"%s\"}", job->id, ts);
   if (started == NULL || rbee__job_append_locked(job, NULL, started, 1) != 0)
     RBEE_LOG(RBEE_LOG_WARN, "jobs", "start", job->id, "could not write the started event");
   free(started);
@@ -226,9 +224,15 @@ static void finalize(rbee__jobs *jobs, rbee_job *job) {
     c->duration_sum += secs;
   }
   switch (job->state) {
-  case RBEE_JOB_DONE: c->done++; break;
-  case RBEE_JOB_FAILED: c->failed++; break;
-  default: c->cancelled++; break;
+  case RBEE_JOB_DONE:
+    c->done++;
+    break;
+  case RBEE_JOB_FAILED:
+    c->failed++;
+    break;
+  default:
+    c->cancelled++;
+    break;
   }
   RBEE_LOG(RBEE_LOG_INFO, "jobs", "end", job->id, "job %s %s", job->operation,
            rbee_job_state_str(job->state));
@@ -331,7 +335,8 @@ int rbee__jobs_submit(rbee__jobs *jobs, cJSON *body, rbee_job **out) {
   if (jobs->counts.running >= jobs->cfg.max_jobs && jobs->counts.queued >= jobs->cfg.max_queue) {
     cJSON_Delete(body);
     jobs->counts.rejected_full++;
-    return rbee__error_set(RBEE_EBUSY, "every job slot is taken and %u jobs wait", jobs->cfg.max_queue);
+    return rbee__error_set(RBEE_EBUSY, "every job slot is taken and %u jobs wait",
+                           jobs->cfg.max_queue);
   }
   rbee_job *job = calloc(1, sizeof *job);
   if (job == NULL) {

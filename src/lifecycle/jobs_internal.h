@@ -40,23 +40,23 @@ struct rbee_job {
   struct cJSON *body;
   /* Loop-thread links: every job the table knows, the queue, finished. */
   rbee_job *all_next, *all_prev;
-  rbee_job *q_next;          /* queue or finished list */
-  rbee_job *run_next;        /* hand-off list to the pool */
-  rbee_job *pending_next;    /* loop notification list */
-  struct event *grace;       /* no-reader timer */
+  rbee_job *q_next;       /* queue or finished list */
+  rbee_job *run_next;     /* hand-off list to the pool */
+  rbee_job *pending_next; /* loop notification list */
+  struct event *grace;    /* no-reader timer */
   rbee__stream *readers;
   unsigned nreaders;
 
   /* Guarded by jobs->mu. */
-  pthread_cond_t room;       /* emit waits here on backpressure */
+  pthread_cond_t room; /* emit waits here on backpressure */
   rbee_job_state state;
-  int cancelled;             /* cancel requested */
-  int failed;                /* rbee_job_fail was called */
-  int ended;                 /* terminal marker appended */
-  int finalized;             /* the loop counted the end */
-  int pending;               /* on the pending list */
-  int in_pool;               /* a pool thread runs on_job now */
-  int waiting;               /* emitters held back by backpressure */
+  int cancelled; /* cancel requested */
+  int failed;    /* rbee_job_fail was called */
+  int ended;     /* terminal marker appended */
+  int finalized; /* the loop counted the end */
+  int pending;   /* on the pending list */
+  int in_pool;   /* a pool thread runs on_job now */
+  int waiting;   /* emitters held back by backpressure */
   char *error_code, *error_message;
   double progress;
   int64_t created_us, started_us, finished_us; /* wall clock */
@@ -66,33 +66,33 @@ struct rbee_job {
   rbee__sse_event **ev;
   size_t ev_cap, ev_start, ev_count;
   int64_t first_id;
-  int64_t next_id;           /* id of the next event */
-  int64_t read_id;           /* highest id handed to any reader, -1 none */
-  size_t unread_bytes;       /* bytes of events with id > read_id */
-  size_t kept_bytes;         /* bytes of every kept event */
-  size_t fin_bytes;          /* kept_bytes when it finished (loop thread) */
+  int64_t next_id;     /* id of the next event */
+  int64_t read_id;     /* highest id handed to any reader, -1 none */
+  size_t unread_bytes; /* bytes of events with id > read_id */
+  size_t kept_bytes;   /* bytes of every kept event */
+  size_t fin_bytes;    /* kept_bytes when it finished (loop thread) */
 };
 
 struct rbee__jobs {
   rbee__jobs_config cfg;
   struct event_base *base;
-  struct event *wake;        /* made active from job threads */
-  struct event *sweep;       /* forgets old finished jobs */
+  struct event *wake;  /* made active from job threads */
+  struct event *sweep; /* forgets old finished jobs */
   pthread_mutex_t mu;
-  pthread_cond_t work;       /* pool threads wait here */
+  pthread_cond_t work; /* pool threads wait here */
   pthread_t *threads;
   unsigned nthreads;
-  int shutdown;              /* pool threads exit */
-  int base_gone;             /* events freed: job threads must not touch them */
+  int shutdown;  /* pool threads exit */
+  int base_gone; /* events freed: job threads must not touch them */
   int accepting;
 
   /* Loop thread. */
   rbee_job *all_head, *all_tail;
-  rbee_job *q_head, *q_tail; /* FIFO waiting for a slot */
+  rbee_job *q_head, *q_tail;     /* FIFO waiting for a slot */
   rbee_job *fin_head, *fin_tail; /* finished, oldest first */
   unsigned nfinished;
-  size_t fin_bytes;          /* kept events of finished jobs, at finalize */
-  rbee__jobs_counts counts;  /* running/queued kept here too */
+  size_t fin_bytes;         /* kept events of finished jobs, at finalize */
+  rbee__jobs_counts counts; /* running/queued kept here too */
 
   /* Guarded by mu. */
   rbee_job *run_head, *run_tail; /* handed to the pool, not yet taken */

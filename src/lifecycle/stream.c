@@ -5,8 +5,8 @@
 #include "lifecycle/jobs_internal.h"
 #include "util/util.h"
 
-int rbee__stream_open(rbee__stream **out, rbee_job *job, int64_t last_event_id,
-                      rbee__stream_cb cb, void *userdata) {
+int rbee__stream_open(rbee__stream **out, rbee_job *job, int64_t last_event_id, rbee__stream_cb cb,
+                      void *userdata) {
   *out = NULL;
   if (job == NULL || cb == NULL)
     return rbee__error_set(RBEE_EINVAL, "rbee__stream_open: NULL job or callback");

@@ -62,9 +62,9 @@ static void drain_check(rbee_worker *w) {
   int gave_up = w->ev_moment == NULL && w->deadline_passed;
   if ((c.running + c.queued > 0 || w->init_running) && !gave_up)
     return;
-  RBEE_INFO("worker", "drain", "jobs ended (done %llu, failed %llu, cancelled %llu); flushing streams",
-            (unsigned long long)c.done, (unsigned long long)c.failed,
-            (unsigned long long)c.cancelled);
+  RBEE_INFO(
+      "worker", "drain", "jobs ended (done %llu, failed %llu, cancelled %llu); flushing streams",
+      (unsigned long long)c.done, (unsigned long long)c.failed, (unsigned long long)c.cancelled);
   w->flushing = 1;
   w->flush_deadline = rbee__mono_us() + (int64_t)FLUSH_MS * 1000;
   w->ev_flush = event_new(w->base, -1, EV_PERSIST, flush_cb, w);
@@ -104,7 +104,8 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg) {
   if (c.running + c.queued == 0 && !w->init_running)
     return drain_check(w);
   if (c.running + c.queued > 0) {
-    RBEE_WARN("worker", "drain", "drain deadline (%u ms) passed: cancelling %u running and %u queued jobs",
+    RBEE_WARN("worker", "drain",
+              "drain deadline (%u ms) passed: cancelling %u running and %u queued jobs",
               w->opts.drain_timeout_ms, c.running, c.queued);
     rbee__jobs_cancel_all(w->jobs, "drain deadline");
   }
@@ -264,9 +265,9 @@ static int add_events(rbee_worker *w) {
 }
 
 static void free_events(rbee_worker *w) {
-  struct event **evs[] = {&w->ev_term,     &w->ev_int,      &w->ev_hup,    &w->ev_init,
-                          &w->ev_state,    &w->ev_tick,     &w->ev_watchdog, &w->ev_deadline,
-                          &w->ev_moment,   &w->ev_flush,    &w->ev_final};
+  struct event **evs[] = {&w->ev_term,   &w->ev_int,   &w->ev_hup,      &w->ev_init,
+                          &w->ev_state,  &w->ev_tick,  &w->ev_watchdog, &w->ev_deadline,
+                          &w->ev_moment, &w->ev_flush, &w->ev_final};
   for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
     if (*evs[i]) {
       event_free(*evs[i]);
@@ -339,8 +340,9 @@ static int start(rbee_worker *w) {
     return RBEE_EXIT_UNAVAILABLE;
   }
   w->port = rbee__http_port(w->http);
-  w->id = o->worker_id ? rbee__strdup(o->worker_id)
-                       : rbee__asprintf("worker-%s-%d", w->cb->type ? w->cb->type : "worker", w->port);
+  w->id = o->worker_id
+              ? rbee__strdup(o->worker_id)
+              : rbee__asprintf("worker-%s-%d", w->cb->type ? w->cb->type : "worker", w->port);
   const char *impl = w->cb->implementation ? w->cb->implementation : "librbee-worker";
   if (w->id == NULL ||
       rbee_worker_info_set(&w->info, w->id, o->model ? o->model : "", rbee_device_name(w->dev),
@@ -561,7 +563,9 @@ int rbee_worker_set_health(rbee_worker *w, rbee_health health, const char *reaso
   pthread_mutex_lock(&w->mu);
   w->health[RBEE__HS_USER] = health;
   snprintf(w->reason[RBEE__HS_USER], sizeof w->reason[0], "%s",
-           health == RBEE_HEALTH_HEALTHY ? "" : reason ? reason : "reported by the worker");
+           health == RBEE_HEALTH_HEALTHY ? ""
+           : reason                      ? reason
+                                         : "reported by the worker");
   int gone = w->base_gone;
   pthread_mutex_unlock(&w->mu);
   if (!gone)

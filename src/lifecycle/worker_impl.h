@@ -32,21 +32,21 @@ struct rbee_worker {
   char *id;
   int port;
   int64_t start_mono;
-  rbee_worker_info info;   /* status kept current */
+  rbee_worker_info info; /* status kept current */
 
   /* Loop thread. */
   rbee_worker_status status;
-  int ready_once;          /* on_ready called */
-  int init_running;        /* the on_init thread has not reported back */
+  int ready_once;   /* on_ready called */
+  int init_running; /* the on_init thread has not reported back */
   int init_joinable;
   pthread_t init_thread;
   int draining;
   int deadline_passed;
-  unsigned stuck;          /* job threads that never returned */
+  unsigned stuck; /* job threads that never returned */
   int flushing;
-  int phase_done;          /* loop may stop */
-  int signals;             /* SIGTERM/SIGINT seen */
-  int forced_code;         /* 130/143 after a second signal */
+  int phase_done;  /* loop may stop */
+  int signals;     /* SIGTERM/SIGINT seen */
+  int forced_code; /* 130/143 after a second signal */
   int exit_code;
   int final_done;
   int64_t flush_deadline;
@@ -59,9 +59,9 @@ struct rbee_worker {
   int64_t moment_end;      /* job threads' last chance after the deadline */
   rbee_health last_health; /* as last logged */
   struct event *ev_term, *ev_int, *ev_hup;
-  struct event *ev_init;   /* made active by the on_init thread */
-  struct event *ev_state;  /* made active by set_health/set_progress/stop */
-  struct event *ev_tick;   /* hang detector, device check, usage */
+  struct event *ev_init;  /* made active by the on_init thread */
+  struct event *ev_state; /* made active by set_health/set_progress/stop */
+  struct event *ev_tick;  /* hang detector, device check, usage */
   struct event *ev_watchdog;
   struct event *ev_deadline, *ev_moment, *ev_flush, *ev_final;
 
@@ -72,10 +72,10 @@ struct rbee_worker {
   char init_error[256];
   rbee_health health[RBEE__HS_N];
   char reason[RBEE__HS_N][256];
-  double progress;          /* -1: none reported */
+  double progress; /* -1: none reported */
   char progress_what[128];
   int stop_requested;
-  int base_gone;            /* loop events freed (threads left running) */
+  int base_gone; /* loop events freed (threads left running) */
 };
 
 /* worker_state.c */

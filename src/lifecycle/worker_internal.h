@@ -40,8 +40,8 @@ int rbee__addr_is_loopback(const char *addr);
 /* ---- systemd notification (sdnotify.c) ---- */
 
 typedef struct rbee__sd {
-  int fd;                 /* -1: no NOTIFY_SOCKET, every call a no-op */
-  int64_t watchdog_us;    /* WATCHDOG_USEC for this process, 0 none */
+  int fd;              /* -1: no NOTIFY_SOCKET, every call a no-op */
+  int64_t watchdog_us; /* WATCHDOG_USEC for this process, 0 none */
   char path[110];
   unsigned pathlen;
 } rbee__sd;

@@ -23,11 +23,16 @@ void rbee__worker_effective_health(rbee_worker *w, rbee_health *h, char *reason,
 
 static const char *sd_status_line(rbee_worker_status st) {
   switch (st) {
-  case RBEE_STATUS_STARTING: return "loading";
-  case RBEE_STATUS_READY: return "serving";
-  case RBEE_STATUS_BUSY: return "serving (all job slots busy)";
-  case RBEE_STATUS_STOPPING: return "draining";
-  case RBEE_STATUS_STOPPED: return "stopped";
+  case RBEE_STATUS_STARTING:
+    return "loading";
+  case RBEE_STATUS_READY:
+    return "serving";
+  case RBEE_STATUS_BUSY:
+    return "serving (all job slots busy)";
+  case RBEE_STATUS_STOPPING:
+    return "draining";
+  case RBEE_STATUS_STOPPED:
+    return "stopped";
   }
   return "";
 }
@@ -62,7 +67,7 @@ void rbee__worker_health_changed(rbee_worker *w) {
   rbee__worker_effective_health(w, &h, reason, sizeof reason);
   if (h == w->last_health)
     return;
-  RBEE_LOG(h == RBEE_HEALTH_HEALTHY ? RBEE_LOG_INFO
+  RBEE_LOG(h == RBEE_HEALTH_HEALTHY    ? RBEE_LOG_INFO
            : h == RBEE_HEALTH_DEGRADED ? RBEE_LOG_WARN
                                        : RBEE_LOG_ERROR,
            "worker", "health", NULL, "%s%s%s", rbee_health_str(h), reason[0] ? ": " : "", reason);
@@ -190,8 +195,8 @@ void rbee__worker_tick(rbee_worker *w) {
     if (oldest && silent >= (int64_t)w->opts.job_hang_ms * 1000) {
       w->health[RBEE__HS_HANG] = RBEE_HEALTH_DEGRADED;
       snprintf(w->reason[RBEE__HS_HANG], sizeof w->reason[0],
-               "a job has been silent for %lld ms (hang timeout %u ms)",
-               (long long)(silent / 1000), w->opts.job_hang_ms);
+               "a job has been silent for %lld ms (hang timeout %u ms)", (long long)(silent / 1000),
+               w->opts.job_hang_ms);
     } else {
       w->health[RBEE__HS_HANG] = RBEE_HEALTH_HEALTHY;
       w->reason[RBEE__HS_HANG][0] = '\0';

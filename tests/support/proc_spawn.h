@@ -7,8 +7,8 @@
 #include <sys/types.h>
 
 typedef struct proc {
-  pid_t pid;        /* 0 once reaped */
-  int status;       /* exit code, or 128+signal; valid once reaped */
+  pid_t pid;  /* 0 once reaped */
+  int status; /* exit code, or 128+signal; valid once reaped */
   char out_path[64];
   char err_path[64];
 } proc;

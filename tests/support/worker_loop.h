@@ -21,9 +21,9 @@ void worker_test_run_for(struct event_base *base, unsigned ms);
 
 /* One parsed SSE event. */
 typedef struct worker_sse_event {
-  int64_t id;   /* -1 when the event had no id line */
+  int64_t id; /* -1 when the event had no id line */
   char event[64];
-  char *data;   /* malloc'd */
+  char *data; /* malloc'd */
 } worker_sse_event;
 
 /* Parse SSE text (events separated by blank lines; comment lines skipped).

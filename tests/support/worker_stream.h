@@ -9,7 +9,7 @@
 
 typedef struct worker_stream {
   int fd;
-  int status;      /* HTTP status of the answer, 0 before the headers */
+  int status; /* HTTP status of the answer, 0 before the headers */
   int chunked;
   char job_id[64]; /* from X-Job-Id, "" if absent */
   char *raw;       /* everything read so far */
