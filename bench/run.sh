@@ -35,9 +35,11 @@ cleanup() {
 trap cleanup EXIT
 
 # Measurement windows (seconds): warm-up, then the measured part.
-W=0.5 T=2 HB_T=5 IDLE_T=10 STARTS=20
+# Load figures are the median of ROUNDS runs, librbee and baseline taking
+# turns, so that a burst of load from elsewhere hits one run, not one side.
+W=0.3 T=1 ROUNDS=3 HB_T=3 IDLE_T=10 STARTS=20
 if [ "${RBEE_BENCH_QUICK:-0}" = 1 ]; then
-  W=0.2 T=0.5 HB_T=1.5 IDLE_T=2 STARTS=5
+  W=0.2 T=0.4 ROUNDS=1 HB_T=1.5 IDLE_T=2 STARTS=5
 fi
 MAX_JOBS=2 # job slots for both servers (2 cores)
 
@@ -104,13 +106,25 @@ fi
 
 # measure KEY: run "$@" (a loadgen argument list) against each server in
 # turn, back to back, leaving the line in line_base / line_lib.
+# median VAR FILE: VAR = the line of FILE with the median rate.
+median() {
+  local n
+  n=$(wc -l <"$2")
+  printf -v "$1" %s "$(awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^rate=/) print substr($i, 6), $0 }' "$2" |
+    sort -g | sed -n "$(((n + 1) / 2))p" | cut -d' ' -f2-)"
+}
 measure() {
-  local s port_var
+  local s port_var r
   line_lib=""
-  for s in "${servers[@]}"; do
-    port_var=port_$s
-    loadgen "line_$s" "${!port_var}" "$@"
+  for s in "${servers[@]}"; do : >"$tmp/m_$s"; done
+  for ((r = 0; r < ROUNDS; r++)); do
+    for s in "${servers[@]}"; do
+      port_var=port_$s
+      loadgen l "${!port_var}" "$@"
+      echo "$l" >>"$tmp/m_$s"
+    done
   done
+  for s in "${servers[@]}"; do median "line_$s" "$tmp/m_$s"; done
 }
 get() { # SERVER KEY: a field of the last measure
   local v=line_$1
@@ -161,16 +175,24 @@ row stream_mbps "one job, 1M token events: MB/s" "MB/s" \
   "$(get lib mb_per_s)" "$(get base mb_per_s)" hi none ""
 
 echo "bench: (d) GET /health while every job slot runs a CPU-heavy job" >&2
-for c in 1 64; do
+# Enough CPU for both windows (1 and 64 connections); then wait for the slots.
+spin=$(awk -v w=$W -v t=$T 'BEGIN { printf "%d", 2 * (w + t) * 1000 + 1000 }')
+for s in "${servers[@]}"; do : >"$tmp/busy1_$s"; : >"$tmp/busy64_$s"; done
+for ((r = 0; r < ROUNDS; r++)); do
   for s in "${servers[@]}"; do
     port_var=port_$s
-    # Enough CPU to cover the warm-up and the window; then wait for the slots.
-    spin=$(awk -v w=$W -v t=$T 'BEGIN { printf "%d", (w + t) * 1000 + 1500 }')
-    loadgen ignored "${!port_var}" jobs -c $MAX_JOBS -n $MAX_JOBS --spin-ms "$spin" --submit-only
-    sleep 0.2
-    loadgen "line_$s" "${!port_var}" health -c $c -w $W -t $T
+    loadgen l "${!port_var}" jobs -c $MAX_JOBS -n $MAX_JOBS --spin-ms "$spin" --submit-only
+    sleep 0.1
+    for c in 1 64; do
+      loadgen l "${!port_var}" health -c $c -w $W -t $T
+      echo "$l" >>"$tmp/busy${c}_$s"
+    done
     "$bin/bench_procstat" wait-ready --idle --port "${!port_var}" -t 30 || die "$s: slots still busy"
   done
+done
+for c in 1 64; do
+  line_lib=""
+  for s in "${servers[@]}"; do median "line_$s" "$tmp/busy${c}_$s"; done
   row "busy_health_rps_c$c" "GET /health, $c conn, all slots CPU-busy: requests/s" "req/s" \
     "$(get lib rate)" "$(get base rate)" hi ratio_ge 0.9
   row "busy_health_p99_c$c" "GET /health, $c conn, all slots CPU-busy: p99 latency" "us" \
@@ -219,16 +241,24 @@ if [ $have_worker = 1 ]; then
     start "hb_$name" "$bin/bench_worker" --port 0 --max-jobs $MAX_JOBS --max-queue 64 "${qurl[@]}"
     ready "hb_$name"
     local pv=port_hb_$name
-    loadgen "hb_$name" "${!pv}" jobs -c 16 -w 1 -t $HB_T --tokens 10
+    loadgen l "${!pv}" jobs -c 16 -w 0.5 -t $HB_T --tokens 10
+    echo "$l" >>"$tmp/hb_$name"
     stop "hb_$name"
     if [ "$name" != none ]; then
       stop "queen_$name"
-      queen_note+=" $name queen: $(cat "$tmp/queen_$name.out" | grep -v '^port=');"
+      queen_note+=" $name queen: $(grep -v '^port=' "$tmp/queen_$name.out");"
     fi
   }
-  hb_run healthy
-  hb_run hung --hung
-  hb_run none
+  : >"$tmp/hb_healthy"; : >"$tmp/hb_hung"; : >"$tmp/hb_none"
+  for ((r = 0; r < ROUNDS; r++)); do
+    queen_note=""
+    hb_run healthy
+    hb_run hung --hung
+    hb_run none
+  done
+  median hb_healthy "$tmp/hb_healthy"
+  median hb_hung "$tmp/hb_hung"
+  median hb_none "$tmp/hb_none"
   h=$(field "$hb_healthy" rate)
   row hb_healthy "jobs/s, submit + stream, 16 clients, healthy queen (vs the baseline)" \
     "jobs/s" "$h" "$base_jobs16" hi none ""
@@ -306,8 +336,10 @@ EOF
 
 How each row is measured:
 
-- GET /health: ${W} s warm-up, then ${T} s; latency is per request, from
-  write to the whole response read.
+- Load rows (GET /health, jobs): ${W} s warm-up, then ${T} s, ${ROUNDS}
+  rounds with librbee and the baseline taking turns; the row is the run
+  with the median rate. Latency is per request, from write to the whole
+  response read.
 - jobs: POST /v1/jobs \`{"operation":"infer","tokens":10}\` then GET the
   stream URL and read it to \`[DONE]\` (submit + stream), or the POST with
   \`Accept: text/event-stream\` answered with the stream itself (one round
@@ -323,7 +355,8 @@ How each row is measured:
 - heartbeat isolation: a fresh worker with \`--queen-url\` and
   \`--heartbeat-interval 1\` beside \`bench_queen\` (answers 200) or
   \`bench_queen --hung\` (accepts, never answers), and with no queen;
-  16 clients, 1 s warm-up, ${HB_T} s.${queen_note:+ Heartbeats seen:$queen_note}
+  16 clients, 0.5 s warm-up, ${HB_T} s; ${ROUNDS} rounds of healthy,
+  hung, none in turn, the median of each.${queen_note:+ Heartbeats seen:$queen_note}
 
 ![librbee relative to the baseline](benchmarks.png)
 EOF
