@@ -106,11 +106,17 @@ static void pump(rbee__sse *s) {
   if (buf == NULL)
     return; /* the next notification retries */
   s->ended = rbee__stream_read(s->stream, buf) == 1;
+  if (s->ended) {
+    /* The last chunk and the end of the reply leave in one write. */
+    if (evbuffer_get_length(buf) > 0)
+      evhttp_send_reply_chunk(s->req, buf);
+    evbuffer_free(buf);
+    finish(s);
+    return;
+  }
   if (evbuffer_get_length(buf) > 0)
     send_chunk(s, buf);
   evbuffer_free(buf);
-  if (s->ended && !s->writing)
-    finish(s);
 }
 
 static void on_ready(rbee__stream *st, void *arg) {

@@ -100,13 +100,11 @@ int rbee_log_reopen(void) {
   return rc;
 }
 
+/* One fprintf: on unbuffered stderr that is one write(2) a line, not four. */
 static void write_text(FILE *out, const rbee_log_event *ev, const char *ts) {
-  fprintf(out, "%s %-5s %s.%s", ts, level_names[ev->level], ev->actor, ev->action);
-  if (ev->worker_id)
-    fprintf(out, " worker=%s", ev->worker_id);
-  if (ev->job_id)
-    fprintf(out, " job=%s", ev->job_id);
-  fprintf(out, ": %s\n", ev->message);
+  fprintf(out, "%s %-5s %s.%s%s%s%s%s: %s\n", ts, level_names[ev->level], ev->actor, ev->action,
+          ev->worker_id ? " worker=" : "", ev->worker_id ? ev->worker_id : "",
+          ev->job_id ? " job=" : "", ev->job_id ? ev->job_id : "", ev->message);
 }
 
 static void write_json(FILE *out, const rbee_log_event *ev, const char *ts) {
