@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "rbee/rbee.h"
 #include "testutil.h"
@@ -141,6 +142,62 @@ START_TEST(test_worker_api_bad_options_and_callbacks) {
 }
 END_TEST
 
+/* on_init that outlives the worker: the drain deadline gives up on it. */
+static pthread_mutex_t slow_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t slow_cv = PTHREAD_COND_INITIALIZER;
+static rbee_worker *slow_w;
+static int slow_release, slow_done, slow_progress_rc = 1;
+
+static int slow_init(rbee_worker *w, void *ud) {
+  pthread_mutex_lock(&slow_mu);
+  slow_w = w;
+  pthread_cond_broadcast(&slow_cv);
+  while (!slow_release)
+    pthread_cond_wait(&slow_cv, &slow_mu);
+  pthread_mutex_unlock(&slow_mu);
+  /* The worker has returned: this must not touch its freed loop. */
+  int rc = rbee_worker_set_progress(w, 1.0, "late");
+  pthread_mutex_lock(&slow_mu);
+  slow_progress_rc = rc;
+  slow_done = 1;
+  pthread_cond_broadcast(&slow_cv);
+  pthread_mutex_unlock(&slow_mu);
+  return 0;
+}
+
+static void *stopper(void *arg) {
+  pthread_mutex_lock(&slow_mu);
+  while (slow_w == NULL)
+    pthread_cond_wait(&slow_cv, &slow_mu);
+  rbee_worker *w = slow_w;
+  pthread_mutex_unlock(&slow_mu);
+  rbee_worker_stop(w);
+  return NULL;
+}
+
+START_TEST(test_worker_api_init_outlives_drain) {
+  calls c = {0};
+  rbee_worker_callbacks cb = callbacks();
+  cb.on_init = slow_init;
+  rbee_worker_options o = RBEE_WORKER_OPTIONS_INIT;
+  o.port = 0;
+  o.drain_timeout_ms = 100;
+  pthread_t t;
+  ck_assert_int_eq(pthread_create(&t, NULL, stopper, NULL), 0);
+  ck_assert_int_eq(rbee_worker_run(&o, &cb, &c), RBEE_EXIT_OK);
+  pthread_join(t, NULL);
+  ck_assert_int_eq(c.ready + c.shutdown, 0); /* never ready; model not freed under on_init */
+  pthread_mutex_lock(&slow_mu);
+  slow_release = 1;
+  pthread_cond_broadcast(&slow_cv);
+  while (!slow_done)
+    pthread_cond_wait(&slow_cv, &slow_mu);
+  pthread_mutex_unlock(&slow_mu);
+  ck_assert_int_eq(slow_progress_rc, 0);
+  usleep(50000); /* let the thread finish its last step */
+}
+END_TEST
+
 static Suite *api_suite(void) {
   Suite *s = suite_create("worker_api");
   TCase *tc = tcase_create("api");
@@ -149,6 +206,7 @@ static Suite *api_suite(void) {
   tcase_add_test(tc, test_worker_api_run_and_stop);
   tcase_add_test(tc, test_worker_api_init_failure);
   tcase_add_test(tc, test_worker_api_bad_options_and_callbacks);
+  tcase_add_test(tc, test_worker_api_init_outlives_drain);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -112,8 +112,14 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg) {
   w->moment_end = rbee__mono_us() + (int64_t)MOMENT_MS * 1000;
   w->ev_moment = event_new(w->base, -1, EV_PERSIST, moment_cb, w);
   struct timeval tv = ms_tv(10);
-  if (w->ev_moment)
-    event_add(w->ev_moment, &tv);
+  if (w->ev_moment == NULL || event_add(w->ev_moment, &tv) != 0) {
+    /* No moment to give: go on without waiting. */
+    if (w->ev_moment)
+      event_free(w->ev_moment);
+    w->ev_moment = NULL;
+    w->stuck = rbee__jobs_abandon(w->jobs);
+    drain_check(w);
+  }
 }
 
 static void begin_drain(rbee_worker *w, const char *why) {
@@ -197,8 +203,10 @@ static void *init_main(void *arg) {
   w->init_finished = 1;
   if (rc)
     snprintf(w->init_error, sizeof w->init_error, "%s", rbee_error_message());
+  /* Under mu: worker_free sets base_gone under it before freeing events. */
+  if (!w->base_gone)
+    event_active(w->ev_init, EV_READ, 0);
   pthread_mutex_unlock(&w->mu);
-  event_active(w->ev_init, EV_READ, 0);
   return NULL;
 }
 
@@ -438,7 +446,9 @@ static void finish(rbee_worker *w) {
 
 static void worker_free(rbee_worker *w) {
   rbee__http_free(w->http);
+  w->http = NULL;
   rbee_heartbeat_free(w->hb);
+  w->hb = NULL;
   /* Threads that never returned still use the worker: keep it. */
   pthread_mutex_lock(&w->mu);
   w->base_gone = 1; /* cross-thread calls stop touching loop events */
@@ -550,10 +560,9 @@ int rbee_worker_set_progress(rbee_worker *w, double fraction, const char *what) 
   pthread_mutex_lock(&w->mu);
   w->progress = fraction;
   snprintf(w->progress_what, sizeof w->progress_what, "%s", what ? what : "");
-  int gone = w->base_gone;
-  pthread_mutex_unlock(&w->mu);
-  if (!gone)
+  if (!w->base_gone) /* see init_main */
     event_active(w->ev_state, EV_READ, 0);
+  pthread_mutex_unlock(&w->mu);
   return 0;
 }
 
@@ -566,10 +575,9 @@ int rbee_worker_set_health(rbee_worker *w, rbee_health health, const char *reaso
            health == RBEE_HEALTH_HEALTHY ? ""
            : reason                      ? reason
                                          : "reported by the worker");
-  int gone = w->base_gone;
-  pthread_mutex_unlock(&w->mu);
-  if (!gone)
+  if (!w->base_gone) /* see init_main */
     event_active(w->ev_state, EV_READ, 0);
+  pthread_mutex_unlock(&w->mu);
   return 0;
 }
 
@@ -578,10 +586,9 @@ void rbee_worker_stop(rbee_worker *w) {
     return;
   pthread_mutex_lock(&w->mu);
   w->stop_requested = 1;
-  int gone = w->base_gone;
-  pthread_mutex_unlock(&w->mu);
-  if (!gone)
+  if (!w->base_gone) /* see init_main */
     event_active(w->ev_state, EV_READ, 0);
+  pthread_mutex_unlock(&w->mu);
 }
 
 const char *rbee_worker_id(const rbee_worker *w) { return w ? w->id : NULL; }
