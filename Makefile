@@ -15,8 +15,14 @@ build: deps
 	@cmake -S . -B $(BUILD) -DRBEE_WERROR=ON $(CMAKE_FLAGS) >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 
-# A sample worker serving a job end to end.
-demo: build
+# A sample worker serving a job end to end (the build's own output goes to
+# $(BUILD)/demo-build.log, shown only when the build fails).
+demo: deps
+	@echo "== building librbee, the samples and the local queen (log: $(BUILD)/demo-build.log)"
+	@mkdir -p $(BUILD)
+	@{ cmake -S . -B $(BUILD) -DRBEE_WERROR=ON $(CMAKE_FLAGS) && \
+	   cmake --build $(BUILD) -j $(JOBS); } >$(BUILD)/demo-build.log 2>&1 || \
+	 { tail -n 40 $(BUILD)/demo-build.log; echo "build failed: see $(BUILD)/demo-build.log"; exit 1; }
 	@./scripts/demo.sh $(BUILD)
 
 # Everything CI runs: warnings as errors, ASan+UBSan, the CUDA build.
