@@ -5,6 +5,9 @@
  *   bench_loadgen health --port P [-c conns] [-n max] [-t secs] [-w secs]
  *   bench_loadgen jobs   --port P [-c conns] [-n max] [-t secs] [-w secs]
  *                        [--tokens N] [--spin-ms MS] [--sse] [--submit-only]
+ *   any mode: [--pid PID] also reports the CPU time and the context
+ *   switches of that process (all its threads) per unit, measured phase
+ *   only: what a request or a job costs the server, whatever else runs.
  *
  * health: GET /health. jobs: POST /v1/jobs, then GET the stream URL and read
  * it to [DONE]; --sse posts with Accept: text/event-stream (one round trip);
@@ -19,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <dirent.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <arpa/inet.h>
@@ -34,6 +38,7 @@ typedef struct opts {
   double secs, warm;
   long tokens, spin_ms;
   int health, sse, submit_only;
+  int pid;             /* server to account, 0: none */
 } opts;
 
 typedef struct conn {
@@ -59,6 +64,8 @@ typedef struct run {
   uint64_t events, bytes;
   int64_t *lat;
   long nlat;
+  int64_t cpu0_ns, cpu_ns;  /* server CPU at t0, then used since */
+  long ctx0, ctx;           /* server context switches, likewise */
   char body[256];
   size_t body_len;
 } run;
@@ -271,6 +278,39 @@ static void on_writable(run *r, conn *c) {
     unit_failed(r, c);
 }
 
+/* CPU time (ns, /proc/PID/task/T/schedstat) and context switches
+ * (/proc/PID/task/T/status) summed over the threads of @p pid. */
+static void proc_usage(int pid, int64_t *cpu_ns, long *ctx) {
+  char dir[64], path[512], line[256];
+  *cpu_ns = 0;
+  *ctx = 0;
+  snprintf(dir, sizeof(dir), "/proc/%d/task", pid);
+  DIR *d = opendir(dir);
+  struct dirent *e;
+  if (!d)
+    return;
+  while ((e = readdir(d))) {
+    if (e->d_name[0] == '.')
+      continue;
+    snprintf(path, sizeof(path), "%s/%s/schedstat", dir, e->d_name);
+    FILE *f = fopen(path, "r");
+    long long ns = 0;
+    if (f) {
+      if (fscanf(f, "%lld", &ns) == 1)
+        *cpu_ns += ns;
+      fclose(f);
+    }
+    snprintf(path, sizeof(path), "%s/%s/status", dir, e->d_name);
+    if ((f = fopen(path, "r"))) {
+      while (fgets(line, sizeof(line), f))
+        if (strstr(line, "ctxt_switches:"))
+          *ctx += atol(strchr(line, ':') + 1);
+      fclose(f);
+    }
+  }
+  closedir(d);
+}
+
 static int cmp_i64(const void *a, const void *b) {
   int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
   return (x > y) - (x < y);
@@ -296,7 +336,8 @@ static void usage(void) {
 static void parse(opts *o, int argc, char **argv) {
   static const struct option lo[] = {
       {"port", 1, NULL, 'p'},   {"tokens", 1, NULL, 'k'}, {"spin-ms", 1, NULL, 's'},
-      {"sse", 0, NULL, 'e'},    {"submit-only", 0, NULL, 'o'}, {NULL, 0, NULL, 0}};
+      {"sse", 0, NULL, 'e'},    {"submit-only", 0, NULL, 'o'}, {"pid", 1, NULL, 'P'},
+      {NULL, 0, NULL, 0}};
   if (argc < 2)
     usage();
   o->health = strcmp(argv[1], "health") == 0;
@@ -315,6 +356,7 @@ static void parse(opts *o, int argc, char **argv) {
     case 's': o->spin_ms = atol(optarg); break;
     case 'e': o->sse = 1; break;
     case 'o': o->submit_only = 1; break;
+    case 'P': o->pid = atoi(optarg); break;
     default: usage();
     }
   }
@@ -343,6 +385,8 @@ int main(int argc, char **argv) {
   int64_t warm_end = start + (int64_t)(o.warm * 1e9);
   r.measuring = o.warm == 0;
   r.t0 = r.measuring ? start : INT64_MAX;
+  if (r.measuring && o.pid > 0)
+    proc_usage(o.pid, &r.cpu0_ns, &r.ctx0);
   r.deadline = warm_end + (int64_t)(o.secs * 1e9);
   r.hard_deadline = r.deadline + 10 * (int64_t)1000000000; /* in-flight units */
   for (int i = 0; i < o.conns; i++) {
@@ -369,6 +413,8 @@ int main(int argc, char **argv) {
     if (!r.measuring && now >= warm_end) {
       r.measuring = 1;
       r.t0 = now;
+      if (o.pid > 0)
+        proc_usage(o.pid, &r.cpu0_ns, &r.ctx0);
     }
     if (now >= r.deadline)
       r.stopping = 1;
@@ -388,13 +434,22 @@ int main(int argc, char **argv) {
     }
   }
 
+  if (o.pid > 0) {
+    proc_usage(o.pid, &r.cpu_ns, &r.ctx);
+    r.cpu_ns -= r.cpu0_ns;
+    r.ctx -= r.ctx0;
+  }
   double secs = r.done > 0 ? (double)(r.t_end - r.t0) / 1e9 : 0;
   qsort(r.lat, (size_t)r.nlat, sizeof(int64_t), cmp_i64);
   printf("conns=%d units=%ld errors=%ld secs=%.3f rate=%.1f p50_us=%.1f p99_us=%.1f "
-         "p999_us=%.1f events=%" PRIu64 " bytes=%" PRIu64 " events_per_s=%.0f mb_per_s=%.2f\n",
+         "p999_us=%.1f events=%" PRIu64 " bytes=%" PRIu64 " events_per_s=%.0f mb_per_s=%.2f",
          o.conns, r.done, r.errors, secs, secs > 0 ? (double)r.done / secs : 0,
          pct_us(&r, 0.5), pct_us(&r, 0.99), pct_us(&r, 0.999), r.events, r.bytes,
          secs > 0 ? (double)r.events / secs : 0, secs > 0 ? (double)r.bytes / secs / 1e6 : 0);
+  if (o.pid > 0 && r.done > 0)
+    printf(" server_cpu_us=%.1f server_ctxsw=%.2f", (double)r.cpu_ns / 1e3 / (double)r.done,
+           (double)r.ctx / (double)r.done);
+  printf("\n");
   free(r.lat);
   free(buf);
   close(r.ep);

@@ -90,10 +90,11 @@ loadgen() { # VAR PORT ARGS...: VAR = the result line; a failure stops the run
 }
 
 # results.tsv: key, label, unit, librbee, baseline, better (hi/lo),
-# target kind (ratio_ge, abs_le, abs_ge, none), target value.
+# target kind (ratio_ge, abs_le, abs_ge, none), target value, label on the
+# chart ("" = not charted).
 results=$tmp/results.tsv
 : >"$results"
-row() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$results"; }
+row() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$results"; }
 
 servers=(base)
 [ $have_worker = 1 ] && servers+=(lib)
@@ -120,7 +121,8 @@ measure() {
   for ((r = 0; r < ROUNDS; r++)); do
     for s in "${servers[@]}"; do
       port_var=port_$s
-      loadgen l "${!port_var}" "$@"
+      local pid_var=pid_$s
+      loadgen l "${!port_var}" "$@" --pid "${!pid_var}"
       echo "$l" >>"$tmp/m_$s"
     done
   done
@@ -135,22 +137,30 @@ echo "bench: (a) GET /health" >&2
 for c in 1 64; do
   measure health -c $c -w $W -t $T
   row "health_rps_c$c" "GET /health, $c conn: requests/s" "req/s" \
-    "$(get lib rate)" "$(get base rate)" hi ratio_ge 0.9
+    "$(get lib rate)" "$(get base rate)" hi ratio_ge 0.9 "/health $c conn"
   for p in p50 p99 p999; do
     row "health_${p}_c$c" "GET /health, $c conn: ${p/p999/p99.9} latency" "us" \
-      "$(get lib ${p}_us)" "$(get base ${p}_us)" lo none ""
+      "$(get lib ${p}_us)" "$(get base ${p}_us)" lo none "" "/health $c conn ${p/p999/p99.9}"
   done
+  row "health_cpu_c$c" "GET /health, $c conn: server CPU per request" "us" \
+    "$(get lib server_cpu_us)" "$(get base server_cpu_us)" lo none ""
 done
 
 echo "bench: (b) job round trips" >&2
 for form in two sse; do
   for c in 1 16; do
     extra=()
-    label="submit + stream"
-    if [ $form = sse ]; then extra=(--sse); label="one round trip (Accept: text/event-stream)"; fi
+    label="submit + stream" short="jobs 2 trips"
+    if [ $form = sse ]; then
+      extra=(--sse) label="one round trip (Accept: text/event-stream)" short="jobs 1 trip"
+    fi
     measure jobs -c $c -w $W -t $T --tokens 10 "${extra[@]}"
     row "jobs_${form}_c$c" "jobs, 10 tokens, $label, $c client(s): jobs/s" "jobs/s" \
-      "$(get lib rate)" "$(get base rate)" hi ratio_ge 0.8
+      "$(get lib rate)" "$(get base rate)" hi ratio_ge 0.8 "$short, $c cl"
+    row "jobs_${form}_cpu_c$c" "... server CPU per job (all threads)" "us" \
+      "$(get lib server_cpu_us)" "$(get base server_cpu_us)" lo none "CPU/job, $short, $c cl"
+    row "jobs_${form}_ctx_c$c" "... server context switches per job" "" \
+      "$(get lib server_ctxsw)" "$(get base server_ctxsw)" lo none ""
     [ $form$c = two16 ] && base_jobs16=$(get base rate)
   done
 done
@@ -170,7 +180,7 @@ best_of3() { # SERVER: line_SERVER = the best of three 1M-event streams, after a
 line_lib=""
 for s in "${servers[@]}"; do best_of3 "$s"; done
 row stream_eps "one job, 1M token events: events/s" "ev/s" \
-  "$(get lib events_per_s)" "$(get base events_per_s)" hi abs_ge 1000000
+  "$(get lib events_per_s)" "$(get base events_per_s)" hi abs_ge 1000000 "1M-event stream"
 row stream_mbps "one job, 1M token events: MB/s" "MB/s" \
   "$(get lib mb_per_s)" "$(get base mb_per_s)" hi none ""
 
@@ -194,9 +204,9 @@ for c in 1 64; do
   line_lib=""
   for s in "${servers[@]}"; do median "line_$s" "$tmp/busy${c}_$s"; done
   row "busy_health_rps_c$c" "GET /health, $c conn, all slots CPU-busy: requests/s" "req/s" \
-    "$(get lib rate)" "$(get base rate)" hi ratio_ge 0.9
+    "$(get lib rate)" "$(get base rate)" hi ratio_ge 0.9 "/health $c conn, CPU-busy"
   row "busy_health_p99_c$c" "GET /health, $c conn, all slots CPU-busy: p99 latency" "us" \
-    "$(get lib p99_us)" "$(get base p99_us)" lo none ""
+    "$(get lib p99_us)" "$(get base p99_us)" lo none "/health $c conn, CPU-busy p99"
 done
 for s in "${servers[@]}"; do stop "$s"; done
 
@@ -209,7 +219,7 @@ if [ $have_worker = 1 ]; then
 fi
 ms() { awk -v v="$1" 'BEGIN { if (v == "n/a") print v; else printf "%.2f", v / 1000 }'; }
 row ready_ms "exec to GET /ready = 200 (no-op on_init), median" "ms" \
-  "$(ms "$(get lib median_us)")" "$(ms "$(get base median_us)")" lo abs_le 10
+  "$(ms "$(get lib median_us)")" "$(ms "$(get base median_us)")" lo abs_le 10 "exec to ready"
 # Both idle probes at once: an idle process does not disturb the other.
 timeout 60 "$bin/bench_procstat" idle -t $IDLE_T -- "$bin/bench_baseline" --port '{port}' \
   >"$tmp/idle.base" &
@@ -222,7 +232,7 @@ wait $idle_base_pid || die "idle probe of the baseline failed"
 line_base=$(cat "$tmp/idle.base")
 mib() { awk -v v="$1" 'BEGIN { if (v == "n/a") print v; else printf "%.2f", v / 1024 }'; }
 row idle_rss "idle RSS" "MiB" "$(mib "$(get lib rss_kb)")" "$(mib "$(get base rss_kb)")" \
-  lo abs_le 8
+  lo abs_le 8 "idle RSS"
 row idle_threads "idle threads" "" "$(get lib threads)" "$(get base threads)" lo none ""
 row idle_wakeups "idle wake-ups (context switches, all threads)" "/s" \
   "$(get lib wakeups_per_s)" "$(get base wakeups_per_s)" lo abs_le 2
@@ -261,11 +271,11 @@ if [ $have_worker = 1 ]; then
   median hb_none "$tmp/hb_none"
   h=$(field "$hb_healthy" rate)
   row hb_healthy "jobs/s, submit + stream, 16 clients, healthy queen (vs the baseline)" \
-    "jobs/s" "$h" "$base_jobs16" hi none ""
+    "jobs/s" "$h" "$base_jobs16" hi none "healthy queen vs baseline"
   row hb_hung "jobs/s, 16 clients, hung queen (vs healthy queen)" "jobs/s" \
-    "$(field "$hb_hung" rate)" "$h" hi ratio_ge 0.95
+    "$(field "$hb_hung" rate)" "$h" hi ratio_ge 0.95 "hung queen vs healthy"
   row hb_none "jobs/s, 16 clients, no queen (vs healthy queen)" "jobs/s" \
-    "$(field "$hb_none" rate)" "$h" hi none ""
+    "$(field "$hb_none" rate)" "$h" hi none "no queen vs healthy"
 fi
 
 # The table: ratio = librbee / baseline; "ok" checks the target.
@@ -284,6 +294,7 @@ awk -F'\t' -v chart="$tmp/chart.dat" '
   }
   {
     key = $1; label = $2; unit = $3; lib = $4; base = $5; better = $6; kind = $7; tv = $8
+    short = $9
     ratio = (num(lib) && num(base) && base > 0) ? lib / base : ""
     target = ""; ok = ""
     if (kind == "ratio_ge") { target = "ratio >= " tv; if (ratio != "") ok = ratio >= tv ? "yes" : "**NO**" }
@@ -291,9 +302,14 @@ awk -F'\t' -v chart="$tmp/chart.dat" '
     if (kind == "abs_ge") { target = ">= " fmt(tv) " " unit; if (num(lib)) ok = lib >= tv ? "yes" : "**NO**" }
     printf "| %s | %s | %s | %s | %s | %s | %s |\n", label, unit, fmt(lib), fmt(base),
            ratio == "" ? "n/a" : sprintf("%.2f", ratio), target, ok
-    # Chart: relative performance, higher is better, 1 = as good as the baseline.
-    if (ratio != "" && ratio > 0 && key !~ /^idle_threads/)
-      printf "%d \"%s\" %.4f\n", n++, key, better == "hi" ? ratio : 1 / ratio > chart
+    # Chart: relative performance, higher is better, 1 = as good as the
+    # baseline; clamped to the plot, coloured by the target.
+    if (ratio != "" && ratio > 0 && short != "") {
+      rel = better == "hi" ? ratio : 1 / ratio
+      shown = rel > 15 ? 15 : rel < 0.07 ? 0.07 : rel
+      colour = ok == "yes" ? "0x2e9e4f" : ok == "" ? "0x5b8bd6" : "0xd0453a"
+      printf "%d \"%s\" %.4f %.4f %s\n", n++, short, shown, rel, colour > chart
+    }
   }' "$results" >"$table"
 
 echo
@@ -364,21 +380,22 @@ EOF
 
 if [ -s "$tmp/chart.dat" ]; then
   gnuplot <<EOF
-set terminal pngcairo size 1100,560 font "DejaVu Sans,9"
+set terminal pngcairo size 1200,620 font "DejaVu Sans,9"
 set output "docs/benchmarks.png"
-set title "librbee relative to the bare evhttp baseline, same run (1 = as good; higher is better)"
+set title "librbee relative to the bare evhttp baseline, same run\n(1 = as good; higher is better; green: target met, red: missed, blue: no target)"
 set style fill solid 0.8 border -1
 set boxwidth 0.7
 set logscale y 2
 set yrange [0.0625:16]
+set ytics ("1/16" 0.0625, "1/8" 0.125, "1/4" 0.25, "1/2" 0.5, "1" 1, "2" 2, "4" 4, "8" 8, "16" 16)
 set grid ytics
 set xtics rotate by -40 left noenhanced
-set bmargin 9
+set bmargin 11
 set key off
 f(x) = 1
-plot "$tmp/chart.dat" using 1:3:xtic(2) with boxes lc rgb "#3b7dd8", \
-     f(x) with lines lc rgb "#c03030" lw 2, \
-     "$tmp/chart.dat" using 1:3:(sprintf("%.2f", \$3)) with labels offset 0,0.7 font ",8"
+plot "$tmp/chart.dat" using 1:3:5:xtic(2) with boxes lc rgb variable, \
+     f(x) with lines lc rgb "#404040" lw 1.5, \
+     "$tmp/chart.dat" using 1:3:(sprintf("%.2f", \$4)) with labels offset 0,0.7 font ",8"
 EOF
 fi
 echo "bench: wrote $doc and docs/benchmarks.png (total ${SECONDS} s)" >&2

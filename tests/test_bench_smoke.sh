@@ -43,9 +43,10 @@ check_jobs() {
   "$bench/bench_procstat" wait-ready --port "$port" -t 10 || fail "not ready on $port"
   l=$("$bench/bench_loadgen" health --port "$port" -c 2 -n 50 -t 10)
   [ "$(field "$l" units)" = 50 ] && [ "$(field "$l" errors)" = 0 ] || fail "health: $l"
-  l=$("$bench/bench_loadgen" jobs --port "$port" -c 2 -n 10 -t 10 --tokens 3)
-  # each job: started, 3 tokens, [DONE]
+  l=$("$bench/bench_loadgen" jobs --port "$port" -c 2 -n 10 -t 10 --tokens 3 --pid "$PID")
+  # each job: started, 3 tokens, [DONE]; the server's CPU per job is read
   [ "$(field "$l" units)" = 10 ] && [ "$(field "$l" events)" = 50 ] || fail "jobs: $l"
+  awk -v v="$(field "$l" server_cpu_us)" 'BEGIN { exit !(v > 0) }' || fail "no server CPU: $l"
   l=$("$bench/bench_loadgen" jobs --port "$port" -n 2 -t 10 --tokens 1000 --sse)
   [ "$(field "$l" units)" = 2 ] && [ "$(field "$l" events)" = 2004 ] || fail "sse jobs: $l"
   # CPU-heavy jobs fill the slots: /ready says busy (still ready: a job
