@@ -43,12 +43,9 @@ if [ "${RBEE_BENCH_QUICK:-0}" = 1 ]; then
 fi
 MAX_JOBS=2 # job slots for both servers (2 cores)
 
-have_worker=0
-[ -x "$bin/bench_worker" ] && have_worker=1
-[ $have_worker = 1 ] || echo "bench: no bench_worker (the worker runtime is not in this tree yet):" \
-  "measuring the baseline only" >&2
-
 die() { echo "bench: $*" >&2; exit 1; }
+have_worker=1
+[ -x "$bin/bench_worker" ] || die "no $bin/bench_worker after the build"
 field() { sed -n "s/.*\\b$2=\\([^ ]*\\).*/\\1/p" <<<"$1"; } # line, key
 
 # start NAME CMD...: run a server and wait for its "port=" line; sets

@@ -123,6 +123,6 @@ if [ -x "$bench/bench_worker" ]; then
   wait "${pids[-3]}"
   grep -q '^beats=[1-9]' "$tmp/queen.out" || fail "no heartbeat reached the queen: $(cat "$tmp/queen.out")"
 else
-  echo "note: no bench_worker in this tree yet (worker runtime absent); baseline side only"
+  fail "bench_worker missing beside bench_baseline in $bench"
 fi
 echo "bench smoke: ok"
