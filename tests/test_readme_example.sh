@@ -18,6 +18,7 @@ cc=${cc:-cc}
 "$cc" -std=c11 -Wall -Wextra -Werror "${san[@]}" -I"$RBEE_SOURCE_DIR/include" "$tmp/worker.c" \
   -o "$tmp/worker" -L"$RBEE_BUILD_DIR/src" -Wl,-rpath,"$RBEE_BUILD_DIR/src" -lrbee \
   $(pkg-config --cflags --libs libcjson)
+: >"$tmp/log"
 "$tmp/worker" --model tiny --port 0 2>"$tmp/log" &
 pid=$!
 port=""

@@ -125,8 +125,11 @@ out:
   return freed;
 }
 
+/* Truncating on purpose: the text is for /metrics and logs. */
 static void set_error(rbee_heartbeat *hb, const char *msg) {
-  snprintf(hb->stats.last_error, sizeof hb->stats.last_error, "%s", msg);
+  size_t n = strnlen(msg, sizeof hb->stats.last_error - 1);
+  memcpy(hb->stats.last_error, msg, n);
+  hb->stats.last_error[n] = '\0';
 }
 
 /* Book a finished (or failed to start) beat: counters and the two log
