@@ -135,7 +135,7 @@ build test_device rbee-device-info || die "build failed"
 tool=$dir/tools/rbee-device-info/rbee-device-info
 export RBEE_TEST_EXPECT_GPU=1 CK_DEFAULT_TIMEOUT=120
 check "device tests (test_device, test_device_info) on the GPU path" \
-  ctest --test-dir "$dir" -R '^test_device' --output-on-failure --timeout 240
+  ctest --test-dir "$dir" -R '^test_device' -V --timeout 240
 check "rbee-device-info --list shows cuda:0" \
   bash -c "set -o pipefail; '$tool' --list | tee /dev/stderr | grep -q '^cuda  *cuda:0 '"
 check "rbee-device-info --json cuda:0 (verify + stats)" \
