@@ -13,6 +13,7 @@ pkgs=(
   curl                    # shell tests and make demo
   clang libclang-rt-14-dev  # sanitizer build and fuzz target (libFuzzer)
   openssl                 # TLS test queen (tests/test_heartbeat_tls.sh)
+  valgrind                # memcheck runs of the heartbeat and the worker process
 )
 [ "${RBEE_BENCH:-0}" = 1 ] && pkgs+=(gnuplot-nox)
 
