@@ -39,12 +39,12 @@ static void sock_free(rbee__curlev *ce, sock_ctx *s) {
 static int drain_messages(rbee__curlev *ce) {
   CURLMsg *m;
   int left;
-  while ((m = curl_multi_info_read(ce->multi, &left)) != NULL) {
+  while ((m = rbee__curl.multi_info_read(ce->multi, &left)) != NULL) {
     if (m->msg != CURLMSG_DONE)
       continue;
     CURL *easy = m->easy_handle;
     CURLcode result = m->data.result;
-    curl_multi_remove_handle(ce->multi, easy);
+    rbee__curl.multi_remove_handle(ce->multi, easy);
     int freed = 0;
     ce->freed = &freed;
     ce->done(easy, result, ce->userdata);
@@ -62,14 +62,14 @@ static void on_socket_event(evutil_socket_t fd, short what, void *arg) {
               ((what & EV_WRITE) ? CURL_CSELECT_OUT : 0);
   int running;
   /* May free @p s through the socket callback (CURL_POLL_REMOVE). */
-  curl_multi_socket_action(ce->multi, fd, flags, &running);
+  rbee__curl.multi_socket_action(ce->multi, fd, flags, &running);
   drain_messages(ce);
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg) {
   rbee__curlev *ce = arg;
   int running;
-  curl_multi_socket_action(ce->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+  rbee__curl.multi_socket_action(ce->multi, CURL_SOCKET_TIMEOUT, 0, &running);
   drain_messages(ce);
 }
 
@@ -79,7 +79,7 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
   sock_ctx *s = socketp;
   if (what == CURL_POLL_REMOVE) {
     if (s != NULL) {
-      curl_multi_assign(ce->multi, fd, NULL);
+      rbee__curl.multi_assign(ce->multi, fd, NULL);
       sock_free(ce, s);
     }
     return 0;
@@ -99,7 +99,7 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
     if (ce->socks)
       ce->socks->prev = s;
     ce->socks = s;
-    curl_multi_assign(ce->multi, fd, s);
+    rbee__curl.multi_assign(ce->multi, fd, s);
   } else {
     event_del(s->ev);
     event_assign(s->ev, ce->base, fd, kind, on_socket_event, s);
@@ -126,29 +126,29 @@ int rbee__curlev_new(rbee__curlev **out, struct event_base *base, rbee__curlev_d
   ce->base = base;
   ce->done = done;
   ce->userdata = userdata;
-  if ((ce->multi = curl_multi_init()) == NULL ||
+  if ((ce->multi = rbee__curl.multi_init()) == NULL ||
       (ce->timer = evtimer_new(base, on_timer, ce)) == NULL) {
     rbee__curlev_free(ce);
     return rbee__error_set(RBEE_ENOMEM, "heartbeat: cannot create the curl multi handle");
   }
-  curl_multi_setopt(ce->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
-  curl_multi_setopt(ce->multi, CURLMOPT_SOCKETDATA, ce);
-  curl_multi_setopt(ce->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
-  curl_multi_setopt(ce->multi, CURLMOPT_TIMERDATA, ce);
+  rbee__curl.multi_setopt(ce->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
+  rbee__curl.multi_setopt(ce->multi, CURLMOPT_SOCKETDATA, ce);
+  rbee__curl.multi_setopt(ce->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
+  rbee__curl.multi_setopt(ce->multi, CURLMOPT_TIMERDATA, ce);
   *out = ce;
   return 0;
 }
 
 int rbee__curlev_add(rbee__curlev *ce, CURL *easy) {
-  CURLMcode mc = curl_multi_add_handle(ce->multi, easy);
+  CURLMcode mc = rbee__curl.multi_add_handle(ce->multi, easy);
   if (mc != CURLM_OK)
     return rbee__error_set(mc == CURLM_OUT_OF_MEMORY ? RBEE_ENOMEM : RBEE_EINTERNAL,
-                           "heartbeat: cannot start the request: %s", curl_multi_strerror(mc));
+                           "heartbeat: cannot start the request: %s", rbee__curl.multi_strerror(mc));
   return 0;
 }
 
 void rbee__curlev_remove(rbee__curlev *ce, CURL *easy) {
-  curl_multi_remove_handle(ce->multi, easy);
+  rbee__curl.multi_remove_handle(ce->multi, easy);
 }
 
 void rbee__curlev_free(rbee__curlev *ce) {
@@ -157,7 +157,7 @@ void rbee__curlev_free(rbee__curlev *ce) {
   if (ce->freed)
     *ce->freed = 1;
   if (ce->multi)
-    curl_multi_cleanup(ce->multi); /* closes cached connections */
+    rbee__curl.multi_cleanup(ce->multi); /* closes cached connections */
   while (ce->socks)
     sock_free(ce, ce->socks);
   if (ce->timer)

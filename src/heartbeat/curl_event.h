@@ -7,9 +7,8 @@
 #ifndef RBEE_HEARTBEAT_CURL_EVENT_H
 #define RBEE_HEARTBEAT_CURL_EVENT_H
 
-#include <curl/curl.h>
-
 #include "../util/util.h"
+#include "curl_lib.h"
 
 struct event_base;
 typedef struct rbee__curlev rbee__curlev;

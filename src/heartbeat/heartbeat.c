@@ -291,7 +291,7 @@ int rbee_heartbeat_new(rbee_heartbeat **out, struct event_base *base,
       (rc = rbee__hb_headers(&hb->headers, &hb->cfg)) ||
       (rc = rbee__curlev_new(&hb->ce, base, on_transfer_done, hb)))
     goto fail;
-  if ((hb->easy = curl_easy_init()) == NULL ||
+  if ((hb->easy = rbee__curl.easy_init()) == NULL ||
       (hb->beat_ev = evtimer_new(base, on_beat_due, hb)) == NULL ||
       (hb->deadline_ev = evtimer_new(base, on_deadline, hb)) == NULL) {
     rc = rbee__error_set(RBEE_ENOMEM, "heartbeat: out of memory");
@@ -369,12 +369,12 @@ void rbee_heartbeat_free(rbee_heartbeat *hb) {
     rbee__curlev_remove(hb->ce, hb->easy);
   rbee__curlev_free(hb->ce);
   if (hb->easy)
-    curl_easy_cleanup(hb->easy);
+    rbee__curl.easy_cleanup(hb->easy);
   if (hb->beat_ev)
     event_free(hb->beat_ev);
   if (hb->deadline_ev)
     event_free(hb->deadline_ev);
-  curl_slist_free_all(hb->headers);
+  rbee__curl.slist_free_all(hb->headers);
   rbee__hb_response_clear(&hb->resp);
   rbee__hb_config_clear(&hb->cfg);
   free(hb->body);

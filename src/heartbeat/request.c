@@ -1,6 +1,5 @@
 /* One heartbeat request: option validation, curl easy setup and the
  * verdict on the answer, shared by the blocking and the periodic sender. */
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,29 +7,6 @@
 
 #include "rbee/version.h"
 #include "request.h"
-
-static pthread_once_t global_once = PTHREAD_ONCE_INIT;
-static CURLcode global_rc = CURLE_FAILED_INIT;
-
-static void global_init(void) {
-  global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-  /* Debian's libcurl resolves names on a helper thread; one without
-   * asynchronous DNS would block the loop on every lookup. */
-  const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
-  if (global_rc == CURLE_OK && !(v->features & CURL_VERSION_ASYNCHDNS))
-    RBEE_WARN("heartbeat", "init",
-              "libcurl %s resolves host names synchronously, which blocks the event loop; "
-              "give the queen URL as a numeric address",
-              v->version);
-}
-
-int rbee__hb_global_init(void) {
-  pthread_once(&global_once, global_init);
-  if (global_rc != CURLE_OK)
-    return rbee__error_set(RBEE_EINTERNAL, "heartbeat: libcurl failed to initialise: %s",
-                           curl_easy_strerror(global_rc));
-  return 0;
-}
 
 void rbee__hb_config_clear(rbee__hb_config *cfg) {
   if (cfg == NULL)
@@ -46,7 +22,7 @@ static int make_endpoint(char **out, const char *url) {
   int rc = 0;
   char *scheme = NULL, *host = NULL, *path = NULL, *query = NULL, *frag = NULL;
   char *newpath = NULL, *full = NULL;
-  CURLU *u = curl_url();
+  CURLU *u = rbee__curl.url();
   if (u == NULL)
     return rbee__error_set(RBEE_ENOMEM, NULL);
   if (url == NULL || url[0] == '\0') {
@@ -54,7 +30,7 @@ static int make_endpoint(char **out, const char *url) {
     goto out;
   }
   /* Without CURLU_DEFAULT_SCHEME a missing scheme is an error, as wanted. */
-  CURLUcode uc = curl_url_set(u, CURLUPART_URL, url, 0);
+  CURLUcode uc = rbee__curl.url_set(u, CURLUPART_URL, url, 0);
   if (strstr(url, "://") == NULL || uc == CURLUE_UNSUPPORTED_SCHEME ||
       uc == CURLUE_BAD_SCHEME) {
     rc = rbee__error_set(RBEE_EINVAL,
@@ -66,29 +42,29 @@ static int make_endpoint(char **out, const char *url) {
     rc = rbee__error_set(RBEE_EINVAL,
                          "heartbeat: queen URL '%.200s' is not a valid URL (%s); expected "
                          "e.g. http://localhost:7833",
-                         url, curl_url_strerror(uc));
+                         url, rbee__curl.url_strerror(uc));
     goto out;
   }
-  if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+  if (rbee__curl.url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
       (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0)) {
     rc = rbee__error_set(RBEE_EINVAL,
                          "heartbeat: queen URL '%.200s' must start with http:// or https://",
                          url);
     goto out;
   }
-  if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || host[0] == '\0') {
+  if (rbee__curl.url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || host[0] == '\0') {
     rc = rbee__error_set(RBEE_EINVAL, "heartbeat: queen URL '%.200s' has no host", url);
     goto out;
   }
-  if (curl_url_get(u, CURLUPART_QUERY, &query, 0) == CURLUE_OK ||
-      curl_url_get(u, CURLUPART_FRAGMENT, &frag, 0) == CURLUE_OK) {
+  if (rbee__curl.url_get(u, CURLUPART_QUERY, &query, 0) == CURLUE_OK ||
+      rbee__curl.url_get(u, CURLUPART_FRAGMENT, &frag, 0) == CURLUE_OK) {
     rc = rbee__error_set(RBEE_EINVAL,
                          "heartbeat: queen URL '%.200s' must not have a query or fragment "
                          "(the heartbeat path is appended to it)",
                          url);
     goto out;
   }
-  if (curl_url_get(u, CURLUPART_PATH, &path, 0) != CURLUE_OK) {
+  if (rbee__curl.url_get(u, CURLUPART_PATH, &path, 0) != CURLUE_OK) {
     rc = rbee__error_set(RBEE_ENOMEM, NULL);
     goto out;
   }
@@ -96,21 +72,21 @@ static int make_endpoint(char **out, const char *url) {
   while (n > 0 && path[n - 1] == '/')
     n--;
   newpath = rbee__asprintf("%.*s/v1/worker-heartbeat", (int)n, path);
-  if (newpath == NULL || curl_url_set(u, CURLUPART_PATH, newpath, 0) != CURLUE_OK ||
-      curl_url_get(u, CURLUPART_URL, &full, 0) != CURLUE_OK ||
+  if (newpath == NULL || rbee__curl.url_set(u, CURLUPART_PATH, newpath, 0) != CURLUE_OK ||
+      rbee__curl.url_get(u, CURLUPART_URL, &full, 0) != CURLUE_OK ||
       (*out = rbee__strdup(full)) == NULL) {
     rc = rbee__error_set(RBEE_ENOMEM, NULL);
     goto out;
   }
 out:
-  curl_free(scheme);
-  curl_free(host);
-  curl_free(path);
-  curl_free(query);
-  curl_free(frag);
-  curl_free(full);
+  rbee__curl.free(scheme);
+  rbee__curl.free(host);
+  rbee__curl.free(path);
+  rbee__curl.free(query);
+  rbee__curl.free(frag);
+  rbee__curl.free(full);
   free(newpath);
-  curl_url_cleanup(u);
+  rbee__curl.url_cleanup(u);
   return rc;
 }
 
@@ -187,9 +163,9 @@ int rbee__hb_headers(struct curl_slist **out, const rbee__hb_config *cfg) {
   for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) {
     if (fixed[i] == NULL)
       continue;
-    struct curl_slist *n = curl_slist_append(l, fixed[i]);
+    struct curl_slist *n = rbee__curl.slist_append(l, fixed[i]);
     if (n == NULL) {
-      curl_slist_free_all(l);
+      rbee__curl.slist_free_all(l);
       return rbee__error_set(RBEE_ENOMEM, NULL);
     }
     l = n;
@@ -237,7 +213,7 @@ int rbee__hb_easy_setup(CURL *easy, const rbee__hb_config *cfg,
   CURLcode cc = CURLE_OK;
 #define SET(opt, val)                                                                    \
   if (cc == CURLE_OK)                                                                    \
-  cc = curl_easy_setopt(easy, opt, val)
+  cc = rbee__curl.easy_setopt(easy, opt, val)
   SET(CURLOPT_URL, cfg->endpoint);
   SET(CURLOPT_PROTOCOLS_STR, "http,https");
   SET(CURLOPT_HTTPHEADER, headers);
@@ -264,7 +240,7 @@ int rbee__hb_easy_setup(CURL *easy, const rbee__hb_config *cfg,
 #undef SET
   if (cc != CURLE_OK)
     return rbee__error_set(cc == CURLE_OUT_OF_MEMORY ? RBEE_ENOMEM : RBEE_EINTERNAL,
-                           "heartbeat: cannot set up the request: %s", curl_easy_strerror(cc));
+                           "heartbeat: cannot set up the request: %s", rbee__curl.easy_strerror(cc));
   return 0;
 }
 
@@ -284,7 +260,7 @@ int rbee__hb_verdict(CURL *easy, CURLcode cc, const rbee__hb_config *cfg, unsign
                      rbee__hb_response *resp, rbee_queen_ack *ack, char *err, size_t errlen) {
   int rc = 0;
   long status = 0;
-  const char *detail = resp->curl_error[0] ? resp->curl_error : curl_easy_strerror(cc);
+  const char *detail = resp->curl_error[0] ? resp->curl_error : rbee__curl.easy_strerror(cc);
   if (ack != NULL)
     memset(ack, 0, sizeof *ack);
   if (cc == CURLE_OPERATION_TIMEDOUT) {
@@ -305,7 +281,7 @@ int rbee__hb_verdict(CURL *easy, CURLcode cc, const rbee__hb_config *cfg, unsign
   } else if (cc != CURLE_OK) {
     rc = RBEE_EHTTP;
     snprintf(err, errlen, "queen %s unreachable: %s", cfg->endpoint, detail);
-  } else if (curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK ||
+  } else if (rbee__curl.easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK ||
              status < 200 || status > 299) {
     char excerpt[128];
     rc = status == 401 || status == 403 ? RBEE_EAUTH : RBEE_EHTTP;

@@ -4,11 +4,11 @@
 #ifndef RBEE_HEARTBEAT_REQUEST_H
 #define RBEE_HEARTBEAT_REQUEST_H
 
-#include <curl/curl.h>
 #include <stddef.h>
 
 #include "rbee/heartbeat.h"
 #include "../util/util.h"
+#include "curl_lib.h"
 
 /* Largest queen answer read; more is an error (a queen acks in bytes). */
 #define RBEE__HB_MAX_RESPONSE (64 * 1024)
@@ -30,9 +30,6 @@ typedef struct rbee__hb_response {
   int too_big;
   char curl_error[CURL_ERROR_SIZE];
 } rbee__hb_response;
-
-/* curl_global_init() once per process; 0 or RBEE_EINTERNAL. */
-RBEE_INTERNAL int rbee__hb_global_init(void);
 
 /* Validate @p opts (URL scheme and shape, token, CA file, timings) into
  * @p cfg. On failure @p cfg is left cleared and the message says why. */

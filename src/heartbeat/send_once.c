@@ -21,18 +21,18 @@ int rbee_heartbeat_send_once(const rbee_heartbeat_options *opts, const char *bod
     return rc;
   if ((rc = rbee__hb_headers(&headers, &cfg)))
     goto out;
-  if ((easy = curl_easy_init()) == NULL) {
+  if ((easy = rbee__curl.easy_init()) == NULL) {
     rc = rbee__error_set(RBEE_ENOMEM, "heartbeat: cannot create a curl handle");
     goto out;
   }
   if ((rc = rbee__hb_easy_setup(easy, &cfg, headers, body, strlen(body), cfg.timeout_ms,
                                 &resp)))
     goto out;
-  CURLcode cc = curl_easy_perform(easy);
+  CURLcode cc = rbee__curl.easy_perform(easy);
   rc = rbee__hb_verdict(easy, cc, &cfg, cfg.timeout_ms, &resp, ack, err, sizeof err);
 out:
-  curl_easy_cleanup(easy);
-  curl_slist_free_all(headers);
+  rbee__curl.easy_cleanup(easy);
+  rbee__curl.slist_free_all(headers);
   rbee__hb_response_clear(&resp);
   rbee__hb_config_clear(&cfg);
   return rc;
