@@ -25,8 +25,8 @@ static int resolve(void *lib, const char *soname) {
   if ((sym = dlsym(lib, "curl_" #name)) == NULL) {                                       \
     const char *e = dlerror();                                                           \
     snprintf(load_error, sizeof load_error,                                              \
-             "heartbeat: %s has no curl_" #name " (it is older than the libcurl librbee " \
-             "was built with, %s): %s",                                                  \
+             "heartbeat: %s has no curl_" #name ", so it is not libcurl %s or newer "   \
+             "(as librbee was built with): %s",                                          \
              soname, LIBCURL_VERSION, e ? e : "symbol is NULL");                         \
     return RBEE_ENOTSUP;                                                                 \
   }                                                                                      \
