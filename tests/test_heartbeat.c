@@ -5,6 +5,7 @@
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 #include <event2/event.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -198,6 +199,41 @@ START_TEST(test_heartbeat_send_once_contract) {
   queen_request_free(r);
   rbee_free(body);
   rbee_worker_info_clear(&info);
+  queen_server_stop(q);
+}
+END_TEST
+
+/* libcurl is loaded and initialised on the first heartbeat call: several
+ * threads making that first call at once all get a working library. */
+typedef struct first_use {
+  rbee_heartbeat_options o;
+  int rc;
+  char msg[512];
+} first_use;
+
+static void *send_first(void *arg) {
+  first_use *f = arg;
+  f->rc = rbee_heartbeat_send_once(&f->o, "{}", NULL);
+  snprintf(f->msg, sizeof f->msg, "%s", f->rc ? rbee_error_message() : "");
+  return NULL;
+}
+
+START_TEST(test_heartbeat_first_use_from_threads) {
+  enum { N = 8 };
+  queen_server *q = queen_server_start(QUEEN_OK);
+  ck_assert_ptr_nonnull(q);
+  pthread_t t[N];
+  first_use f[N];
+  for (int i = 0; i < N; i++) {
+    f[i].o = options(q, 30000);
+    f[i].rc = -1;
+    ck_assert_int_eq(pthread_create(&t[i], NULL, send_first, &f[i]), 0);
+  }
+  for (int i = 0; i < N; i++) {
+    ck_assert_int_eq(pthread_join(t[i], NULL), 0);
+    ck_assert_msg(f[i].rc == 0, "thread %d: %s", i, f[i].msg);
+  }
+  ck_assert_uint_eq(queen_server_count(q), N);
   queen_server_stop(q);
 }
 END_TEST
@@ -569,6 +605,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, test_heartbeat_rejects_bad_options);
   tcase_add_test(tc, test_heartbeat_curl_resolves_asynchronously);
   tcase_add_test(tc, test_heartbeat_send_once_contract);
+  tcase_add_test(tc, test_heartbeat_first_use_from_threads);
   tcase_add_test(tc, test_heartbeat_periodic_contract);
   tcase_add_test(tc, test_heartbeat_url_path_is_kept);
   tcase_add_test(tc, test_heartbeat_resolves_host_names);
