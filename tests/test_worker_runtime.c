@@ -398,6 +398,65 @@ START_TEST(test_worker_device_sticky_error) {
 }
 END_TEST
 
+/* Jobs one after the other on one slot flip ready<->busy twice each: the
+ * queen gets at most about one beat a second for them, and the last beat
+ * carries the final status (ready), not a stale busy. */
+static double mono_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+START_TEST(test_worker_flip_beats_coalesced) {
+  queen_server *q = queen_server_start(QUEEN_OK);
+  ck_assert_ptr_nonnull(q);
+  proc p;
+  int port = wp_start_worker(&p, WP_ARGS("--max-jobs", "1", "--emit", "0", "--job-ms", "5",
+                                         "--queen-url", queen_server_url(q),
+                                         "--heartbeat-interval", "60"));
+  ck_assert_int_eq(wp_wait_ready(port), 0);
+  int ready = 0;
+  for (int i = 0; i < 1000 && !ready; i++) {
+    size_t n = queen_server_count(q);
+    ready = n > 0 && wp_beat_has(q, n - 1, "\"status\":\"ready\"");
+    if (!ready)
+      usleep(10000);
+  }
+  ck_assert(ready);
+  size_t before = queen_server_count(q);
+  double t0 = mono_s();
+  const int njobs = 40;
+  for (int i = 0; i < njobs; i++) {
+    worker_stream s;
+    ck_assert_int_eq(worker_stream_post(&s, port, "{\"operation\":\"infer\"}", NULL, 10000), 0);
+    ck_assert_int_eq(s.status, 200);
+    ck_assert_int_eq(worker_stream_finish(&s, 10000), 0);
+    char last[64];
+    ck_assert_int_eq(worker_stream_terminals(&s, last, sizeof last), 1);
+    ck_assert_str_eq(last, "[DONE]");
+    worker_stream_close(&s);
+  }
+  double elapsed = mono_s() - t0;
+  /* The folded beat goes out at most a second after the last flip. */
+  usleep(2500000);
+  size_t after = queen_server_count(q);
+  size_t beats = after - before;
+  ck_assert_msg((double)beats <= elapsed + 3.0, "%zu beats for %d jobs in %.2f s", beats, njobs,
+                elapsed);
+  ck_assert_uint_ge(beats, 1);
+  ck_assert(wp_beat_has(q, after - 1, "\"status\":\"ready\""));
+  /* The flips are logged at DEBUG, not at INFO. */
+  proc_kill(&p, SIGTERM);
+  ck_assert_int_eq(proc_wait(&p, WP_EXIT_MS), 0);
+  char *err = proc_stderr(&p);
+  ck_assert_ptr_null(strstr(err, "busy -> ready"));
+  ck_assert_ptr_nonnull(strstr(err, "ready -> stopping"));
+  free(err);
+  proc_cleanup(&p);
+  queen_server_stop(q);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("worker_runtime");
   TCase *tc = tcase_create("process");
@@ -414,6 +473,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, test_worker_hang_detection);
   tcase_add_test(tc, test_worker_sd_notify);
   tcase_add_test(tc, test_worker_heartbeats_to_queen);
+  tcase_add_test(tc, test_worker_flip_beats_coalesced);
   tcase_add_test(tc, test_worker_init_failure_reported_unhealthy);
   tcase_add_test(tc, test_worker_device_verify_fails);
   tcase_add_test(tc, test_worker_device_sticky_error);

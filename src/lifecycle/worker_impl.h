@@ -16,6 +16,9 @@
 
 struct event;
 
+/* Least time between two heartbeats for ready<->busy flips. */
+#define RBEE__FLIP_BEAT_US 1000000
+
 /* Health has three sources; the worst one shows. */
 enum { RBEE__HS_USER = 0, RBEE__HS_HANG, RBEE__HS_DEVICE, RBEE__HS_N };
 
@@ -58,6 +61,9 @@ struct rbee_worker {
   int64_t last_extend_mono;
   int64_t moment_end;      /* job threads' last chance after the deadline */
   rbee_health last_health; /* as last logged */
+  /* ready<->busy flips: at most one heartbeat per second (worker_state.c). */
+  int64_t flip_beat_mono; /* when the last flip beat went out, 0 none */
+  struct event *ev_flip;  /* the folded beat at the window's end */
   struct event *ev_term, *ev_int, *ev_hup;
   struct event *ev_init;  /* made active by the on_init thread */
   struct event *ev_state; /* made active by set_health/set_progress/stop */

@@ -37,14 +37,57 @@ static const char *sd_status_line(rbee_worker_status st) {
   return "";
 }
 
+/* The folded beat of the ready<->busy flips inside a window: it carries
+ * the status of now, whatever it flipped through. */
+static void flip_beat_cb(evutil_socket_t fd, short what, void *arg) {
+  rbee_worker *w = arg;
+  w->flip_beat_mono = rbee__mono_us();
+  if (w->hb)
+    rbee_heartbeat_poke(w->hb);
+}
+
+/* Under load a worker flips between ready and busy with every job; a beat
+ * each time made hundreds of heartbeats a second to a local queen. The
+ * first flip after a quiet second goes at once, later ones in the window
+ * fold into one beat at its end. */
+static void flip_beat(rbee_worker *w) {
+  if (w->hb == NULL)
+    return;
+  if (w->ev_flip && evtimer_pending(w->ev_flip, NULL))
+    return; /* folded into the beat already due */
+  int64_t now = rbee__mono_us();
+  int64_t wait = w->flip_beat_mono ? w->flip_beat_mono + RBEE__FLIP_BEAT_US - now : 0;
+  if (wait <= 0) {
+    w->flip_beat_mono = now;
+    rbee_heartbeat_poke(w->hb);
+    return;
+  }
+  if (w->ev_flip == NULL && (w->ev_flip = evtimer_new(w->base, flip_beat_cb, w)) == NULL) {
+    rbee_heartbeat_poke(w->hb); /* out of memory: rather a beat too many */
+    return;
+  }
+  struct timeval tv = {(time_t)(wait / 1000000), (suseconds_t)(wait % 1000000)};
+  evtimer_add(w->ev_flip, &tv);
+}
+
 void rbee__worker_set_status(rbee_worker *w, rbee_worker_status st) {
   if (w->status == st)
     return;
-  RBEE_INFO("worker", "status", "%s -> %s", rbee_status_str(w->status), rbee_status_str(st));
+  int flip = (w->status == RBEE_STATUS_READY && st == RBEE_STATUS_BUSY) ||
+             (w->status == RBEE_STATUS_BUSY && st == RBEE_STATUS_READY);
+  RBEE_LOG(flip ? RBEE_LOG_DEBUG : RBEE_LOG_INFO, "worker", "status", NULL, "%s -> %s",
+           rbee_status_str(w->status), rbee_status_str(st));
   w->status = st;
   w->info.status = st;
   if (st != RBEE_STATUS_STOPPED)
     rbee__sd_notify(&w->sd, "STATUS=%s", sd_status_line(st));
+  if (flip) {
+    flip_beat(w);
+    return;
+  }
+  /* Any other change goes at once and carries the news of a folded beat. */
+  if (w->ev_flip)
+    evtimer_del(w->ev_flip);
   if (w->hb && st != RBEE_STATUS_STOPPED)
     rbee_heartbeat_poke(w->hb);
 }
