@@ -280,6 +280,41 @@ START_TEST(test_jobs_finished_ttl) {
 }
 END_TEST
 
+/* The id index: every known job is found by its id through the index's
+ * growth (from 64 buckets), forgotten ones and unknown ids are not. */
+START_TEST(test_jobs_find_by_id) {
+  rbee__jobs_config c = jt_config();
+  c.max_queue = 400;
+  c.finished_keep = 150;
+  jt_start(c);
+  enum { N = 300 };
+  static char ids[N][64];
+  for (int i = 0; i < N; i++) {
+    rbee_job *j = jt_submit(M_SILENT, 0, i);
+    ck_assert_ptr_nonnull(j);
+    snprintf(ids[i], sizeof ids[i], "%s", rbee_job_id(j));
+    ck_assert_ptr_eq(rbee__jobs_find(jt_jobs, ids[i]), j);
+  }
+  for (int i = 0; i < N; i++)
+    ck_assert_str_eq(rbee_job_id(rbee__jobs_find(jt_jobs, ids[i])), ids[i]);
+  ck_assert_int_eq(worker_test_run_until(jt_base, jt_all_done, (void *)N, 60000), 0);
+  /* The oldest are forgotten, the last finished_keep still found. */
+  for (int i = 0; i < N - 150; i++)
+    ck_assert_ptr_null(rbee__jobs_find(jt_jobs, ids[i]));
+  for (int i = N - 150; i < N; i++)
+    ck_assert_str_eq(rbee_job_id(rbee__jobs_find(jt_jobs, ids[i])), ids[i]);
+  /* Near misses: a prefix, one character changed, empty, NULL. */
+  char near[64];
+  snprintf(near, sizeof near, "%s", ids[N - 1]);
+  near[strlen(near) - 1] = near[strlen(near) - 1] == '0' ? '1' : '0';
+  ck_assert_ptr_null(rbee__jobs_find(jt_jobs, near));
+  near[10] = '\0';
+  ck_assert_ptr_null(rbee__jobs_find(jt_jobs, near));
+  ck_assert_ptr_null(rbee__jobs_find(jt_jobs, ""));
+  ck_assert_ptr_null(rbee__jobs_find(jt_jobs, NULL));
+}
+END_TEST
+
 START_TEST(test_jobs_oldest_activity) {
   jt_start(jt_config());
   ck_assert_int_eq(rbee__jobs_oldest_activity(jt_jobs), 0);
@@ -337,6 +372,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, test_jobs_finished_bytes_budget);
   tcase_add_test(tc, test_jobs_memory_bounded);
   tcase_add_test(tc, test_jobs_finished_ttl);
+  tcase_add_test(tc, test_jobs_find_by_id);
   tcase_add_test(tc, test_jobs_oldest_activity);
   tcase_add_test(tc, test_jobs_abandon_stuck_job);
   suite_add_tcase(s, tc);

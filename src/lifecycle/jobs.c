@@ -56,7 +56,9 @@ int rbee__jobs_new(rbee__jobs **out, struct event_base *base, const rbee__jobs_c
   jobs->wake = event_new(base, -1, 0, wake_cb, jobs);
   jobs->sweep = event_new(base, -1, EV_PERSIST, sweep_cb, jobs);
   jobs->threads = calloc(cfg->max_jobs, sizeof *jobs->threads);
-  if (jobs->wake == NULL || jobs->sweep == NULL || jobs->threads == NULL) {
+  jobs->index_cap = 64;
+  jobs->index = calloc(jobs->index_cap, sizeof *jobs->index);
+  if (jobs->wake == NULL || jobs->sweep == NULL || jobs->threads == NULL || jobs->index == NULL) {
     rbee__jobs_free(jobs);
     return rbee__error_set(RBEE_ENOMEM, NULL);
   }
@@ -129,7 +131,54 @@ static void *pool_main(void *arg) {
   return NULL;
 }
 
+/* FNV-1a: ids are random UUIDs, any plain hash spreads them. */
+static uint32_t id_hash(const char *id) {
+  uint32_t h = 2166136261u;
+  for (const unsigned char *c = (const unsigned char *)id; *c; c++)
+    h = (h ^ *c) * 16777619u;
+  return h;
+}
+
+/* Keep about one job per bucket; a failed grow only makes chains longer. */
+static void index_grow(rbee__jobs *jobs) {
+  size_t cap = jobs->index_cap * 2;
+  rbee_job **n = calloc(cap, sizeof *n);
+  if (n == NULL)
+    return;
+  for (size_t i = 0; i < jobs->index_cap; i++)
+    for (rbee_job *j = jobs->index[i], *next; j; j = next) {
+      next = j->hash_next;
+      j->hash_next = n[j->hash & (cap - 1)];
+      n[j->hash & (cap - 1)] = j;
+    }
+  free(jobs->index);
+  jobs->index = n;
+  jobs->index_cap = cap;
+}
+
+static void all_link(rbee__jobs *jobs, rbee_job *job) {
+  job->all_prev = jobs->all_tail;
+  if (jobs->all_tail)
+    jobs->all_tail->all_next = job;
+  else
+    jobs->all_head = job;
+  jobs->all_tail = job;
+  if (++jobs->nall > jobs->index_cap)
+    index_grow(jobs);
+  job->hash = id_hash(job->id);
+  rbee_job **b = &jobs->index[job->hash & (jobs->index_cap - 1)];
+  job->hash_next = *b;
+  *b = job;
+}
+
 static void all_unlink(rbee__jobs *jobs, rbee_job *job) {
+  rbee_job **pp = &jobs->index[job->hash & (jobs->index_cap - 1)];
+  while (*pp && *pp != job)
+    pp = &(*pp)->hash_next;
+  if (*pp)
+    *pp = job->hash_next;
+  job->hash_next = NULL;
+  jobs->nall--;
   if (job->all_prev)
     job->all_prev->all_next = job->all_next;
   else
@@ -359,12 +408,7 @@ int rbee__jobs_submit(rbee__jobs *jobs, cJSON *body, rbee_job **out) {
     job_free(job);
     return rbee__error_set(RBEE_ENOMEM, NULL);
   }
-  job->all_prev = jobs->all_tail;
-  if (jobs->all_tail)
-    jobs->all_tail->all_next = job;
-  else
-    jobs->all_head = job;
-  jobs->all_tail = job;
+  all_link(jobs, job);
   jobs->counts.accepted++;
   pthread_mutex_lock(&jobs->mu);
   if (jobs->counts.running < jobs->cfg.max_jobs && jobs->q_head == NULL) {
@@ -393,9 +437,9 @@ void rbee__jobs_set_accepting(rbee__jobs *jobs, int accepting) { jobs->accepting
 rbee_job *rbee__jobs_find(rbee__jobs *jobs, const char *id) {
   if (id == NULL)
     return NULL;
-  /* Linear: at most finished_keep + max_jobs + max_queue jobs. */
-  for (rbee_job *j = jobs->all_head; j; j = j->all_next)
-    if (strcmp(j->id, id) == 0)
+  uint32_t h = id_hash(id);
+  for (rbee_job *j = jobs->index[h & (jobs->index_cap - 1)]; j; j = j->hash_next)
+    if (j->hash == h && strcmp(j->id, id) == 0)
       return j;
   return NULL;
 }
@@ -572,6 +616,7 @@ void rbee__jobs_free(rbee__jobs *jobs) {
     rbee__job_unref(j);
   }
   free(jobs->threads);
+  free(jobs->index);
   pthread_cond_destroy(&jobs->work);
   pthread_mutex_destroy(&jobs->mu);
   free(jobs);

@@ -40,6 +40,8 @@ struct rbee_job {
   struct cJSON *body;
   /* Loop-thread links: every job the table knows, the queue, finished. */
   rbee_job *all_next, *all_prev;
+  rbee_job *hash_next; /* the id index's bucket */
+  uint32_t hash;       /* of id */
   rbee_job *q_next;       /* queue or finished list */
   rbee_job *run_next;     /* hand-off list to the pool */
   rbee_job *pending_next; /* loop notification list */
@@ -88,6 +90,8 @@ struct rbee__jobs {
 
   /* Loop thread. */
   rbee_job *all_head, *all_tail;
+  rbee_job **index; /* by id: chained buckets, a power of two of them */
+  size_t index_cap, nall;
   rbee_job *q_head, *q_tail;     /* FIFO waiting for a slot */
   rbee_job *fin_head, *fin_tail; /* finished, oldest first */
   unsigned nfinished;
