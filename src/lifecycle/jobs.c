@@ -21,6 +21,8 @@ static void wake_cb(evutil_socket_t fd, short what, void *arg);
 static void sweep_cb(evutil_socket_t fd, short what, void *arg);
 static void grace_cb(evutil_socket_t fd, short what, void *arg);
 static void *pool_main(void *arg);
+static void start_locked(rbee__jobs *jobs, rbee_job *job);
+static rbee_job *take_queued_locked(rbee__jobs *jobs);
 
 void rbee__job_ref(rbee_job *job) { atomic_fetch_add(&job->refs, 1); }
 
@@ -79,19 +81,23 @@ int rbee__jobs_new(rbee__jobs **out, struct event_base *base, const rbee__jobs_c
   return 0;
 }
 
-/* Pool thread: take the next handed-off job, run it, record its end. */
+/* Pool thread: take the next handed-off job, run it, record its end, and
+ * pass the slot straight to the next queued job if there is one. */
 static void *pool_main(void *arg) {
   rbee__jobs *jobs = arg;
+  rbee_job *job = NULL;
   pthread_mutex_lock(&jobs->mu);
   for (;;) {
-    while (jobs->run_head == NULL && !jobs->shutdown)
-      pthread_cond_wait(&jobs->work, &jobs->mu);
-    if (jobs->run_head == NULL)
-      break;
-    rbee_job *job = jobs->run_head;
-    jobs->run_head = job->run_next;
-    if (jobs->run_head == NULL)
-      jobs->run_tail = NULL;
+    if (job == NULL) {
+      while (jobs->run_head == NULL && !jobs->shutdown)
+        pthread_cond_wait(&jobs->work, &jobs->mu);
+      if (jobs->run_head == NULL)
+        break;
+      job = jobs->run_head;
+      jobs->run_head = job->run_next;
+      if (jobs->run_head == NULL)
+        jobs->run_tail = NULL;
+    }
     job->in_pool = 1;
     int skip = job->cancelled; /* cancelled between hand-off and here */
     pthread_mutex_unlock(&jobs->mu);
@@ -126,6 +132,11 @@ static void *pool_main(void *arg) {
       rbee__job_end_locked(job, st);
     }
     rbee__job_notify_locked(job);
+    jobs->counts.running--;
+    if ((job = take_queued_locked(jobs)) != NULL) {
+      job->pool_started = 1; /* the loop arms its grace timer */
+      rbee__job_notify_locked(job);
+    }
   }
   pthread_mutex_unlock(&jobs->mu);
   return NULL;
@@ -213,7 +224,8 @@ static void forget_old(rbee__jobs *jobs) {
 
 static void sweep_cb(evutil_socket_t fd, short what, void *arg) { forget_old(arg); }
 
-/* Give a job a slot (mu held): it is running from now on. */
+/* Give a job a slot (mu held): it is running from now on. The caller
+ * hands it to a pool thread (or runs it on its own). */
 static void start_locked(rbee__jobs *jobs, rbee_job *job) {
   job->state = RBEE_JOB_RUNNING;
   job->started_us = rbee__now_us();
@@ -225,35 +237,46 @@ static void start_locked(rbee__jobs *jobs, rbee_job *job) {
   if (started == NULL || rbee__job_append_locked(job, NULL, started, 1) != 0)
     RBEE_LOG(RBEE_LOG_WARN, "jobs", "start", job->id, "could not write the started event");
   free(started);
+  jobs->counts.running++;
+}
+
+/* Hand a started job to an idle pool thread (mu held). */
+static void hand_off_locked(rbee__jobs *jobs, rbee_job *job) {
   job->run_next = NULL;
   if (jobs->run_tail)
     jobs->run_tail->run_next = job;
   else
     jobs->run_head = job;
   jobs->run_tail = job;
-  jobs->counts.running++;
   pthread_cond_signal(&jobs->work);
 }
 
-/* Fill free slots from the queue (loop thread). Returns how many started. */
-static unsigned fill_slots(rbee__jobs *jobs) {
-  unsigned n = 0;
+/* The next queued job if a slot is free (mu held): dequeued and started. */
+static rbee_job *take_queued_locked(rbee__jobs *jobs) {
+  rbee_job *job = jobs->q_head;
+  if (job == NULL || jobs->counts.running >= jobs->cfg.max_jobs || jobs->shutdown)
+    return NULL;
+  jobs->q_head = job->q_next;
+  if (jobs->q_head == NULL)
+    jobs->q_tail = NULL;
+  job->q_next = NULL;
+  jobs->counts.queued--;
+  start_locked(jobs, job);
+  return job;
+}
+
+/* Fill free slots from the queue (loop thread): a pool thread passes its
+ * slot on by itself, this is for slots that were idle. */
+static void fill_slots(rbee__jobs *jobs) {
   for (;;) {
     pthread_mutex_lock(&jobs->mu);
-    rbee_job *job = jobs->q_head;
-    if (job == NULL || jobs->counts.running >= jobs->cfg.max_jobs || jobs->shutdown) {
-      pthread_mutex_unlock(&jobs->mu);
-      return n;
-    }
-    jobs->q_head = job->q_next;
-    if (jobs->q_head == NULL)
-      jobs->q_tail = NULL;
-    job->q_next = NULL;
-    jobs->counts.queued--;
-    start_locked(jobs, job);
+    rbee_job *job = take_queued_locked(jobs);
+    if (job)
+      hand_off_locked(jobs, job);
     pthread_mutex_unlock(&jobs->mu);
+    if (job == NULL)
+      return;
     rbee__job_grace_update(job); /* running now: unread, it holds a slot */
-    n++;
   }
 }
 
@@ -263,8 +286,7 @@ static void finalize(rbee__jobs *jobs, rbee_job *job) {
   if (job->grace)
     event_del(job->grace);
   rbee__jobs_counts *c = &jobs->counts;
-  if (job->started_mono) {
-    c->running--;
+  if (job->started_mono) { /* its pool thread counted the slot free */
     double secs = (double)(job->finished_mono - job->started_mono) / 1e6;
     for (int i = 0; i < RBEE__JOB_BUCKETS; i++)
       if (secs <= rbee__job_bucket_le[i])
@@ -285,9 +307,8 @@ static void finalize(rbee__jobs *jobs, rbee_job *job) {
   }
   RBEE_LOG(RBEE_LOG_INFO, "jobs", "end", job->id, "job %s %s", job->operation,
            rbee_job_state_str(job->state));
-  pthread_mutex_lock(&jobs->mu);
+  /* Ended: only the loop thread changes kept_bytes now (trimming). */
   job->fin_bytes = job->kept_bytes;
-  pthread_mutex_unlock(&jobs->mu);
   jobs->fin_bytes += job->fin_bytes;
   job->q_next = NULL;
   if (jobs->fin_tail)
@@ -298,38 +319,38 @@ static void finalize(rbee__jobs *jobs, rbee_job *job) {
   jobs->nfinished++;
 }
 
-/* Job threads have news: new events to hand to readers, ended jobs. */
+/* Job threads have news: new events to hand to readers, ended jobs,
+ * jobs a pool thread started. One locked section takes the whole list. */
 static void wake_cb(evutil_socket_t fd, short what, void *arg) {
   rbee__jobs *jobs = arg;
   pthread_mutex_lock(&jobs->mu);
   rbee_job *list = jobs->pending;
   jobs->pending = NULL;
-  /* Oldest news first. */
-  rbee_job *rev = NULL;
-  while (list) {
-    rbee_job *n = list->pending_next;
-    list->pending_next = rev;
-    rev = list;
-    list = n;
-  }
-  for (rbee_job *j = rev; j; j = j->pending_next)
+  /* Oldest news first, on the loop's own link: once off the list (pending
+   * cleared) a job thread may put the job back on it. */
+  rbee_job *first = NULL;
+  for (rbee_job *j = list; j; j = j->pending_next) {
+    j->wake_next = first;
+    first = j;
+    j->pending = 0;
+    /* Finalize once, and only after the pool thread let go of the job. */
+    j->wake_end = j->ended && !j->finalized && !j->in_pool && j->state != RBEE_JOB_QUEUED;
+    if (j->wake_end)
+      j->finalized = 1;
+    j->wake_started = j->pool_started;
+    j->pool_started = 0;
     rbee__job_ref(j);
+  }
   pthread_mutex_unlock(&jobs->mu);
 
   int changed = 0;
-  for (rbee_job *j = rev, *n; j; j = n) {
-    /* Off the list (and free to be put back by its thread) only now: the
-     * link is read in the same locked section. */
-    pthread_mutex_lock(&jobs->mu);
-    n = j->pending_next;
-    j->pending = 0;
-    /* Finalize once, and only after the pool thread let go of the job. */
-    int end = j->ended && !j->finalized && !j->in_pool && j->state != RBEE_JOB_QUEUED;
-    if (end)
-      j->finalized = 1;
-    pthread_mutex_unlock(&jobs->mu);
-    if (end) {
+  for (rbee_job *j = first, *n; j; j = n) {
+    n = j->wake_next;
+    if (j->wake_end) {
       finalize(jobs, j);
+      changed = 1;
+    } else if (j->wake_started) {
+      rbee__job_grace_update(j);
       changed = 1;
     }
     rbee__job_notify_readers(j);
@@ -381,7 +402,11 @@ int rbee__jobs_submit(rbee__jobs *jobs, cJSON *body, rbee_job **out) {
     cJSON_Delete(body);
     return rbee__error_set(RBEE_ESTATE, "not accepting jobs now");
   }
-  if (jobs->counts.running >= jobs->cfg.max_jobs && jobs->counts.queued >= jobs->cfg.max_queue) {
+  pthread_mutex_lock(&jobs->mu);
+  int full =
+      jobs->counts.running >= jobs->cfg.max_jobs && jobs->counts.queued >= jobs->cfg.max_queue;
+  pthread_mutex_unlock(&jobs->mu);
+  if (full) {
     cJSON_Delete(body);
     jobs->counts.rejected_full++;
     return rbee__error_set(RBEE_EBUSY, "every job slot is taken and %u jobs wait",
@@ -413,6 +438,7 @@ int rbee__jobs_submit(rbee__jobs *jobs, cJSON *body, rbee_job **out) {
   pthread_mutex_lock(&jobs->mu);
   if (jobs->counts.running < jobs->cfg.max_jobs && jobs->q_head == NULL) {
     start_locked(jobs, job);
+    hand_off_locked(jobs, job);
   } else {
     job->state = RBEE_JOB_QUEUED;
     if (jobs->q_tail)
@@ -486,8 +512,14 @@ int rbee__job_cancel(rbee_job *job, const char *why) {
 
 void rbee__jobs_cancel_all(rbee__jobs *jobs, const char *why) {
   /* Queued first so that none of them grabs a slot freed meanwhile. */
-  while (jobs->q_head)
-    rbee__job_cancel(jobs->q_head, why);
+  for (;;) {
+    pthread_mutex_lock(&jobs->mu);
+    rbee_job *q = jobs->q_head;
+    pthread_mutex_unlock(&jobs->mu);
+    if (q == NULL)
+      break;
+    rbee__job_cancel(q, why);
+  }
   for (rbee_job *j = jobs->all_head; j; j = j->all_next) {
     pthread_mutex_lock(&jobs->mu);
     int live = !j->ended && !j->cancelled;
@@ -555,7 +587,11 @@ rbee_job_state rbee__job_state(rbee_job *job) {
   return s;
 }
 
-void rbee__jobs_get_counts(rbee__jobs *jobs, rbee__jobs_counts *out) { *out = jobs->counts; }
+void rbee__jobs_get_counts(rbee__jobs *jobs, rbee__jobs_counts *out) {
+  pthread_mutex_lock(&jobs->mu);
+  *out = jobs->counts;
+  pthread_mutex_unlock(&jobs->mu);
+}
 
 int64_t rbee__jobs_oldest_activity(rbee__jobs *jobs) {
   int64_t oldest = 0;

@@ -45,6 +45,9 @@ struct rbee_job {
   rbee_job *q_next;       /* queue or finished list */
   rbee_job *run_next;     /* hand-off list to the pool */
   rbee_job *pending_next; /* loop notification list */
+  rbee_job *wake_next;    /* loop thread: the list wake_cb works through */
+  int wake_end;           /* loop thread: wake_cb finalizes it */
+  int wake_started;       /* loop thread: a pool thread started it */
   struct event *grace;    /* no-reader timer */
   rbee__stream *readers;
   unsigned nreaders;
@@ -58,6 +61,7 @@ struct rbee_job {
   int finalized; /* the loop counted the end */
   int pending;   /* on the pending list */
   int in_pool;   /* a pool thread runs on_job now */
+  int pool_started; /* a pool thread gave it its freed slot */
   int waiting;   /* emitters held back by backpressure */
   char *error_code, *error_message;
   double progress;
@@ -92,11 +96,12 @@ struct rbee__jobs {
   rbee_job *all_head, *all_tail;
   rbee_job **index; /* by id: chained buckets, a power of two of them */
   size_t index_cap, nall;
-  rbee_job *q_head, *q_tail;     /* FIFO waiting for a slot */
+  rbee_job *q_head, *q_tail;     /* FIFO waiting for a slot (under mu) */
   rbee_job *fin_head, *fin_tail; /* finished, oldest first */
   unsigned nfinished;
   size_t fin_bytes;         /* kept events of finished jobs, at finalize */
-  rbee__jobs_counts counts; /* running/queued kept here too */
+  rbee__jobs_counts counts; /* running and queued: under mu (pool threads
+                               pass a freed slot to the next queued job) */
 
   /* Guarded by mu. */
   rbee_job *run_head, *run_tail; /* handed to the pool, not yet taken */
