@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "lifecycle/jobs_internal.h"
 #include "util/util.h"
@@ -93,18 +94,50 @@ void rbee__job_events_free(rbee_job *job) {
   job->ev_cap = 0;
 }
 
-static int add_event_locked(rbee_job *job, const char *event, const char *data, int terminal) {
-  char idbuf[32];
-  int idlen = snprintf(idbuf, sizeof idbuf, "id: %lld\n", (long long)job->next_id);
+static char *put_u64(char *out, uint64_t v) {
+  char tmp[24];
+  int n = 0;
+  do
+    tmp[n++] = (char)('0' + v % 10);
+  while ((v /= 10) != 0);
+  while (n > 0)
+    *out++ = tmp[--n];
+  return out;
+}
+
+/* The most bytes an event of @p dlen data bytes takes (id: up to 20
+ * digits): what rbee__job_event_new allocates. */
+static size_t event_size(const char *event, size_t dlen) {
+  size_t evlen = event ? strlen(event) + 8 : 0; /* "event: " + name + "\n" */
+  return sizeof(rbee__sse_event) + 4 + 20 + 1 + evlen + 6 + dlen + 2 + 1;
+}
+
+rbee__sse_event *rbee__job_event_new(const char *event, size_t dlen) {
+  return malloc(event_size(event, dlen));
+}
+
+/* Monotonic time for the hang detector's activity mark: a coarse clock is
+ * cheaper per event, and milliseconds late is nothing to a hang timeout. */
+static int64_t activity_now(const rbee_job *job) {
+  struct timespec ts;
+  if (clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) != 0)
+    return rbee__mono_us();
+  int64_t t = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+  return t > job->activity_mono ? t : job->activity_mono;
+}
+
+/* Append one event; @p e, when not NULL, is the memory for it from
+ * rbee__job_event_new(event, strlen(data)) or larger (taken either way). */
+static int add_event_locked(rbee_job *job, const char *event, const char *data, int terminal,
+                            rbee__sse_event *e) {
   size_t evlen = event ? strlen(event) + 8 : 0; /* "event: " + name + "\n" */
   size_t dlen = strlen(data);
-  size_t len = (size_t)idlen + evlen + 6 + dlen + 2; /* "data: " ... "\n\n" */
-  rbee__sse_event *e = malloc(sizeof *e + len + 1);
-  if (e == NULL)
+  if (e == NULL && (e = rbee__job_event_new(event, dlen)) == NULL)
     return rbee__error_set(RBEE_ENOMEM, "job %s: out of memory for an event", job->id);
   char *p = e->text;
-  memcpy(p, idbuf, (size_t)idlen);
-  p += idlen;
+  memcpy(p, "id: ", 4);
+  p = put_u64(p + 4, (uint64_t)job->next_id);
+  *p++ = '\n';
   if (event) {
     memcpy(p, "event: ", 7);
     memcpy(p + 7, event, evlen - 8);
@@ -115,6 +148,7 @@ static int add_event_locked(rbee_job *job, const char *event, const char *data, 
   memcpy(p + 6, data, dlen);
   p += 6 + dlen;
   memcpy(p, "\n\n", 3);
+  size_t len = (size_t)(p + 2 - e->text);
   e->id = job->next_id;
   e->len = len;
   e->terminal = terminal;
@@ -125,7 +159,7 @@ static int add_event_locked(rbee_job *job, const char *event, const char *data, 
   job->next_id++;
   job->unread_bytes += len;
   job->kept_bytes += len;
-  job->activity_mono = rbee__mono_us();
+  job->activity_mono = activity_now(job);
   rbee__job_notify_locked(job);
   return 0;
 }
@@ -152,12 +186,20 @@ static int wait_room_locked(rbee_job *job) {
 }
 
 int rbee__job_append_locked(rbee_job *job, const char *event, const char *json, int force) {
+  return rbee__job_append_event_locked(job, event, json, force, NULL);
+}
+
+int rbee__job_append_event_locked(rbee_job *job, const char *event, const char *json, int force,
+                                  rbee__sse_event **e) {
   if (!force) {
     int rc = wait_room_locked(job);
     if (rc)
       return rc;
   }
-  return add_event_locked(job, event, json, 0);
+  rbee__sse_event *mem = e ? *e : NULL;
+  if (e)
+    *e = NULL; /* taken */
+  return add_event_locked(job, event, json, 0, mem);
 }
 
 int rbee__job_end_locked(rbee_job *job, rbee_job_state state) {
@@ -170,13 +212,13 @@ int rbee__job_end_locked(rbee_job *job, rbee_job_state state) {
   pthread_cond_broadcast(&job->room);
   int rc;
   if (state == RBEE_JOB_DONE) {
-    rc = add_event_locked(job, NULL, "[DONE]", 1);
+    rc = add_event_locked(job, NULL, "[DONE]", 1, NULL);
   } else if (state == RBEE_JOB_FAILED) {
     char *m = rbee__asprintf("[ERROR] %s", job->error_message ? job->error_message : "failed");
-    rc = m ? add_event_locked(job, NULL, m, 1) : RBEE_ENOMEM;
+    rc = m ? add_event_locked(job, NULL, m, 1, NULL) : RBEE_ENOMEM;
     free(m);
   } else {
-    rc = add_event_locked(job, NULL, "[CANCELLED]", 1);
+    rc = add_event_locked(job, NULL, "[CANCELLED]", 1, NULL);
   }
   if (rc)
     RBEE_LOG(RBEE_LOG_ERROR, "jobs", "end", job->id, "could not write the terminal marker: %s",
@@ -196,12 +238,17 @@ static int event_name_ok(const char *event) {
   return 1;
 }
 
-/* Serialize, then take the lock and append. */
+/* Serialize, then take the lock and append; the event's memory is taken
+ * before the lock, which emitters and the loop share. */
 static int emit_text(rbee_job *job, const char *event, char *text) {
   rbee__jobs *jobs = job->jobs;
+  rbee__sse_event *e = rbee__job_event_new(event, strlen(text));
+  if (e == NULL)
+    return rbee__error_set(RBEE_ENOMEM, "job %s: out of memory for an event", job->id);
   pthread_mutex_lock(&jobs->mu);
-  int rc = rbee__job_append_locked(job, event, text, 0);
+  int rc = rbee__job_append_event_locked(job, event, text, 0, &e);
   pthread_mutex_unlock(&jobs->mu);
+  free(e); /* not taken: the job took no more events */
   return rc;
 }
 
@@ -279,17 +326,6 @@ static char *json_escape(char *out, const char *text) {
   return out;
 }
 
-static char *put_u64(char *out, uint64_t v) {
-  char tmp[24];
-  int n = 0;
-  do
-    tmp[n++] = (char)('0' + v % 10);
-  while ((v /= 10) != 0);
-  while (n > 0)
-    *out++ = tmp[--n];
-  return out;
-}
-
 int rbee_job_emit_token(rbee_job *job, const char *text) {
   if (job == NULL || text == NULL)
     return rbee__error_set(RBEE_EINVAL, "rbee_job_emit_token: NULL argument");
@@ -309,6 +345,13 @@ int rbee_job_emit_token(rbee_job *job, const char *text) {
   char *p = json_escape(buf + sizeof head - 1, text);
   memcpy(p, "\",\"i\":", 6);
   p += 6;
+  /* The data ends with up to 20 digits and "}". */
+  rbee__sse_event *e = rbee__job_event_new(NULL, (size_t)(p - buf) + 21);
+  if (e == NULL) {
+    if (buf != small)
+      free(buf);
+    return rbee__error_set(RBEE_ENOMEM, "job %s: out of memory for an event", job->id);
+  }
   rbee__jobs *jobs = job->jobs;
   /* The token index and the event id are taken under one lock so that
    * tokens from several threads keep i in stream order. */
@@ -317,10 +360,11 @@ int rbee_job_emit_token(rbee_job *job, const char *text) {
   if (rc == 0) {
     char *q = put_u64(p, job->tokens);
     memcpy(q, "}", 2);
-    if ((rc = rbee__job_append_locked(job, NULL, buf, 1)) == 0)
+    if ((rc = rbee__job_append_event_locked(job, NULL, buf, 1, &e)) == 0)
       job->tokens++;
   }
   pthread_mutex_unlock(&jobs->mu);
+  free(e);
   if (buf != small)
     free(buf);
   return rc;

@@ -112,6 +112,13 @@ struct rbee__jobs {
  * backpressure wait (error event and terminal markers). Returns 0 or a
  * negative code; waits on job->room otherwise. */
 int rbee__job_append_locked(rbee_job *job, const char *event, const char *json, int force);
+/* Memory for one event of @p dlen data bytes, to be filled under mu by
+ * rbee__job_append_event_locked (any thread; NULL when out of memory). */
+rbee__sse_event *rbee__job_event_new(const char *event, size_t dlen);
+/* rbee__job_append_locked into *@p e (may be NULL): on return *@p e is NULL
+ * if the memory was taken (used or freed), else the caller frees it. */
+int rbee__job_append_event_locked(rbee_job *job, const char *event, const char *json, int force,
+                                  rbee__sse_event **e);
 /* Append the terminal marker matching job->state (mu held). */
 int rbee__job_end_locked(rbee_job *job, rbee_job_state state);
 /* Tell the loop this job has news (mu held). */
