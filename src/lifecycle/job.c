@@ -47,48 +47,54 @@ void rbee__job_notify_locked(rbee_job *job) {
 rbee__sse_event *rbee__job_event_locked(rbee_job *job, int64_t id) {
   if (id < job->first_id || id >= job->first_id + (int64_t)job->ev_count)
     return NULL;
-  return job->ev[(job->ev_start + (size_t)(id - job->first_id)) % job->ev_cap];
+  return job->ev[(job->ev_start + (size_t)(id - job->first_id)) & (job->ev_cap - 1)];
 }
 
 static int ring_push(rbee_job *job, rbee__sse_event *e) {
   if (job->ev_count == job->ev_cap) {
-    size_t cap = job->ev_cap ? job->ev_cap * 2 : 16;
+    size_t cap = job->ev_cap ? job->ev_cap * 2 : 16; /* a power of two */
     rbee__sse_event **n = malloc(cap * sizeof *n);
     if (n == NULL)
       return RBEE_ENOMEM;
     for (size_t i = 0; i < job->ev_count; i++)
-      n[i] = job->ev[(job->ev_start + i) % job->ev_cap];
+      n[i] = job->ev[(job->ev_start + i) & (job->ev_cap - 1)];
     free(job->ev);
     job->ev = n;
     job->ev_cap = cap;
     job->ev_start = 0;
   }
-  job->ev[(job->ev_start + job->ev_count) % job->ev_cap] = e;
+  job->ev[(job->ev_start + job->ev_count) & (job->ev_cap - 1)] = e;
   job->ev_count++;
   return 0;
 }
 
-static void ring_pop(rbee_job *job) {
+static rbee__sse_event *ring_pop(rbee_job *job) {
   rbee__sse_event *e = job->ev[job->ev_start];
   job->kept_bytes -= e->len;
-  free(e);
-  job->ev_start = (job->ev_start + 1) % job->ev_cap;
+  job->ev_start = (job->ev_start + 1) & (job->ev_cap - 1);
   job->ev_count--;
   job->first_id++;
+  return e;
 }
 
-void rbee__job_trim_locked(rbee_job *job) {
-  size_t keep = job->jobs->cfg.replay_bytes;
+size_t rbee__job_trim_locked(rbee_job *job, rbee__sse_event **gone, size_t max) {
+  size_t keep = job->jobs->cfg.replay_bytes, n = 0;
   /* Drop delivered events beyond the replay window; the last event stays
    * so that a late reader of a finished job still sees its end. */
   while (job->ev_count > 1 && job->first_id <= job->read_id &&
-         job->kept_bytes - job->unread_bytes > keep)
-    ring_pop(job);
+         job->kept_bytes - job->unread_bytes > keep) {
+    rbee__sse_event *e = ring_pop(job);
+    if (n < max)
+      gone[n++] = e;
+    else
+      free(e);
+  }
+  return n;
 }
 
 void rbee__job_events_free(rbee_job *job) {
   while (job->ev_count > 0)
-    ring_pop(job);
+    free(ring_pop(job));
   free(job->ev);
   job->ev = NULL;
   job->ev_cap = 0;
@@ -128,10 +134,9 @@ static int64_t activity_now(const rbee_job *job) {
 
 /* Append one event; @p e, when not NULL, is the memory for it from
  * rbee__job_event_new(event, strlen(data)) or larger (taken either way). */
-static int add_event_locked(rbee_job *job, const char *event, const char *data, int terminal,
-                            rbee__sse_event *e) {
+static int add_event_locked(rbee_job *job, const char *event, const char *data, size_t dlen,
+                            int terminal, rbee__sse_event *e) {
   size_t evlen = event ? strlen(event) + 8 : 0; /* "event: " + name + "\n" */
-  size_t dlen = strlen(data);
   if (e == NULL && (e = rbee__job_event_new(event, dlen)) == NULL)
     return rbee__error_set(RBEE_ENOMEM, "job %s: out of memory for an event", job->id);
   char *p = e->text;
@@ -160,7 +165,12 @@ static int add_event_locked(rbee_job *job, const char *event, const char *data, 
   job->unread_bytes += len;
   job->kept_bytes += len;
   job->activity_mono = activity_now(job);
-  rbee__job_notify_locked(job);
+  /* A reader still behind reads again when its write is done: only one
+   * that caught up needs the loop woken. */
+  if (job->want_notify) {
+    job->want_notify = 0;
+    rbee__job_notify_locked(job);
+  }
   return 0;
 }
 
@@ -186,11 +196,11 @@ static int wait_room_locked(rbee_job *job) {
 }
 
 int rbee__job_append_locked(rbee_job *job, const char *event, const char *json, int force) {
-  return rbee__job_append_event_locked(job, event, json, force, NULL);
+  return rbee__job_append_event_locked(job, event, json, strlen(json), force, NULL);
 }
 
-int rbee__job_append_event_locked(rbee_job *job, const char *event, const char *json, int force,
-                                  rbee__sse_event **e) {
+int rbee__job_append_event_locked(rbee_job *job, const char *event, const char *json, size_t len,
+                                  int force, rbee__sse_event **e) {
   if (!force) {
     int rc = wait_room_locked(job);
     if (rc)
@@ -199,7 +209,7 @@ int rbee__job_append_event_locked(rbee_job *job, const char *event, const char *
   rbee__sse_event *mem = e ? *e : NULL;
   if (e)
     *e = NULL; /* taken */
-  return add_event_locked(job, event, json, 0, mem);
+  return add_event_locked(job, event, json, len, 0, mem);
 }
 
 int rbee__job_end_locked(rbee_job *job, rbee_job_state state) {
@@ -212,13 +222,13 @@ int rbee__job_end_locked(rbee_job *job, rbee_job_state state) {
   pthread_cond_broadcast(&job->room);
   int rc;
   if (state == RBEE_JOB_DONE) {
-    rc = add_event_locked(job, NULL, "[DONE]", 1, NULL);
+    rc = add_event_locked(job, NULL, "[DONE]", 6, 1, NULL);
   } else if (state == RBEE_JOB_FAILED) {
     char *m = rbee__asprintf("[ERROR] %s", job->error_message ? job->error_message : "failed");
-    rc = m ? add_event_locked(job, NULL, m, 1, NULL) : RBEE_ENOMEM;
+    rc = m ? add_event_locked(job, NULL, m, strlen(m), 1, NULL) : RBEE_ENOMEM;
     free(m);
   } else {
-    rc = add_event_locked(job, NULL, "[CANCELLED]", 1, NULL);
+    rc = add_event_locked(job, NULL, "[CANCELLED]", 11, 1, NULL);
   }
   if (rc)
     RBEE_LOG(RBEE_LOG_ERROR, "jobs", "end", job->id, "could not write the terminal marker: %s",
@@ -242,11 +252,12 @@ static int event_name_ok(const char *event) {
  * before the lock, which emitters and the loop share. */
 static int emit_text(rbee_job *job, const char *event, char *text) {
   rbee__jobs *jobs = job->jobs;
-  rbee__sse_event *e = rbee__job_event_new(event, strlen(text));
+  size_t len = strlen(text);
+  rbee__sse_event *e = rbee__job_event_new(event, len);
   if (e == NULL)
     return rbee__error_set(RBEE_ENOMEM, "job %s: out of memory for an event", job->id);
   pthread_mutex_lock(&jobs->mu);
-  int rc = rbee__job_append_event_locked(job, event, text, 0, &e);
+  int rc = rbee__job_append_event_locked(job, event, text, len, 0, &e);
   pthread_mutex_unlock(&jobs->mu);
   free(e); /* not taken: the job took no more events */
   return rc;
@@ -360,7 +371,7 @@ int rbee_job_emit_token(rbee_job *job, const char *text) {
   if (rc == 0) {
     char *q = put_u64(p, job->tokens);
     memcpy(q, "}", 2);
-    if ((rc = rbee__job_append_event_locked(job, NULL, buf, 1, &e)) == 0)
+    if ((rc = rbee__job_append_event_locked(job, NULL, buf, (size_t)(q + 1 - buf), 1, &e)) == 0)
       job->tokens++;
   }
   pthread_mutex_unlock(&jobs->mu);

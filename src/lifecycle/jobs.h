@@ -96,7 +96,9 @@ int64_t rbee__jobs_oldest_activity(rbee__jobs *jobs);
  * contract shows (id:, optional event:, data:, blank line; the terminal
  * marker last). */
 typedef struct rbee__stream rbee__stream;
-/* Loop thread: new bytes (or the end) are ready to read. */
+/* Loop thread: new bytes (or the end) are ready to read. At most one
+ * callback per read (or open), for the first news after it: a reader that
+ * lets one pass (busy writing) reads again by itself when it can. */
 typedef void (*rbee__stream_cb)(rbee__stream *s, void *userdata);
 
 /* Open a reader from the start (@p last_event_id < 0) or after the event

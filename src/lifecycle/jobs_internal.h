@@ -63,6 +63,8 @@ struct rbee_job {
   int in_pool;   /* a pool thread runs on_job now */
   int pool_started; /* a pool thread gave it its freed slot */
   int waiting;   /* emitters held back by backpressure */
+  int want_notify; /* a reader caught up since the last notification: the
+                      next event wakes the loop (others wait for a read) */
   char *error_code, *error_message;
   double progress;
   int64_t created_us, started_us, finished_us; /* wall clock */
@@ -70,7 +72,7 @@ struct rbee_job {
   uint64_t tokens;
   /* Kept events, oldest first, in a ring: ids first_id .. next_id-1. */
   rbee__sse_event **ev;
-  size_t ev_cap, ev_start, ev_count;
+  size_t ev_cap, ev_start, ev_count; /* ev_cap: 0 or a power of two */
   int64_t first_id;
   int64_t next_id;     /* id of the next event */
   int64_t read_id;     /* highest id handed to any reader, -1 none */
@@ -117,14 +119,17 @@ int rbee__job_append_locked(rbee_job *job, const char *event, const char *json, 
 rbee__sse_event *rbee__job_event_new(const char *event, size_t dlen);
 /* rbee__job_append_locked into *@p e (may be NULL): on return *@p e is NULL
  * if the memory was taken (used or freed), else the caller frees it. */
-int rbee__job_append_event_locked(rbee_job *job, const char *event, const char *json, int force,
-                                  rbee__sse_event **e);
+int rbee__job_append_event_locked(rbee_job *job, const char *event, const char *json, size_t len,
+                                  int force, rbee__sse_event **e);
 /* Append the terminal marker matching job->state (mu held). */
 int rbee__job_end_locked(rbee_job *job, rbee_job_state state);
-/* Tell the loop this job has news (mu held). */
+/* Tell the loop this job has news (mu held); events do so only while
+ * want_notify is set. */
 void rbee__job_notify_locked(rbee_job *job);
-/* Free events no reader needs any more (mu held). */
-void rbee__job_trim_locked(rbee_job *job);
+/* Drop events no reader needs any more (mu held): up to @p max of them
+ * into @p gone for the caller to free after unlocking (the rest freed
+ * here). Returns how many went into @p gone. */
+size_t rbee__job_trim_locked(rbee_job *job, rbee__sse_event **gone, size_t max);
 /* The kept event with @p id, or NULL (mu held). */
 rbee__sse_event *rbee__job_event_locked(rbee_job *job, int64_t id);
 /* Free every kept event. */

@@ -23,6 +23,9 @@ int rbee__stream_open(rbee__stream **out, rbee_job *job, int64_t last_event_id, 
     job->readers->prev = s;
   job->readers = s;
   job->nreaders++;
+  pthread_mutex_lock(&job->jobs->mu);
+  job->want_notify = 1; /* a new reader waits for news */
+  pthread_mutex_unlock(&job->jobs->mu);
   rbee__job_grace_update(job);
   *out = s;
   return 0;
@@ -62,11 +65,19 @@ int rbee__stream_read(rbee__stream *s, struct evbuffer *out) {
     if (evbuffer_add_printf(out, "id: %lld\ndata: %s\n\n", (long long)job->next_id, m) > 0)
       s->complete = 1;
   }
+  if (!s->complete && s->next_id >= job->next_id)
+    job->want_notify = 1; /* caught up: call back on the next event */
+  rbee__sse_event *gone[64];
+  size_t ngone = 0;
   if (moved) {
-    rbee__job_trim_locked(job);
-    pthread_cond_broadcast(&job->room);
+    ngone = rbee__job_trim_locked(job, gone, sizeof gone / sizeof gone[0]);
+    if (job->waiting)
+      pthread_cond_broadcast(&job->room);
   }
   pthread_mutex_unlock(&jobs->mu);
+  /* Freed outside the lock that emitters wait for. */
+  for (size_t i = 0; i < ngone; i++)
+    free(gone[i]);
   return s->complete;
 }
 
