@@ -373,10 +373,15 @@ static int start(rbee_worker *w) {
     ho.interval_ms = o->heartbeat_interval_ms;
     if (ho.timeout_ms >= ho.interval_ms)
       ho.timeout_ms = ho.interval_ms > 100 ? ho.interval_ms - ho.interval_ms / 10 : ho.interval_ms;
-    if (rbee_heartbeat_new(&w->hb, w->base, &ho, rbee__worker_heartbeat_payload, w) != 0 ||
-        rbee_heartbeat_start(w->hb) != 0) {
+    int rc = rbee_heartbeat_new(&w->hb, w->base, &ho, rbee__worker_heartbeat_payload, w);
+    if (rc == 0)
+      rc = rbee_heartbeat_start(w->hb);
+    if (rc != 0) {
       RBEE_ERROR("worker", "heartbeat", "cannot start heartbeats: %s", rbee_error_message());
-      return RBEE_EXIT_SOFTWARE;
+      /* No libcurl on this host is a missing dependency, like a device. */
+      return rc == RBEE_ENOTSUP ? RBEE_EXIT_UNAVAILABLE
+             : rc == RBEE_EINVAL ? RBEE_EXIT_USAGE
+                                 : RBEE_EXIT_SOFTWARE;
     }
   }
   rbee__sd_notify(&w->sd, "STATUS=loading");
