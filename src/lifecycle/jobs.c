@@ -448,10 +448,12 @@ int rbee__jobs_submit(rbee__jobs *jobs, cJSON *body, rbee_job **out) {
     jobs->q_tail = job;
     jobs->counts.queued++;
   }
+  /* Read under the lock: its slot thread may already be ending the job. */
+  rbee_job_state accepted_as = job->state;
   pthread_mutex_unlock(&jobs->mu);
   rbee__job_grace_update(job);
   RBEE_LOG(RBEE_LOG_INFO, "jobs", "accept", job->id, "job %s accepted (%s)", job->operation,
-           rbee_job_state_str(job->state));
+           rbee_job_state_str(accepted_as));
   if (jobs->cfg.on_change)
     jobs->cfg.on_change(jobs->cfg.userdata);
   *out = job;
@@ -474,9 +476,11 @@ int rbee__job_cancel(rbee_job *job, const char *why) {
   rbee__jobs *jobs = job->jobs;
   pthread_mutex_lock(&jobs->mu);
   if (job->ended || job->cancelled) {
+    /* The message is made under the lock: a job thread may end the job. */
+    rbee__error_set(RBEE_ESTATE, "job %s already %s", job->id,
+                    job->ended ? rbee_job_state_str(job->state) : "cancelling");
     pthread_mutex_unlock(&jobs->mu);
-    return rbee__error_set(RBEE_ESTATE, "job %s already %s", job->id,
-                           job->ended ? rbee_job_state_str(job->state) : "cancelling");
+    return RBEE_ESTATE;
   }
   job->cancelled = 1;
   int queued = job->state == RBEE_JOB_QUEUED;
