@@ -30,6 +30,19 @@ CC=clang CXX=clang++ run_suite build-asan -DCMAKE_BUILD_TYPE=Debug -DRBEE_SANITI
   -DRBEE_BUILD_BENCH=OFF
 unset ASAN_OPTIONS UBSAN_OPTIONS
 
+# ThreadSanitizer over the suites where threads meet: the job table, the
+# HTTP front, heartbeats and the worker runtime. (One test abandons a stuck
+# job thread on purpose, so thread leaks are not reported.)
+step "ThreadSanitizer (clang): jobs, http, heartbeat, worker"
+CC=clang CXX=clang++ cmake -S . -B build-tsan -DRBEE_WERROR=ON -DCMAKE_BUILD_TYPE=Debug \
+  -DRBEE_SANITIZE=thread -DRBEE_BUILD_BENCH=OFF -DRBEE_BUILD_SAMPLES=OFF >/dev/null
+tsan_tests=(test_jobs test_jobs_stream test_http test_heartbeat test_heartbeat_faults
+  test_worker_api test_worker_runtime)
+cmake --build build-tsan -j "$jobs" --target "${tsan_tests[@]}" test_worker
+TSAN_OPTIONS=halt_on_error=1:report_thread_leaks=0 \
+  ctest --test-dir build-tsan --output-on-failure -j "$jobs" \
+  -R "^($(IFS='|'; echo "${tsan_tests[*]}"))\$"
+
 if [ -x /usr/local/cuda/bin/nvcc ] || command -v nvcc >/dev/null; then
   step "CUDA build (nvcc) and test"
   run_suite build-cuda -DRBEE_WITH_CUDA=ON -DRBEE_BUILD_BENCH=OFF
