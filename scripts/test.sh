@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every test, as CI runs them: a warnings-as-errors build and its suites, the
-# same under AddressSanitizer + UndefinedBehaviorSanitizer, and a build with
+# same under AddressSanitizer + UndefinedBehaviorSanitizer, ThreadSanitizer on
+# the threaded suites, and a build with
 # the CUDA backend (compiled with nvcc; its tests check the no-GPU errors
 # when no GPU is present). Stops at the first failure.
 set -euo pipefail
