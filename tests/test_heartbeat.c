@@ -244,8 +244,7 @@ START_TEST(test_heartbeat_periodic_contract) {
   hb_worker w = {.status = RBEE_STATUS_STARTING};
   rbee_heartbeat_options o = options(q, 150);
   o.token = "tok";
-  ck_assert_int_eq(rbee_heartbeat_new(&w.hb, base, &o, hb_worker_payload, &w), 0);
-  ck_assert_int_eq(rbee_heartbeat_start(w.hb), 0);
+  hb_worker_start(&w, base, &o);
   loop_until_requests(base, q, 4);
   rbee_heartbeat_free(w.hb);
   unsigned port = 0;
@@ -296,15 +295,12 @@ START_TEST(test_heartbeat_resolves_host_names) {
   snprintf(url, sizeof url, "http://localhost:%u", queen_server_port(q));
   rbee_heartbeat_options o = options(q, 600000);
   o.queen_url = url;
-  ck_assert_int_eq(rbee_heartbeat_new(&w.hb, base, &o, hb_worker_payload, &w), 0);
-  ck_assert_int_eq(rbee_heartbeat_start(w.hb), 0);
+  hb_worker_start(&w, base, &o);
   loop_until_requests(base, q, 1);
   queen_request *r = queen_server_get(q, 0);
   ck_assert_ptr_nonnull(strstr(queen_request_header(r, "Host"), "localhost"));
   queen_request_free(r);
-  rbee_heartbeat_free(w.hb);
-  event_base_free(base);
-  queen_server_stop(q);
+  hb_worker_teardown(&w, base, q);
 }
 END_TEST
 
@@ -364,9 +360,7 @@ START_TEST(test_heartbeat_first_beat_at_once) {
   ck_assert_uint_eq(st.failed, 0);
   ck_assert_int_gt(st.last_success_us, 0);
   ck_assert_str_eq(st.last_error, "");
-  rbee_heartbeat_free(w.hb);
-  event_base_free(base);
-  queen_server_stop(q);
+  hb_worker_teardown(&w, base, q);
 }
 END_TEST
 
@@ -375,8 +369,7 @@ START_TEST(test_heartbeat_poke_sends_at_once) {
   struct event_base *base = event_base_new();
   hb_worker w = {.status = RBEE_STATUS_STARTING};
   rbee_heartbeat_options o = options(q, 600000);
-  ck_assert_int_eq(rbee_heartbeat_new(&w.hb, base, &o, hb_worker_payload, &w), 0);
-  ck_assert_int_eq(rbee_heartbeat_start(w.hb), 0);
+  hb_worker_start(&w, base, &o);
   loop_until_requests(base, q, 1);
   /* A burst of changes is one beat, with the latest state. */
   w.status = RBEE_STATUS_BUSY;
@@ -411,9 +404,7 @@ START_TEST(test_heartbeat_poke_sends_at_once) {
   rbee_heartbeat_stats st;
   rbee_heartbeat_get_stats(w.hb, &st);
   ck_assert_uint_eq(st.sent, 4);
-  rbee_heartbeat_free(w.hb);
-  event_base_free(base);
-  queen_server_stop(q);
+  hb_worker_teardown(&w, base, q);
 }
 END_TEST
 
@@ -422,8 +413,7 @@ START_TEST(test_heartbeat_finish_sends_final_beat) {
   struct event_base *base = event_base_new();
   hb_worker w = {.status = RBEE_STATUS_READY};
   rbee_heartbeat_options o = options(q, 600000);
-  ck_assert_int_eq(rbee_heartbeat_new(&w.hb, base, &o, hb_worker_payload, &w), 0);
-  ck_assert_int_eq(rbee_heartbeat_start(w.hb), 0);
+  hb_worker_start(&w, base, &o);
   loop_until_requests(base, q, 1);
   w.status = RBEE_STATUS_STOPPING;
   rbee_heartbeat_poke(w.hb);
@@ -464,8 +454,7 @@ START_TEST(test_heartbeat_finish_bounded_when_queen_hangs) {
   hb_worker w = {.status = RBEE_STATUS_READY, .free_in_done = 1};
   rbee_heartbeat_options o = options(q, 600000);
   o.final_timeout_ms = 300;
-  ck_assert_int_eq(rbee_heartbeat_new(&w.hb, base, &o, hb_worker_payload, &w), 0);
-  ck_assert_int_eq(rbee_heartbeat_start(w.hb), 0);
+  hb_worker_start(&w, base, &o);
   loop_until_requests(base, q, 1);
   w.status = RBEE_STATUS_STOPPED;
   int64_t t0 = rbee__mono_us();
@@ -496,9 +485,7 @@ START_TEST(test_heartbeat_finish_refused_reports_failure) {
   rbee_heartbeat_get_stats(w.hb, &st);
   ck_assert_uint_eq(st.failed, 1);
   ck_assert_ptr_nonnull(strstr(st.last_error, "unreachable"));
-  rbee_heartbeat_free(w.hb);
-  event_base_free(base);
-  queen_server_stop(q);
+  hb_worker_teardown(&w, base, q);
 }
 END_TEST
 
@@ -507,8 +494,7 @@ START_TEST(test_heartbeat_free_in_flight) {
   struct event_base *base = event_base_new();
   hb_worker w = {.status = RBEE_STATUS_READY};
   rbee_heartbeat_options o = options(q, 600000);
-  ck_assert_int_eq(rbee_heartbeat_new(&w.hb, base, &o, hb_worker_payload, &w), 0);
-  ck_assert_int_eq(rbee_heartbeat_start(w.hb), 0);
+  hb_worker_start(&w, base, &o);
   loop_until_requests(base, q, 1);
   rbee_heartbeat_free(w.hb);
   /* Nothing of the heartbeat is left on the loop. */
@@ -533,8 +519,7 @@ START_TEST(test_heartbeat_payload_skips_and_errors) {
   struct event_base *base = event_base_new();
   hb_worker w = {.status = RBEE_STATUS_READY, .skip = 2};
   rbee_heartbeat_options o = options(q, 100);
-  ck_assert_int_eq(rbee_heartbeat_new(&w.hb, base, &o, hb_worker_payload, &w), 0);
-  ck_assert_int_eq(rbee_heartbeat_start(w.hb), 0);
+  hb_worker_start(&w, base, &o);
   loop_until_requests(base, q, 1);
   ck_assert_int_ge(w.beats, 3);
   rbee_heartbeat_stats st;
@@ -554,9 +539,7 @@ START_TEST(test_heartbeat_payload_skips_and_errors) {
   rbee_heartbeat_get_stats(w.hb, &st);
   ck_assert_uint_ge(st.failed, 1);
   ck_assert_msg(strstr(st.last_error, "worker info"), "%s", st.last_error);
-  rbee_heartbeat_free(w.hb);
-  event_base_free(base);
-  queen_server_stop(q);
+  hb_worker_teardown(&w, base, q);
 }
 END_TEST
 

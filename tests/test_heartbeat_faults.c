@@ -238,9 +238,7 @@ START_TEST(test_heartbeat_faults_survive_bad_queen) {
   ck_assert_int_eq(log_recovers, 1);
   rbee_log_set_callback(NULL, NULL);
   event_free(wt.ev);
-  rbee_heartbeat_free(w.hb);
-  event_base_free(base);
-  queen_server_stop(q);
+  hb_worker_teardown(&w, base, q);
 }
 END_TEST
 
@@ -252,8 +250,7 @@ START_TEST(test_heartbeat_faults_poke_during_outage) {
   hb_worker w = {.status = RBEE_STATUS_READY};
   rbee_heartbeat_options o = options(q, 20000);
   o.backoff_initial_ms = 100;
-  ck_assert_int_eq(rbee_heartbeat_new(&w.hb, base, &o, hb_worker_payload, &w), 0);
-  ck_assert_int_eq(rbee_heartbeat_start(w.hb), 0);
+  hb_worker_start(&w, base, &o);
   hb_worker *wp = &w;
   until u = {.w = wp, .q = q, .failed_at_least = 6};
   ck_assert(hb_loop_until(base, reached, &u, 30000));
@@ -266,9 +263,7 @@ START_TEST(test_heartbeat_faults_poke_during_outage) {
   ck_assert_int_gt(w.beats, n);
   int64_t waited = w.beat_us[n] - t0;
   ck_assert_msg(waited <= 100000 + 300000, "poke waited %lld us", (long long)waited);
-  rbee_heartbeat_free(w.hb);
-  event_base_free(base);
-  queen_server_stop(q);
+  hb_worker_teardown(&w, base, q);
 }
 END_TEST
 

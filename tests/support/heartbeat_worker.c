@@ -1,6 +1,10 @@
 #include <cjson/cJSON.h>
 
+#include <check.h>
+#include <event2/event.h>
+
 #include "heartbeat_worker.h"
+#include "queen_server.h"
 #include "util/util.h"
 
 int hb_worker_payload(rbee_worker_info *info, cJSON *extra, uint64_t seq, void *ud) {
@@ -41,4 +45,16 @@ void hb_worker_done(rbee_heartbeat *hb, int result, void *ud) {
     rbee_heartbeat_free(hb);
     w->hb = NULL;
   }
+}
+
+void hb_worker_start(hb_worker *w, struct event_base *base, const rbee_heartbeat_options *o) {
+  ck_assert_int_eq(rbee_heartbeat_new(&w->hb, base, o, hb_worker_payload, w), 0);
+  ck_assert_int_eq(rbee_heartbeat_start(w->hb), 0);
+}
+
+void hb_worker_teardown(hb_worker *w, struct event_base *base, queen_server *q) {
+  rbee_heartbeat_free(w->hb);
+  w->hb = NULL;
+  event_base_free(base);
+  queen_server_stop(q);
 }

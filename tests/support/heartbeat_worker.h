@@ -27,6 +27,13 @@ typedef struct hb_worker {
 /* The payload callback: worker-test-9000, model tiny, cpu, port 9000,
  * w->status, plus health, jobs and load_progress extras. */
 int hb_worker_payload(rbee_worker_info *info, struct cJSON *extra, uint64_t seq, void *ud);
+struct event_base;
+struct queen_server;
+/* Create w->hb on @p base with @p o and start it; fails the test when
+ * either step fails. */
+void hb_worker_start(hb_worker *w, struct event_base *base, const rbee_heartbeat_options *o);
+/* The usual end of a test: free the heartbeat, the loop and the queen. */
+void hb_worker_teardown(hb_worker *w, struct event_base *base, struct queen_server *q);
 /* The done callback: counts calls, keeps the result. */
 void hb_worker_done(rbee_heartbeat *hb, int result, void *ud);
 
