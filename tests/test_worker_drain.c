@@ -35,12 +35,7 @@ START_TEST(test_worker_drain_lets_running_job_finish) {
   ck_assert_int_eq(proc_kill(&p, SIGTERM), 0);
   /* Draining: not ready, no new job, but the running one goes on. */
   char body[512];
-  long st = 0;
-  for (int i = 0; i < 500 && st != 503; i++) {
-    st = wp_get_status(port, "/ready", body, sizeof body);
-    if (st != 503)
-      usleep(5000);
-  }
+  long st = wp_poll_status(port, "/ready", 503, body, sizeof body, 2500);
   ck_assert_int_eq(st, 503);
   ck_assert_ptr_nonnull(strstr(body, "\"state\":\"stopping\""));
   ck_assert_int_eq(wp_post_status(port, "{\"operation\":\"infer\"}"), 503);

@@ -192,12 +192,7 @@ START_TEST(test_worker_unhealthy_is_not_ready) {
   proc p;
   int port = wp_start_worker(&p, WP_ARGS("--health", "unhealthy"));
   char body[512];
-  long st = 0;
-  for (int i = 0; i < 1000 && st != 503; i++) {
-    st = wp_get_status(port, "/health", body, sizeof body);
-    if (st != 503)
-      usleep(10000);
-  }
+  long st = wp_poll_status(port, "/health", 503, body, sizeof body, 10000);
   ck_assert_int_eq(st, 503);
   ck_assert_ptr_nonnull(strstr(body, "test says so"));
   ck_assert_int_eq(wp_get_status(port, "/ready", NULL, 0), 503);
@@ -372,12 +367,7 @@ START_TEST(test_worker_device_sticky_error) {
   int port = wp_start_worker(&p, WP_ARGS("--device-fail-after-ms", "300", "--queen-url",
                                          queen_server_url(q), "--heartbeat-interval", "0.2"));
   char body[512];
-  long st = 0;
-  for (int i = 0; i < 3000 && st != 503; i++) {
-    st = wp_get_status(port, "/health", body, sizeof body);
-    if (st != 503)
-      usleep(10000);
-  }
+  long st = wp_poll_status(port, "/health", 503, body, sizeof body, 30000);
   ck_assert_int_eq(st, 503);
   ck_assert_ptr_nonnull(strstr(body, "illegal memory access"));
   ck_assert_int_eq(wp_get_status(port, "/ready", NULL, 0), 503);

@@ -141,6 +141,17 @@ long wp_get_status(int port, const char *path, char *body, size_t len) {
   return st;
 }
 
+long wp_poll_status(int port, const char *path, long want, char *body, size_t len,
+                    int timeout_ms) {
+  long st = 0;
+  for (int waited = 0; waited <= timeout_ms; waited += 10) {
+    if ((st = wp_get_status(port, path, body, len)) == want)
+      break;
+    usleep(10000);
+  }
+  return st;
+}
+
 int wp_free_port_in_use(int *fd_out) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   struct sockaddr_in sa = {.sin_family = AF_INET};

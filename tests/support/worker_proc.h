@@ -33,6 +33,10 @@ int wp_run_to_exit(const char *const *args, const char *const *env, char **err, 
 int wp_wait_ready(int port);
 long wp_post_status(int port, const char *json);
 long wp_get_status(int port, const char *path, char *body, size_t len);
+/* GET @p path every 10 ms until it answers @p want or @p timeout_ms pass;
+ * returns the last status (its body in @p body). */
+long wp_poll_status(int port, const char *path, long want, char *body, size_t len,
+                    int timeout_ms);
 
 char *wp_slurp_file(const char *path);
 char *wp_read_trace(void);
