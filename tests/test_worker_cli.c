@@ -10,7 +10,7 @@
 
 #include <fcntl.h>
 
-#include "lifecycle/worker_internal.h"
+#include "worker/worker_internal.h"
 #include "rbee/rbee.h"
 #include "testutil.h"
 #include "util/util.h"

@@ -9,7 +9,7 @@
 #include "rbee/device.h"
 #include "rbee/heartbeat.h"
 #include "rbee/info.h"
-#include "lifecycle/jobs.h"
+#include "jobs/jobs.h"
 
 struct event_base;
 

@@ -9,7 +9,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
-#include "lifecycle/jobs_internal.h"
+#include "jobs/jobs_internal.h"
 #include "worker_loop.h"
 
 struct evbuffer;

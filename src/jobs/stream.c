@@ -2,7 +2,7 @@
 #include <event2/buffer.h>
 #include <stdlib.h>
 
-#include "lifecycle/jobs_internal.h"
+#include "jobs/jobs_internal.h"
 #include "util/util.h"
 
 int rbee__stream_open(rbee__stream **out, rbee_job *job, int64_t last_event_id, rbee__stream_cb cb,

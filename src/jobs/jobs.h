@@ -1,6 +1,6 @@
 /* The job table (internal): accepted jobs, the FIFO queue, the job slots and
  * their threads, and each job's stream of events. Owned by the worker
- * (src/lifecycle), used by the HTTP front (src/http).
+ * (src/jobs), used by the HTTP front (src/http).
  *
  * Threads: every rbee__jobs_* and rbee__stream_* function runs on the loop
  * thread, except where noted. Job threads only touch a job through the

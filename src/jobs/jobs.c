@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lifecycle/jobs_internal.h"
+#include "jobs/jobs_internal.h"
 #include "rbee/info.h"
 #include "util/util.h"
 

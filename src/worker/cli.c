@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lifecycle/worker_internal.h"
+#include "worker/worker_internal.h"
 #include "util/util.h"
 
 enum {

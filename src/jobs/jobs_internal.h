@@ -11,7 +11,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-#include "lifecycle/jobs.h"
+#include "jobs/jobs.h"
 
 struct event;
 

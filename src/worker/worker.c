@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lifecycle/worker_impl.h"
+#include "worker/worker_impl.h"
 #include "rbee/version.h"
 #include "util/util.h"
 

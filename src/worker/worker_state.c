@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "lifecycle/worker_impl.h"
+#include "worker/worker_impl.h"
 #include "util/util.h"
 
 void rbee__worker_effective_health(rbee_worker *w, rbee_health *h, char *reason, size_t len) {

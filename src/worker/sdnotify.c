@@ -11,7 +11,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "lifecycle/worker_internal.h"
+#include "worker/worker_internal.h"
 #include "util/util.h"
 
 int rbee__sd_open(rbee__sd *sd) {

@@ -10,8 +10,8 @@
 #include <pthread.h>
 
 #include "http/http.h"
-#include "lifecycle/jobs.h"
-#include "lifecycle/worker_internal.h"
+#include "jobs/jobs.h"
+#include "worker/worker_internal.h"
 #include "rbee/heartbeat.h"
 
 struct event;

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "lifecycle/jobs_internal.h"
+#include "jobs/jobs_internal.h"
 #include "util/util.h"
 
 const char *rbee_job_id(const rbee_job *job) { return job ? job->id : NULL; }
