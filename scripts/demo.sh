@@ -50,7 +50,8 @@ worker() { curl -s --max-time 5 "$qurl/v1/workers/$1" || true; }
 is_status() { case "$(worker "$1")" in *"\"status\":\"$2\""*) return 0 ;; esac; return 1; }
 queen_port_known() {
   qurl=$(sed -n 's/^rbee-local-queen listening on \(http:.*\)$/\1/p' "$tmp/queen.out")
-  [ -n "$qurl" ]
+  qtoken=$(sed -n 's/^rbee-local-queen registration token in \(.*\)$/\1/p' "$tmp/queen.out")
+  [ -n "$qurl" ] && [ -n "$qtoken" ]
 }
 
 say "1. start the local queen on a free loopback port"
@@ -62,7 +63,7 @@ echo "queen: $qurl"
 
 say "2. start the LLM sample worker (model: tiny, a word n-gram model; paced at 25 tokens/s)"
 "$LLM" --worker-id demo-llm --model tiny --port 0 --queen-url "$qurl" \
-  --heartbeat-interval 2 --pace-tps 25 >"$tmp/llm.out" 2>"$tmp/llm.log" &
+  --queen-token-file "$qtoken" --heartbeat-interval 2 --pace-tps 25 >"$tmp/llm.out" 2>"$tmp/llm.log" &
 llm_pid=$!
 pids+=("$llm_pid")
 wait_for 60 "the queen to list demo-llm as ready" is_status demo-llm ready
@@ -88,7 +89,7 @@ curl -sS -N --max-time 60 -H 'Accept: text/event-stream' -X POST "$qurl/v1/jobs"
 
 say "4. one image with the SD sample worker (a fractal refined over 20 steps)"
 "$SD" --worker-id demo-sd --model julia --port 0 --queen-url "$qurl" \
-  --heartbeat-interval 2 >"$tmp/sd.out" 2>"$tmp/sd.log" &
+  --queen-token-file "$qtoken" --heartbeat-interval 2 >"$tmp/sd.out" 2>"$tmp/sd.log" &
 pids+=($!)
 wait_for 60 "the queen to list demo-sd as ready" is_status demo-sd ready
 ijob='{"model":"julia","operation":"image_generation","prompt":"a lighthouse at dusk","steps":20,"width":512,"height":384,"seed":42}'

@@ -44,7 +44,8 @@ need_samples() {
   done
 }
 
-# start_queen [flags...]: sets QURL and QPID.
+# start_queen [flags...]: sets QURL, QPID and QTOKEN (the registration
+# token file the queen wrote; workers started here pass it).
 start_queen() {
   # Created here: the background child may open them after we first read.
   : >"$TMP/queen.out"
@@ -55,6 +56,8 @@ start_queen() {
   local _
   for _ in $(seq 100); do
     QURL=$(sed -n 's/^rbee-local-queen listening on \(http:.*\)$/\1/p' "$TMP/queen.out")
+    # Both lines come in one write.
+    QTOKEN=$(sed -n 's/^rbee-local-queen registration token in \(.*\)$/\1/p' "$TMP/queen.out")
     [ -n "$QURL" ] && return 0
     kill -0 "$QPID" 2>/dev/null || fail "the queen exited at start"
     sleep 0.1
@@ -68,7 +71,8 @@ start_worker() {
   local name=$1 bin=$2
   shift 2
   : >"$TMP/$name.log"
-  "$bin" --worker-id "$name" --port 0 --queen-url "$QURL" --heartbeat-interval 1 "$@" \
+  "$bin" --worker-id "$name" --port 0 --queen-url "$QURL" --heartbeat-interval 1 \
+    ${QTOKEN:+--queen-token-file "$QTOKEN"} "$@" \
     >"$TMP/$name.out" 2>"$TMP/$name.log" &
   LAST_PID=$!
   PIDS+=("$LAST_PID")

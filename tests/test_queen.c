@@ -25,7 +25,7 @@ static rbee_worker_info make_info(const char *id, const char *model, uint16_t po
 }
 
 START_TEST(test_queen_registry_update_and_history) {
-  queen_registry reg = {0};
+  static queen_registry reg;
   rbee_worker_info i = make_info("w1", "tiny", 9000, RBEE_STATUS_STARTING);
   rbee_worker_status old;
   ck_assert_int_eq(queen_registry_update(&reg, &i, "127.0.0.1", NULL, 1000, 1, &old),
@@ -37,12 +37,23 @@ START_TEST(test_queen_registry_update_and_history) {
   ck_assert_int_eq(queen_registry_update(&reg, &i, "127.0.0.1", NULL, 3000, 3, &old),
                    QUEEN_STATUS_CHANGED);
   ck_assert_int_eq(old, RBEE_STATUS_STARTING);
+  /* A live id is bound to its address and port: a move is refused... */
   i = make_info("w1", "tiny", 9001, RBEE_STATUS_READY);
   ck_assert_int_eq(queen_registry_update(&reg, &i, "127.0.0.1", NULL, 4000, 4, &old),
-                   QUEEN_MOVED);
+                   QUEEN_ETAKEN);
+  i = make_info("w1", "tiny", 9000, RBEE_STATUS_STOPPED);
+  ck_assert_int_eq(queen_registry_update(&reg, &i, "127.0.0.2", NULL, 4000, 4, &old),
+                   QUEEN_ETAKEN);
+  /* ...until it stops. */
+  i = make_info("w1", "tiny", 9000, RBEE_STATUS_STOPPED);
+  ck_assert_int_eq(queen_registry_update(&reg, &i, "127.0.0.1", NULL, 4000, 4, &old),
+                   QUEEN_STATUS_CHANGED);
+  i = make_info("w1", "tiny", 9001, RBEE_STATUS_READY);
+  ck_assert_int_eq(queen_registry_update(&reg, &i, "127.0.0.1", NULL, 4000, 4, &old),
+                   QUEEN_MOVED | QUEEN_STATUS_CHANGED);
   ck_assert_uint_eq(reg.count, 1);
-  ck_assert_uint_eq(reg.head->beats, 4);
-  ck_assert_uint_eq(reg.head->nhistory, 2);
+  ck_assert_uint_eq(reg.head->beats, 5);
+  ck_assert_uint_eq(reg.head->nhistory, 4);
   ck_assert_int_eq(reg.head->history[0].status, RBEE_STATUS_STARTING);
   ck_assert_int_eq(reg.head->history[1].status, RBEE_STATUS_READY);
   /* The history keeps the newest QUEEN_HISTORY transitions. */
@@ -390,12 +401,100 @@ START_TEST(test_queen_token_required) {
 }
 END_TEST
 
+/* The registry is capped, and finds one of many ids at once (hashed). */
+START_TEST(test_queen_registry_cap_and_lookup) {
+  static queen_registry reg;
+  char id[32];
+  for (int k = 0; k < QUEEN_MAX_WORKERS; k++) {
+    snprintf(id, sizeof id, "w%d", k);
+    rbee_worker_info i = make_info(id, "tiny", 1, RBEE_STATUS_READY);
+    ck_assert_int_eq(queen_registry_update(&reg, &i, "127.0.0.1", NULL, 1, 1, NULL),
+                     QUEEN_NEW | QUEEN_STATUS_CHANGED);
+  }
+  rbee_worker_info i = make_info("one-too-many", "tiny", 1, RBEE_STATUS_READY);
+  ck_assert_int_eq(queen_registry_update(&reg, &i, "127.0.0.1", NULL, 1, 1, NULL), QUEEN_EFULL);
+  ck_assert_ptr_null(i.id); /* taken even when refused */
+  ck_assert_str_eq(queen_registry_find(&reg, "w777")->info.id, "w777");
+  ck_assert_ptr_null(queen_registry_find(&reg, "one-too-many"));
+  ck_assert_uint_eq(queen_registry_sweep(&reg, 10, 1, NULL, NULL), QUEEN_MAX_WORKERS);
+  ck_assert_ptr_null(queen_registry_find(&reg, "w777"));
+  queen_registry_clear(&reg);
+}
+END_TEST
+
+/* Forgeries against a queen with a registration token: no token, a bad
+ * one, two Authorization headers, a bad id, a huge body, and a live id
+ * reused from another port are each refused, and change nothing. */
+START_TEST(test_queen_forgeries_refused) {
+  evthread_use_pthreads();
+  live l;
+  l.base = event_base_new();
+  queen_options o = QUEEN_OPTIONS_INIT;
+  o.port = 0;
+  o.reg_token = "regtok";
+  char err[256];
+  ck_assert_int_eq(queen_new(&l.q, l.base, &o, err, sizeof err), 0);
+  snprintf(l.url, sizeof l.url, "http://127.0.0.1:%d", queen_port(l.q));
+  ck_assert_int_eq(pthread_create(&l.thread, NULL, loop_main, &l), 0);
+  rbee_test_http r;
+  static const char *good[] = {"Content-Type: application/json",
+                               "Authorization: Bearer regtok", NULL};
+  static const char *bad[] = {"Content-Type: application/json",
+                              "Authorization: Bearer nope", NULL};
+  static const char *two[] = {"Content-Type: application/json", "Authorization: Bearer regtok",
+                              "Authorization: Bearer nope", NULL};
+  ck_assert_int_eq(post(&l, "/v1/worker-heartbeat", heartbeat("f", "m", 1, "ready"), json_hdr,
+                        &r), 401);
+  rbee_test_http_clear(&r);
+  ck_assert_int_eq(post(&l, "/v1/worker-heartbeat", heartbeat("f", "m", 1, "ready"), bad, &r),
+                   401);
+  rbee_test_http_clear(&r);
+  ck_assert_int_eq(post(&l, "/v1/worker-heartbeat", heartbeat("f", "m", 1, "ready"), two, &r),
+                   400);
+  rbee_test_http_clear(&r);
+  ck_assert_int_eq(post(&l, "/v1/worker-heartbeat", heartbeat("a\\u000fb", "m", 1, "ready"),
+                        good, &r), 400);
+  ck_assert_ptr_nonnull(strstr(r.body, "printable"));
+  rbee_test_http_clear(&r);
+  char *big = malloc(64 << 10);
+  ck_assert_ptr_nonnull(big);
+  const char *hb = heartbeat("f", "m", 1, "ready");
+  size_t n = strlen(hb) - 1;
+  memcpy(big, hb, n);
+  n += (size_t)snprintf(big + n, 64, ",\"pad\":\"");
+  memset(big + n, 'x', 40000);
+  n += 40000;
+  memcpy(big + n, "\"}", 3);
+  ck_assert_int_eq(post(&l, "/v1/worker-heartbeat", big, good, &r), 413);
+  rbee_test_http_clear(&r);
+  free(big);
+  /* The real worker registers; a forged beat for its id from another port
+   * (also a forged "stopped") is refused and it stays as it was. */
+  ck_assert_int_eq(post(&l, "/v1/worker-heartbeat", heartbeat("real", "m", 4000, "ready"), good,
+                        &r), 200);
+  rbee_test_http_clear(&r);
+  ck_assert_int_eq(post(&l, "/v1/worker-heartbeat", heartbeat("real", "m", 4001, "stopped"),
+                        good, &r), 409);
+  ck_assert_ptr_nonnull(strstr(r.body, "WORKER_ID_TAKEN"));
+  rbee_test_http_clear(&r);
+  cJSON *w = workers(&l);
+  cJSON *arr = cJSON_GetObjectItem(w, "workers");
+  ck_assert_int_eq(cJSON_GetArraySize(arr), 1);
+  ck_assert_int_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(arr, 0), "port")->valueint, 4000);
+  ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(arr, 0), "status")->valuestring,
+                   "ready");
+  cJSON_Delete(w);
+  live_stop(&l);
+}
+END_TEST
+
 static Suite *queen_suite(void) {
   Suite *s = suite_create("queen");
   TCase *tc = tcase_create("registry");
   tcase_add_test(tc, test_queen_registry_update_and_history);
   tcase_add_test(tc, test_queen_registry_pick_prefers_ready);
   tcase_add_test(tc, test_queen_registry_sweep_drops_silent);
+  tcase_add_test(tc, test_queen_registry_cap_and_lookup);
   suite_add_tcase(s, tc);
   tc = tcase_create("server");
   tcase_set_timeout(tc, 60);
@@ -405,6 +504,7 @@ static Suite *queen_suite(void) {
   tcase_add_test(tc, test_queen_jobs_need_a_worker);
   tcase_add_test(tc, test_queen_unreachable_worker);
   tcase_add_test(tc, test_queen_token_required);
+  tcase_add_test(tc, test_queen_forgeries_refused);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -2,6 +2,7 @@
  * the whole rbee system. See docs/local-queen.md. */
 #include <errno.h>
 #include <event2/event.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -23,6 +24,10 @@ static void usage(FILE *f) {
           "  --dead-after-ms MS   drop a worker silent this long (default 90000)\n"
           "  --token-file F       require this bearer token from workers and clients\n"
           "  --worker-token-file F  bearer token to send to workers with jobs\n"
+          "  --registration-token-file F  where to write the generated token workers need\n"
+          "                       for heartbeats (default: a private temporary directory)\n"
+          "  --insecure-open-registration  take heartbeats without a token (anyone local\n"
+          "                       can register a worker)\n"
           "  --table / --no-table   redraw a table of workers on stdout (default: when a tty)\n"
           "  --log-format text|json\n"
           "  -h, --help, -V, --version\n\n"
@@ -45,6 +50,45 @@ static char *read_token(const char *path) {
     return NULL;
   }
   return strdup(buf);
+}
+
+/* fds 0-2 closed at exec would be taken by the loop's own descriptors and
+ * log lines written into them: hold them on /dev/null. */
+static void hold_stdio(void) {
+  for (int fd = 0; fd < 3; fd++)
+    if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", fd ? O_WRONLY : O_RDONLY) < 0)
+      _exit(70);
+}
+
+/* A fresh registration token, written 0600 to @p path (a new file). */
+static char *make_token(const char *path) {
+  unsigned char raw[16];
+  int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+  if (fd < 0 || read(fd, raw, sizeof raw) != (ssize_t)sizeof raw) {
+    fprintf(stderr, "rbee-local-queen: cannot read /dev/urandom for a token: %s\n", strerror(errno));
+    if (fd >= 0)
+      close(fd);
+    return NULL;
+  }
+  close(fd);
+  char *tok = malloc(2 * sizeof raw + 1);
+  if (tok == NULL) {
+    fprintf(stderr, "rbee-local-queen: out of memory making a token\n");
+    return NULL;
+  }
+  for (size_t i = 0; i < sizeof raw; i++)
+    snprintf(tok + 2 * i, 3, "%02x", raw[i]);
+  fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+  if (f == NULL || fprintf(f, "%s\n", tok) < 0 || fclose(f) != 0) {
+    fprintf(stderr, "rbee-local-queen: cannot write the registration token to %s: %s\n", path,
+            strerror(errno));
+    if (f == NULL && fd >= 0)
+      close(fd);
+    free(tok);
+    return NULL;
+  }
+  return tok;
 }
 
 static int parse_uint(const char *s, long max, long *out) {
@@ -78,10 +122,15 @@ static void on_signal(evutil_socket_t sig, short what, void *arg) {
 }
 
 int main(int argc, char **argv) {
+  hold_stdio();
   queen_options o = QUEEN_OPTIONS_INIT;
-  char *token = NULL, *wtoken = NULL;
+  char *token = NULL, *wtoken = NULL, *rtoken = NULL;
+  const char *rtoken_path = NULL;
+  char tmpdir[4096] = "", tmppath[4200] = "";
+  int open_reg = 0;
   int table = isatty(STDOUT_FILENO);
-  enum { O_PORT = 1, O_BIND, O_DEAD, O_TOKEN, O_WTOKEN, O_TABLE, O_NOTABLE, O_LOGFMT };
+  enum { O_PORT = 1, O_BIND, O_DEAD, O_TOKEN, O_WTOKEN, O_TABLE, O_NOTABLE, O_LOGFMT, O_RTOKEN,
+         O_OPEN };
   static const struct option longopts[] = {
       {"port", required_argument, NULL, O_PORT},
       {"bind", required_argument, NULL, O_BIND},
@@ -91,6 +140,8 @@ int main(int argc, char **argv) {
       {"table", no_argument, NULL, O_TABLE},
       {"no-table", no_argument, NULL, O_NOTABLE},
       {"log-format", required_argument, NULL, O_LOGFMT},
+      {"registration-token-file", required_argument, NULL, O_RTOKEN},
+      {"insecure-open-registration", no_argument, NULL, O_OPEN},
       {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, 'V'},
       {NULL, 0, NULL, 0}};
@@ -126,6 +177,12 @@ int main(int argc, char **argv) {
       if ((wtoken = read_token(optarg)) == NULL)
         goto out;
       break;
+    case O_RTOKEN:
+      rtoken_path = optarg;
+      break;
+    case O_OPEN:
+      open_reg = 1;
+      break;
     case O_TABLE:
       table = 1;
       break;
@@ -159,7 +216,29 @@ int main(int argc, char **argv) {
     fprintf(stderr, "rbee-local-queen: unexpected argument '%s'\n", argv[optind]);
     goto out;
   }
+  if (token == NULL && !open_reg) {
+    /* Workers authenticate by default: a token of our own, in a file. */
+    if (rtoken_path == NULL) {
+      const char *t = getenv("TMPDIR");
+      snprintf(tmpdir, sizeof tmpdir, "%s/rbee-queen.XXXXXX", t && *t ? t : "/tmp");
+      if (mkdtemp(tmpdir) == NULL) {
+        fprintf(stderr, "rbee-local-queen: cannot make a directory for the token: %s\n",
+                strerror(errno));
+        tmpdir[0] = '\0';
+        goto out;
+      }
+      snprintf(tmppath, sizeof tmppath, "%s/registration-token", tmpdir);
+      rtoken_path = tmppath;
+    }
+    if ((rtoken = make_token(rtoken_path)) == NULL) {
+      if (tmpdir[0])
+        rmdir(tmpdir);
+      tmpdir[0] = '\0';
+      goto out;
+    }
+  }
   o.token = token;
+  o.reg_token = rtoken;
   o.worker_token = wtoken;
   o.table = table;
   signal(SIGPIPE, SIG_IGN);
@@ -187,7 +266,15 @@ int main(int argc, char **argv) {
     event_add(sigterm, NULL);
   /* Scripts read this line to learn the port (--port 0). */
   printf("rbee-local-queen listening on http://%s:%d\n", o.bind, queen_port(q));
+  if (rtoken)
+    printf("rbee-local-queen registration token in %s\n", rtoken_path);
   fflush(stdout);
+  if (rtoken)
+    rbee_log(RBEE_LOG_INFO, "queen", "listen", NULL,
+             "workers register with --queen-token-file %s", rtoken_path);
+  else if (token == NULL)
+    rbee_log(RBEE_LOG_WARN, "queen", "listen", NULL,
+             "open registration: any local process can register a worker and receive jobs");
   rbee_log(RBEE_LOG_INFO, "queen", "listen", NULL, "listening on http://%s:%d, dead after %u ms",
            o.bind, queen_port(q), o.dead_after_ms);
   event_base_dispatch(base);
@@ -199,6 +286,11 @@ int main(int argc, char **argv) {
   event_base_free(base);
   rc = 0;
 out:
+  if (rtoken)
+    unlink(rtoken_path);
+  if (tmpdir[0])
+    rmdir(tmpdir);
+  free(rtoken);
   free(token);
   free(wtoken);
   return rc;

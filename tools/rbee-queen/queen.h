@@ -23,9 +23,14 @@ typedef struct queen_options {
   const char *worker_token;  /* bearer token sent to workers, NULL: none */
   size_t max_body_bytes;     /* default 16 MiB */
   int table;                 /* 1: redraw a table of workers on stdout */
+  /* Bearer token required on heartbeats only (the generated registration
+   * token), when @c token is NULL. NULL too: open registration. */
+  const char *reg_token;
 } queen_options;
 
-#define QUEEN_OPTIONS_INIT {"127.0.0.1", 7833, 90000, NULL, NULL, (size_t)16 << 20, 0}
+#define QUEEN_OPTIONS_INIT {"127.0.0.1", 7833, 90000, NULL, NULL, (size_t)16 << 20, 0, NULL}
+/* A heartbeat larger than this is refused (413): extras cannot grow memory. */
+#define QUEEN_MAX_HEARTBEAT_BYTES (16u << 10)
 
 typedef struct queen {
   struct event_base *base;

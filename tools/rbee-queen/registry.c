@@ -7,11 +7,39 @@
 
 #include <rbee/errors.h>
 
+/* FNV-1a. */
+static unsigned bucket(const char *id) {
+  uint32_t h = 2166136261u;
+  for (const unsigned char *p = (const unsigned char *)id; *p; p++)
+    h = (h ^ *p) * 16777619u;
+  return h % QUEEN_BUCKETS;
+}
+
 static queen_worker *find(const queen_registry *reg, const char *id) {
-  for (queen_worker *w = reg->head; w; w = w->next)
+  for (queen_worker *w = reg->buckets[bucket(id)]; w; w = w->hnext)
     if (strcmp(w->info.id, id) == 0)
       return w;
   return NULL;
+}
+
+const queen_worker *queen_registry_find(const queen_registry *reg, const char *id) {
+  return find(reg, id);
+}
+
+int queen_worker_id_ok(const char *id) {
+  size_t n = 0;
+  for (; id[n]; n++)
+    if (n >= 128 || (unsigned char)id[n] <= 0x20 || (unsigned char)id[n] >= 0x7f)
+      return 0;
+  return n > 0;
+}
+
+static void unhash(queen_registry *reg, queen_worker *w) {
+  queen_worker **pp = &reg->buckets[bucket(w->info.id)];
+  while (*pp && *pp != w)
+    pp = &(*pp)->hnext;
+  if (*pp)
+    *pp = w->hnext;
 }
 
 static void worker_free(queen_worker *w) {
@@ -44,6 +72,19 @@ int queen_registry_update(queen_registry *reg, rbee_worker_info *info, const cha
     return RBEE_ENOMEM;
   }
   queen_worker *w = find(reg, info->id);
+  if (w && w->info.status != RBEE_STATUS_STOPPED &&
+      (w->info.port != info->port || strcmp(w->address, addr) != 0)) {
+    free(addr);
+    rbee_worker_info_clear(info);
+    cJSON_Delete(heartbeat);
+    return QUEEN_ETAKEN;
+  }
+  if (w == NULL && reg->count >= QUEEN_MAX_WORKERS) {
+    free(addr);
+    rbee_worker_info_clear(info);
+    cJSON_Delete(heartbeat);
+    return QUEEN_EFULL;
+  }
   if (w == NULL) {
     if ((w = calloc(1, sizeof *w)) == NULL) {
       free(addr);
@@ -72,6 +113,11 @@ int queen_registry_update(queen_registry *reg, rbee_worker_info *info, const cha
   rbee_worker_info_clear(&w->info);
   w->info = *info;
   memset(info, 0, sizeof *info);
+  if (flags & QUEEN_NEW) {
+    unsigned b = bucket(w->info.id);
+    w->hnext = reg->buckets[b];
+    reg->buckets[b] = w;
+  }
   free(w->address);
   w->address = addr;
   cJSON_Delete(w->heartbeat);
@@ -93,6 +139,7 @@ unsigned queen_registry_sweep(queen_registry *reg, int64_t now_mono_us, int64_t 
     int64_t silent = now_mono_us - w->last_seen_mono_us;
     if (silent >= dead_after_us) {
       *pp = w->next;
+      unhash(reg, w);
       reg->count--;
       removed++;
       if (on_dead)
@@ -144,7 +191,7 @@ char *queen_registry_models(const queen_registry *reg) {
   return out;
 }
 
-static cJSON *worker_json(const queen_worker *w, int64_t now_mono_us) {
+cJSON *queen_worker_to_json(const queen_worker *w, int64_t now_mono_us) {
   cJSON *o = rbee_worker_info_to_cjson(&w->info);
   if (o == NULL)
     return NULL;
@@ -198,7 +245,7 @@ cJSON *queen_registry_to_json(const queen_registry *reg, int64_t now_mono_us) {
     return NULL;
   }
   for (const queen_worker *w = reg->head; w; w = w->next) {
-    cJSON *wj = worker_json(w, now_mono_us);
+    cJSON *wj = queen_worker_to_json(w, now_mono_us);
     if (wj == NULL) {
       cJSON_Delete(o);
       return NULL;
@@ -214,5 +261,6 @@ void queen_registry_clear(queen_registry *reg) {
     reg->head = w->next;
     worker_free(w);
   }
+  memset(reg->buckets, 0, sizeof reg->buckets);
   reg->count = 0;
 }

@@ -28,20 +28,39 @@ typedef struct queen_worker {
   queen_transition history[QUEEN_HISTORY]; /* oldest first */
   unsigned nhistory;
   struct queen_worker *next; /* registration order */
+  struct queen_worker *hnext; /* hash bucket chain */
 } queen_worker;
+
+/* Workers kept at most: a flood of ids cannot grow the registry further. */
+#define QUEEN_MAX_WORKERS 1024
+#define QUEEN_BUCKETS 2048
 
 typedef struct queen_registry {
   queen_worker *head;
   unsigned count;
+  queen_worker *buckets[QUEEN_BUCKETS]; /* by id: O(1) lookup */
 } queen_registry;
 
 /* What an update changed. */
 enum { QUEEN_NEW = 1, QUEEN_STATUS_CHANGED = 2, QUEEN_MOVED = 4 };
+/* Refusals (negative, apart from the RBEE_E* codes): the id is bound to
+ * another address and port until it stops or expires; the registry is full. */
+#define QUEEN_ETAKEN (-10001)
+#define QUEEN_EFULL (-10002)
+
+/* The worker of @p id, or NULL. */
+const queen_worker *queen_registry_find(const queen_registry *reg, const char *id);
+/* 1 when @p id is a worker id as a worker's --worker-id accepts it:
+ * 1 to 128 printable ASCII characters, no spaces. */
+int queen_worker_id_ok(const char *id);
 
 /* Record a heartbeat. Takes @p info (moved; cleared on return) and
  * @p heartbeat (owned afterwards, may be NULL). Returns QUEEN_* flags or a
  * negative RBEE_E* code (out of memory: nothing recorded). @p old_status
- * (may be NULL) receives the status before the update. */
+ * (may be NULL) receives the status before the update. A live worker's
+ * id is bound to the address and port that registered it: a beat for it
+ * from elsewhere is QUEEN_ETAKEN (nothing changes) until it is stopped or
+ * dropped. */
 int queen_registry_update(queen_registry *reg, rbee_worker_info *info, const char *address,
                           struct cJSON *heartbeat, int64_t now_mono_us, int64_t now_wall_us,
                           rbee_worker_status *old_status);
@@ -63,6 +82,8 @@ char *queen_registry_models(const queen_registry *reg);
 
 /* {"workers":[...]} as GET /v1/workers shows it. NULL on out of memory. */
 struct cJSON *queen_registry_to_json(const queen_registry *reg, int64_t now_mono_us);
+/* One worker as GET /v1/workers/{id} shows it. NULL on out of memory. */
+struct cJSON *queen_worker_to_json(const queen_worker *w, int64_t now_mono_us);
 
 void queen_registry_clear(queen_registry *reg);
 

@@ -59,9 +59,11 @@ typedef struct queen_relay {
   char job_id[128];
   char scan[4096];                 /* stream head, until the job id is seen */
   size_t scanlen;
+  int scanned;                     /* the job id was seen (kept or refused) */
   struct event *cleanup_ev;
   struct event *unpause_ev;
   char errbuf[CURL_ERROR_SIZE];
+  const char *refused;             /* why the queen cut the worker's answer */
 } queen_relay;
 
 static void check_done(queen *q);
@@ -130,7 +132,32 @@ int queen_relay_init(queen *q) {
 
 /* ---- the job map ---- */
 
+static const queen_job_ref *find_job(const queen *q, const char *job_id);
+
+/* A job id as it may appear in a URL path: printable, no delimiters. */
+static int job_id_ok(const char *id) {
+  if (id[0] == '\0')
+    return 0;
+  for (const char *p = id; *p; p++)
+    if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f || strchr("/?#%\"\\", *p))
+      return 0;
+  return 1;
+}
+
+/* A worker names the job it took; it may not claim an id the queen routed
+ * to another worker (later GET/DELETE would go to it). */
 static void remember_job(queen_relay *r) {
+  const queen_job_ref *old = find_job(r->q, r->job_id);
+  if (!job_id_ok(r->job_id) ||
+      (old && (strcmp(old->worker_id, r->worker_id) != 0 || strcmp(old->base_url, r->base_url) != 0))) {
+    rbee_log(RBEE_LOG_WARN, "queen", "relay", NULL,
+             "%s named a job id that is malformed or another worker's: not routed to it later",
+             r->worker_id);
+    r->job_id[0] = '\0';
+    return;
+  }
+  if (old)
+    return;
   queen_job_ref *j = &r->q->jobmap[r->q->jobmap_next++ % JOBS_KEPT];
   snprintf(j->job_id, sizeof j->job_id, "%s", r->job_id);
   snprintf(j->worker_id, sizeof j->worker_id, "%s", r->worker_id);
@@ -210,7 +237,7 @@ static void on_client_close(struct evhttp_connection *evcon, void *arg) {
 }
 
 static void scan_job_id(queen_relay *r, const char *p, size_t n) {
-  if (r->job_id[0] || r->scanlen >= sizeof r->scan - 1)
+  if (r->job_id[0] || r->scanned || r->scanlen >= sizeof r->scan - 1)
     return;
   size_t take = n < sizeof r->scan - 1 - r->scanlen ? n : sizeof r->scan - 1 - r->scanlen;
   memcpy(r->scan + r->scanlen, p, take);
@@ -226,6 +253,7 @@ static void scan_job_id(queen_relay *r, const char *p, size_t n) {
   if (k[i] == '"') {
     memcpy(r->job_id, k, i);
     r->job_id[i] = '\0';
+    r->scanned = 1;
     remember_job(r);
   }
 }
@@ -265,6 +293,11 @@ static size_t on_data(char *p, size_t size, size_t n, void *ud) {
   if (!r->started) {
     const char *ct = NULL;
     curl_easy_getinfo(r->easy, CURLINFO_CONTENT_TYPE, &ct);
+    /* Framing: a 200 to an event-stream request must be one. */
+    if (ct == NULL || strncasecmp(ct, "text/event-stream", 17) != 0) {
+      r->refused = "its 200 answer is not text/event-stream";
+      return 0;
+    }
     struct evkeyvalq *h = evhttp_request_get_output_headers(r->req);
     evhttp_add_header(h, "Content-Type", ct ? ct : "text/event-stream");
     evhttp_add_header(h, "Cache-Control", "no-cache");
@@ -397,7 +430,8 @@ static int try_next(queen_relay *r) {
 static void answer_unreachable(queen_relay *r) {
   if (r->kind != RELAY_ROUTE) {
     queen_send_error(r->req, 502, "WORKER_UNREACHABLE", "job %s's worker %s at %s: %s",
-                     r->job_id, r->worker_id, r->base_url, r->errbuf[0] ? r->errbuf : "no answer");
+                     r->job_id, r->worker_id, r->base_url,
+                     r->refused ? r->refused : r->errbuf[0] ? r->errbuf : "no answer");
     return;
   }
   char *models = queen_registry_models(&r->q->reg);
@@ -408,7 +442,7 @@ static void answer_unreachable(queen_relay *r) {
   else
     queen_send_error(r->req, 502, "WORKER_UNREACHABLE",
                      "every worker serving model \"%s\" failed: last %s said: %s", r->model,
-                     r->worker_id, r->errbuf[0] ? r->errbuf : "no answer");
+                     r->worker_id, r->refused ? r->refused : r->errbuf[0] ? r->errbuf : "no answer");
   free(models);
   r->q->jobs_failed++;
 }
@@ -519,7 +553,7 @@ void queen_relay_start(queen *q, struct evhttp_request *req, char *body, size_t 
 
 void queen_relay_job(queen *q, struct evhttp_request *req, const char *job_id, int stream) {
   enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
-  const queen_job_ref *j = find_job(q, job_id);
+  const queen_job_ref *j = job_id_ok(job_id) ? find_job(q, job_id) : NULL;
   if (stream ? cmd != EVHTTP_REQ_GET : cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_DELETE) {
     queen_send_error(req, 405, "METHOD_NOT_ALLOWED",
                      stream ? "GET resumes a stream" : "GET shows a job, DELETE cancels it");

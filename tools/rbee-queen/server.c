@@ -4,6 +4,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <sys/queue.h>
 #include <event2/keyvalq_struct.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -78,20 +79,38 @@ static int token_ok(const char *given, const char *want) {
   return d == 0;
 }
 
-static int authorized(queen *q, struct evhttp_request *req) {
-  if (q->opts.token == NULL)
+/* The Authorization header; two of them are refused (which one counts
+ * would otherwise be libevent's choice). */
+static int auth_header(struct evhttp_request *req, const char **out) {
+  struct evkeyval *kv;
+  int n = 0;
+  *out = NULL;
+  TAILQ_FOREACH(kv, evhttp_request_get_input_headers(req), next)
+    if (strcasecmp(kv->key, "Authorization") == 0 && n++ == 0)
+      *out = kv->value;
+  return n <= 1;
+}
+
+static int check_token(struct evhttp_request *req, const char *want) {
+  const char *h;
+  if (!auth_header(req, &h)) {
+    queen_send_error(req, 400, "INVALID_REQUEST", "more than one Authorization header");
+    return 0;
+  }
+  if (want == NULL)
     return 1;
-  const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
   if (h == NULL) {
     queen_send_error(req, 401, "MISSING_API_KEY", "this queen needs Authorization: Bearer <token>");
     return 0;
   }
-  if (strncasecmp(h, "Bearer ", 7) != 0 || !token_ok(h + 7, q->opts.token)) {
+  if (strncasecmp(h, "Bearer ", 7) != 0 || !token_ok(h + 7, want)) {
     queen_send_error(req, 401, "INVALID_API_KEY", "the bearer token is not this queen's");
     return 0;
   }
   return 1;
 }
+
+static int authorized(queen *q, struct evhttp_request *req) { return check_token(req, q->opts.token); }
 
 static void on_heartbeat(queen *q, struct evhttp_request *req) {
   if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
@@ -102,6 +121,13 @@ static void on_heartbeat(queen *q, struct evhttp_request *req) {
   if (ct == NULL || strncasecmp(ct, "application/json", 16) != 0) {
     queen_send_error(req, 415, "UNSUPPORTED_MEDIA_TYPE",
                      "a heartbeat is Content-Type: application/json (got %s)", ct ? ct : "none");
+    return;
+  }
+  if (q->opts.token == NULL && q->opts.reg_token && !check_token(req, q->opts.reg_token))
+    return;
+  if (evbuffer_get_length(evhttp_request_get_input_buffer(req)) > QUEEN_MAX_HEARTBEAT_BYTES) {
+    queen_send_error(req, 413, "PAYLOAD_TOO_LARGE", "a heartbeat is at most %u bytes",
+                     QUEEN_MAX_HEARTBEAT_BYTES);
     return;
   }
   size_t len;
@@ -119,6 +145,13 @@ static void on_heartbeat(queen *q, struct evhttp_request *req) {
     free(body);
     return;
   }
+  if (!queen_worker_id_ok(info.id)) {
+    queen_send_error(req, 400, "INVALID_HEARTBEAT",
+                     "worker.id must be 1 to 128 printable ASCII characters without spaces");
+    rbee_worker_info_clear(&info);
+    free(body);
+    return;
+  }
   cJSON *doc = cJSON_ParseWithLength(body, len);
   free(body);
   char *peer = NULL;
@@ -132,6 +165,20 @@ static void on_heartbeat(queen *q, struct evhttp_request *req) {
   unsigned port = info.port;
   int flags = queen_registry_update(&q->reg, &info, peer, doc, queen_mono_us(), queen_wall_us(),
                                     &old);
+  if (flags == QUEEN_ETAKEN) {
+    queen_send_error(req, 409, "WORKER_ID_TAKEN",
+                     "worker %s is registered at another address or port until it stops or "
+                     "is dropped", id);
+    rbee_log(RBEE_LOG_WARN, "queen", "heartbeat", NULL,
+             "refused a heartbeat for %s from %s:%u: the id is bound elsewhere", id,
+             peer ? peer : "?", port);
+    return;
+  }
+  if (flags == QUEEN_EFULL) {
+    queen_send_error(req, 503, "TOO_MANY_WORKERS", "the queen keeps at most %d workers",
+                     QUEEN_MAX_WORKERS);
+    return;
+  }
   if (flags < 0) {
     queen_send_error(req, 500, "INTERNAL", "out of memory");
     return;
@@ -176,18 +223,15 @@ static void on_worker(queen *q, struct evhttp_request *req, const char *id) {
     queen_send_error(req, 405, "METHOD_NOT_ALLOWED", "GET shows a worker");
     return;
   }
-  cJSON *o = queen_registry_to_json(&q->reg, queen_mono_us());
-  cJSON *w = NULL, *found = NULL;
-  cJSON_ArrayForEach(w, cJSON_GetObjectItemCaseSensitive(o, "workers")) {
-    const cJSON *wid = cJSON_GetObjectItemCaseSensitive(w, "id");
-    if (cJSON_IsString(wid) && strcmp(wid->valuestring, id) == 0)
-      found = w;
-  }
-  char *s = found ? cJSON_PrintUnformatted(found) : NULL;
+  const queen_worker *found = queen_registry_find(&q->reg, id);
+  cJSON *o = found ? queen_worker_to_json(found, queen_mono_us()) : NULL;
+  char *s = o ? cJSON_PrintUnformatted(o) : NULL;
   if (s)
     send_json(req, 200, s);
-  else if (o == NULL)
+  else if (found)
     queen_send_error(req, 500, "INTERNAL", "out of memory");
+  else if (!queen_worker_id_ok(id))
+    queen_send_error(req, 404, "UNKNOWN_WORKER", "not a worker id");
   else
     queen_send_error(req, 404, "UNKNOWN_WORKER",
                      "no worker %s: it never sent a heartbeat, or was dropped after %u ms of "
