@@ -1,11 +1,19 @@
 /* Logging: level filter, default sink (text or JSON lines on stderr or a
- * file) and the user's callback. One mutex keeps lines whole. */
+ * file) and the user's callback. One mutex keeps lines whole. The default
+ * sink never blocks: a line that the fd cannot take now waits in a bounded
+ * buffer, and when that is full it is dropped and counted; the count is
+ * logged once the sink takes lines again. */
 #include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdarg.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "rbee/info.h"
 #include "rbee/log.h"
@@ -19,6 +27,29 @@ static void *user_ud;
 static char *worker_id;
 static char *file_path;
 static FILE *file;
+
+/* Lines waiting for the sink, and what was dropped. */
+#define PENDING_MAX (64u << 10)
+static char pending[PENDING_MAX];
+static size_t npending;
+static unsigned long long dropped;
+static int drop_errno; /* why the last line was dropped: 0 (sink full) or errno */
+static int atexit_done;
+
+int rbee__hold_stdio(void) {
+  for (int fd = 0; fd < 3; fd++) {
+    if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF)
+      continue;
+    int n = open("/dev/null", fd ? O_WRONLY : O_RDONLY);
+    if (n < 0)
+      return -1;
+    if (n != fd) { /* a lower one was open after all */
+      dup2(n, fd);
+      close(n);
+    }
+  }
+  return 0;
+}
 
 static const char *const level_names[] = {"error", "warn", "info", "debug", "trace"};
 
@@ -100,14 +131,98 @@ int rbee_log_reopen(void) {
   return rc;
 }
 
-/* One fprintf: on unbuffered stderr that is one write(2) a line, not four. */
-static void write_text(FILE *out, const rbee_log_event *ev, const char *ts) {
-  fprintf(out, "%s %-5s %s.%s%s%s%s%s: %s\n", ts, level_names[ev->level], ev->actor, ev->action,
-          ev->worker_id ? " worker=" : "", ev->worker_id ? ev->worker_id : "",
-          ev->job_id ? " job=" : "", ev->job_id ? ev->job_id : "", ev->message);
+/* A growing line buffer: a fixed start, then the heap. */
+typedef struct rbee__buf {
+  char *data;
+  size_t len, cap;
+  int oom;
+  char small[1024];
+} rbee__buf;
+
+static void rbee__buf_init(rbee__buf *b) {
+  b->data = b->small;
+  b->len = 0;
+  b->cap = sizeof b->small;
+  b->oom = 0;
 }
 
-static void write_json(FILE *out, const rbee_log_event *ev, const char *ts) {
+static void rbee__buf_free(rbee__buf *b) {
+  if (b->data != b->small)
+    free(b->data);
+}
+
+static void rbee__buf_add(rbee__buf *b, const char *p, size_t n) {
+  if (b->oom)
+    return;
+  if (b->len + n > b->cap) {
+    size_t cap = b->cap * 2 > b->len + n ? b->cap * 2 : b->len + n;
+    char *d = b->data == b->small ? malloc(cap) : realloc(b->data, cap);
+    if (d == NULL) {
+      b->oom = 1;
+      return;
+    }
+    if (b->data == b->small)
+      memcpy(d, b->small, b->len);
+    b->data = d;
+    b->cap = cap;
+  }
+  memcpy(b->data + b->len, p, n);
+  b->len += n;
+}
+
+static void rbee__buf_printf(rbee__buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void rbee__buf_printf(rbee__buf *b, const char *fmt, ...) {
+  char tmp[512];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+  va_end(ap);
+  if (n < 0)
+    return;
+  if ((size_t)n < sizeof tmp) {
+    rbee__buf_add(b, tmp, (size_t)n);
+    return;
+  }
+  char *big = malloc((size_t)n + 1);
+  if (big == NULL) {
+    b->oom = 1;
+    return;
+  }
+  va_start(ap, fmt);
+  vsnprintf(big, (size_t)n + 1, fmt, ap);
+  va_end(ap);
+  rbee__buf_add(b, big, (size_t)n);
+  free(big);
+}
+
+/* Append @p str to @p b, control characters (and DEL) as \xHH: an
+ * untrusted id or operation cannot forge a line or reach a terminal raw. */
+static void put_escaped(rbee__buf *b, const char *str) {
+  for (const unsigned char *p = (const unsigned char *)str; *p; p++) {
+    if (*p < 0x20 || *p == 0x7f)
+      rbee__buf_printf(b, "\\x%02x", *p);
+    else
+      rbee__buf_add(b, (const char *)p, 1);
+  }
+}
+
+static void format_text(rbee__buf *b, const rbee_log_event *ev, const char *ts) {
+  rbee__buf_printf(b, "%s %-5s %s.%s", ts, level_names[ev->level], ev->actor, ev->action);
+  if (ev->worker_id) {
+    rbee__buf_printf(b, " worker=");
+    put_escaped(b, ev->worker_id);
+  }
+  if (ev->job_id) {
+    rbee__buf_printf(b, " job=");
+    put_escaped(b, ev->job_id);
+  }
+  rbee__buf_printf(b, ": ");
+  put_escaped(b, ev->message);
+  rbee__buf_add(b, "\n", 1);
+}
+
+static void format_json(rbee__buf *b, const rbee_log_event *ev, const char *ts) {
   cJSON *o = cJSON_CreateObject();
   if (o == NULL)
     return;
@@ -121,10 +236,101 @@ static void write_json(FILE *out, const rbee_log_event *ev, const char *ts) {
     cJSON_AddStringToObject(o, "job_id", ev->job_id);
   cJSON_AddStringToObject(o, "message", ev->message);
   char *s = cJSON_PrintUnformatted(o);
-  if (s != NULL)
-    fprintf(out, "%s\n", s);
+  if (s != NULL) {
+    rbee__buf_add(b, s, strlen(s));
+    rbee__buf_add(b, "\n", 1);
+  }
   cJSON_free(s);
   cJSON_Delete(o);
+}
+
+/* Write what the fd takes now, waiting at most @p wait_ms for it. Returns
+ * bytes written; 0 with errno set on an error other than "full". */
+static size_t write_some(int fd, const char *p, size_t n, int wait_ms) {
+  size_t done = 0;
+  while (done < n) {
+    struct pollfd pfd = {fd, POLLOUT, 0};
+    if (poll(&pfd, 1, wait_ms) <= 0 || !(pfd.revents & POLLOUT)) {
+      errno = 0;
+      break;
+    }
+    /* At most PIPE_BUF: a pipe that polled writable takes it whole. */
+    size_t chunk = n - done < 4096 ? n - done : 4096;
+    ssize_t w = write(fd, p + done, chunk);
+    if (w < 0) {
+      if (errno == EINTR)
+        continue;
+      break;
+    }
+    done += (size_t)w;
+  }
+  return done;
+}
+
+/* Flush the buffer; then report drops once the sink takes lines again. */
+static void flush_locked(int fd, int wait_ms) {
+  if (npending) {
+    size_t w = write_some(fd, pending, npending, wait_ms);
+    if (w < npending && errno != 0) {
+      /* The sink fails (a full disk): those lines are lost. */
+      drop_errno = errno;
+      dropped++;
+      w = npending;
+    }
+    memmove(pending, pending + w, npending - w);
+    npending -= w;
+  }
+  if (npending == 0 && dropped) {
+    char note[160];
+    int n = snprintf(note, sizeof note, "rbee log: %llu line%s dropped (%s)\n", dropped,
+                     dropped == 1 ? "" : "s",
+                     drop_errno ? strerror(drop_errno) : "the log sink did not keep up");
+    if (write_some(fd, note, (size_t)n, wait_ms) == (size_t)n) {
+      dropped = 0;
+      drop_errno = 0;
+    }
+  }
+}
+
+static void on_exit_flush(void) {
+  pthread_mutex_lock(&lock);
+  flush_locked(file ? fileno(file) : STDERR_FILENO, 200);
+  pthread_mutex_unlock(&lock);
+}
+
+static void sink_locked(const char *line, size_t n) {
+  int fd = file ? fileno(file) : STDERR_FILENO;
+  if (!atexit_done) {
+    atexit_done = 1;
+    atexit(on_exit_flush);
+  }
+  flush_locked(fd, 0);
+  if (npending == 0 && dropped == 0) {
+    size_t w = write_some(fd, line, n, 0);
+    if (w == n)
+      return;
+    if (errno != 0) {
+      int e = errno;
+      if (!drop_errno && file) {
+        /* Say so once where someone may read it. */
+        char note[200];
+        int k = snprintf(note, sizeof note, "rbee log: cannot write the log file: %s; dropping lines\n",
+                         strerror(e));
+        write_some(STDERR_FILENO, note, (size_t)k, 0);
+      }
+      drop_errno = e;
+      dropped++;
+      return;
+    }
+    line += w;
+    n -= w;
+  }
+  if (n <= PENDING_MAX - npending) {
+    memcpy(pending + npending, line, n);
+    npending += n;
+  } else {
+    dropped++;
+  }
 }
 
 void rbee_log(rbee_log_level level, const char *actor, const char *action,
@@ -153,11 +359,17 @@ void rbee_log(rbee_log_level level, const char *actor, const char *action,
   } else {
     char ts[40];
     rbee_time_format(ts, sizeof ts, ev.time_us);
-    FILE *out = file ? file : stderr;
+    rbee__buf b;
+    rbee__buf_init(&b);
     if (format == RBEE_LOG_JSON)
-      write_json(out, &ev, ts);
+      format_json(&b, &ev, ts);
     else
-      write_text(out, &ev, ts);
+      format_text(&b, &ev, ts);
+    if (b.oom)
+      dropped++;
+    else if (b.len)
+      sink_locked(b.data, b.len);
+    rbee__buf_free(&b);
   }
   pthread_mutex_unlock(&lock);
   if (msg != small)

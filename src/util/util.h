@@ -49,6 +49,9 @@ RBEE_INTERNAL void rbee__event_log_init(void);
 /* Logging from inside the library: the level is checked before the
  * message is formatted. */
 RBEE_INTERNAL int rbee__log_enabled(rbee_log_level level);
+/* fds 0-2 that are closed are opened on /dev/null, so that the loop's own
+ * descriptors (libevent's signal pipe) never take them. 0 or -1. */
+RBEE_INTERNAL int rbee__hold_stdio(void);
 #define RBEE_LOG(level, actor, action, job_id, ...)                            \
   do {                                                                         \
     if (rbee__log_enabled(level))                                              \

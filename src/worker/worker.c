@@ -485,6 +485,7 @@ static void worker_free(rbee_worker *w) {
 }
 
 int rbee_worker_run(const rbee_worker_options *opts, const rbee_worker_callbacks *cb, void *ud) {
+  rbee__hold_stdio(); /* before any fd is made: closed 0-2 would be taken */
   if (cb == NULL || cb->version != RBEE_WORKER_CALLBACKS_VERSION || cb->on_job == NULL) {
     RBEE_ERROR("worker", "start", "callbacks: version must be %d and on_job is required",
                RBEE_WORKER_CALLBACKS_VERSION);

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Attacks on a real queen and worker over loopback, each bounded, each
+# asserting the fix: forged registration, closed stdio with control
+# characters in logged input, an unread stderr pipe, a log file on a full
+# disk (/dev/full).
+source "$(dirname "$0")/samples_lib.sh"
+for b in "$QUEEN_BIN" "$LLM_BIN"; do [ -x "$b" ] || { echo "SKIP: $b not built"; exit 77; }; done
+[ -w /dev/full ] || { echo "SKIP: no /dev/full"; exit 77; }
+hb() { # hb ID MODEL PORT STATUS
+  printf '{"worker":{"id":"%s","model_id":"%s","device":"cpu","port":%s,"status":"%s","implementation":"t","version":"0.1.0"},"timestamp":"2026-11-26T12:00:00Z"}' "$@"
+}
+code() { curl -s -o "$TMP/last.json" -w '%{http_code}' --max-time 5 "$@"; }
+health_ms() { curl -s -o /dev/null -w '%{time_total}' --max-time 2 "$1/health" | awk '{printf "%d", $1 * 1000}'; }
+
+step "the queen refuses a heartbeat without its generated registration token"
+start_queen --dead-after-ms 60000
+[ -n "$QTOKEN" ] && [ -f "$QTOKEN" ] || fail "no registration token file"
+[ "$(stat -c %a "$QTOKEN")" = 600 ] || fail "token file mode $(stat -c %a "$QTOKEN")"
+J=(-H 'Content-Type: application/json')
+A=(-H "Authorization: Bearer $(cat "$QTOKEN")")
+[ "$(code "${J[@]}" -d "$(hb evil tiny 1 ready)" "$QURL/v1/worker-heartbeat")" = 401 ] || fail "forged beat accepted"
+[ "$(code "${J[@]}" "${A[@]}" -d "$(hb 'e\u001b[31m' tiny 1 ready)" "$QURL/v1/worker-heartbeat")" = 400 ] ||
+  fail "an id with an escape accepted"
+start_worker h-one "$LLM_BIN" --model tiny
+wait_status h-one ready 60
+[ "$(code "${J[@]}" "${A[@]}" -d "$(hb h-one tiny 1 stopped)" "$QURL/v1/worker-heartbeat")" = 409 ] ||
+  fail "a forged stopped for a live id from another port was accepted"
+wait_status h-one ready 5
+WURL=$(worker_url h-one)
+
+step "closed stdio: control characters in logged input do not become signals"
+: >"$TMP/cq.out"
+"$QUEEN_BIN" --port 0 --no-table --insecure-open-registration 0<&- 2>&- >"$TMP/cq.out" &
+cq=$!
+PIDS+=("$cq")
+for _ in $(seq 100); do grep -q listening "$TMP/cq.out" && break; sleep 0.1; done
+CQ=$(sed -n 's/^rbee-local-queen listening on \(http:.*\)$/\1/p' "$TMP/cq.out")
+[ -n "$CQ" ] || fail "the stdio-closed queen did not start"
+for _ in 1 2 3; do code "${J[@]}" -d "$(hb x '\u000f\u000f' 1 ready)" "$CQ/v1/worker-heartbeat" >/dev/null; done
+sleep 0.5
+kill -0 "$cq" || fail "the queen with closed stdio died on a logged control character"
+[ "$(code "$CQ/health")" = 200 ] || fail "the stdio-closed queen does not answer"
+kill -TERM "$cq"; wait "$cq" || fail "the stdio-closed queen exited $? on SIGTERM"
+
+step "an unread stderr pipe does not freeze the worker's loop"
+fifo=$TMP/err.fifo
+mkfifo "$fifo"
+exec 3<>"$fifo"
+head -c 65536 /dev/zero >&3 # the pipe is full before the worker starts
+"$LLM_BIN" --worker-id h-pipe --port 0 --queen-url "$QURL" --queen-token-file "$QTOKEN" \
+  --heartbeat-interval 1 --model tiny 0<&- >"$TMP/pipe.out" 2>&3 &
+pw=$!
+PIDS+=("$pw")
+wait_status h-pipe ready 60
+PURL=$(worker_url h-pipe)
+worst=0
+for i in $(seq 200); do # ~100 KiB of log: more than the log's 64 KiB buffer
+  code -H 'Content-Type: application/json' -H 'Accept: text/event-stream' -d '{"operation":"infer","prompt":"hi","max_tokens":2}' "$PURL/v1/jobs" >/dev/null || true
+  [ $((i % 10)) = 0 ] || continue
+  ms=$(health_ms "$PURL"); [ -n "$ms" ] || ms=9999
+  [ "$ms" -gt "$worst" ] && worst=$ms
+done
+echo "worst /health with stderr full: ${worst} ms"
+[ "$worst" -lt 1000 ] || fail "/health took ${worst} ms while stderr was full"
+timeout 2 cat <&3 >"$TMP/drained.bin" || true
+: >"$TMP/pipe.log"
+# Readable again: the next lines flush what waited, then the count.
+for _ in 1 2 3 4 5; do
+  code -H 'Content-Type: application/json' -H 'Accept: text/event-stream' -d '{"operation":"infer","prompt":"hi","max_tokens":2}' "$PURL/v1/jobs" >/dev/null || true
+  timeout 1 cat <&3 >>"$TMP/pipe.log" || true
+  grep -aq 'lines\? dropped' "$TMP/pipe.log" && break
+done
+grep -aq 'lines\? dropped' "$TMP/pipe.log" || fail "no count of dropped lines once readable"
+grep -ah 'dropped' "$TMP/pipe.log" | head -n 2
+kill -TERM "$pw"; wait "$pw" || true
+exec 3>&-
+
+step "a log file on a full disk is reported, and the worker keeps serving"
+"$LLM_BIN" --worker-id h-full --port 0 --queen-url "$QURL" --queen-token-file "$QTOKEN" \
+  --heartbeat-interval 1 --model tiny --log-file /dev/full >"$TMP/full.out" 2>"$TMP/full.log" &
+fw=$!
+PIDS+=("$fw")
+wait_status h-full ready 60
+assert_contains "$TMP/full.log" "cannot write the log file: No space left on device" "stderr"
+[ "$(code "$(worker_url h-full)/health")" = 200 ] || fail "the worker logging to /dev/full does not answer"
+echo "all hardening checks passed"
