@@ -28,6 +28,46 @@ wait_status h-one ready 60
 wait_status h-one ready 5
 WURL=$(worker_url h-one)
 
+step "framing: two Content-Length values, two Authorization headers: 400"
+raw() { # raw PORT REQUEST: the status line of the answer
+  local fd
+  exec {fd}<>"/dev/tcp/127.0.0.1/$1"
+  printf '%b' "$2" >&"$fd"
+  timeout 3 head -n 1 <&"$fd" | tr -d '\r'
+  exec {fd}>&-
+}
+WPORT=${WURL##*:}
+st=$(raw "$WPORT" 'POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\nContent-Length: 40\r\n\r\n{}')
+[ "$st" = "HTTP/1.1 400 Bad Request" ] || fail "two Content-Length values: '$st'"
+st=$(raw "$WPORT" 'GET /v1/info HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer a\r\nAuthorization: Bearer b\r\n\r\n')
+[ "$st" = "HTTP/1.1 400 Bad Request" ] || fail "two Authorization headers: '$st'"
+st=$(raw "$WPORT" 'GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n')
+[ "$st" = "HTTP/1.1 200 OK" ] || fail "two equal Content-Length values: '$st'"
+
+step "out of fds (ulimit -n 64, 120 connections held): no spin, no log flood"
+: >"$TMP/fd.log"
+( ulimit -n 64; exec "$LLM_BIN" --worker-id h-fd --port 0 --queen-url "$QURL" --queen-token-file "$QTOKEN" \
+  --heartbeat-interval 1 --model tiny 0<&- >"$TMP/fd.out" 2>>"$TMP/fd.log" ) &
+fdw=$!
+PIDS+=("$fdw")
+wait_status h-fd ready 60
+FURL=$(worker_url h-fd)
+held=()
+for _ in $(seq 120); do exec {c}<>"/dev/tcp/127.0.0.1/${FURL##*:}" || break; held+=("$c"); done
+sleep 0.5
+t0=$(awk '{print $14 + $15}' "/proc/$fdw/stat"); b0=$(stat -c %s "$TMP/fd.log")
+sleep 3
+t1=$(awk '{print $14 + $15}' "/proc/$fdw/stat"); b1=$(stat -c %s "$TMP/fd.log")
+echo "held ${#held[@]} connections: $((t1 - t0)) CPU ticks and $((b1 - b0)) log bytes in 3 s"
+[ $((t1 - t0)) -lt 60 ] || fail "the worker spun: $((t1 - t0)) ticks of CPU in 3 s"
+[ $((b1 - b0)) -lt 20000 ] || fail "log flood: $((b1 - b0)) bytes in 3 s"
+grep -q 'accept failed' "$TMP/fd.log" || fail "the accept errors were not reported"
+for c in "${held[@]}"; do exec {c}>&-; done
+ok=0
+for _ in $(seq 30); do [ "$(code "$FURL/health")" = 200 ] && { ok=1; break; }; sleep 0.1; done
+[ "$ok" = 1 ] || fail "/health did not come back once the connections were released"
+kill -TERM "$fdw"; wait "$fdw" || true
+
 step "closed stdio: control characters in logged input do not become signals"
 : >"$TMP/cq.out"
 "$QUEEN_BIN" --port 0 --no-table --insecure-open-registration 0<&- 2>&- >"$TMP/cq.out" &

@@ -57,6 +57,7 @@ struct rbee__http {
   int port;
   struct rbee__sse *streams; /* open SSE connections, for shutdown */
   unsigned nstreams;
+  struct evhttp_bound_socket *sock; /* server.c: its listener pauses on accept errors */
 };
 
 /* Replies. Every error is {"error":{"code":...,"message":...}}. */

@@ -5,7 +5,33 @@
 
 #include "util.h"
 
+/* At most BURST lines a second: a flood (one warning per failed accept)
+ * must not become the log; what was held back is counted in the next. */
+#define BURST 10
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static int64_t window_us;
+static unsigned in_window, held;
+
 static void forward(int severity, const char *msg) {
+  int64_t now = rbee__mono_us();
+  unsigned skipped = 0;
+  pthread_mutex_lock(&mu);
+  if (now - window_us >= 1000000) {
+    window_us = now;
+    in_window = 0;
+  }
+  int pass = ++in_window <= BURST;
+  if (pass) {
+    skipped = held;
+    held = 0;
+  } else {
+    held++;
+  }
+  pthread_mutex_unlock(&mu);
+  if (!pass)
+    return;
+  if (skipped)
+    RBEE_LOG(RBEE_LOG_WARN, "libevent", "log", NULL, "%u libevent messages held back", skipped);
   rbee_log_level l = severity >= EVENT_LOG_ERR    ? RBEE_LOG_ERROR
                      : severity == EVENT_LOG_WARN ? RBEE_LOG_WARN
                                                   : RBEE_LOG_DEBUG;
