@@ -123,4 +123,21 @@ PIDS+=("$fw")
 wait_status h-full ready 60
 assert_contains "$TMP/full.log" "cannot write the log file: No space left on device" "stderr"
 [ "$(code "$(worker_url h-full)/health")" = 200 ] || fail "the worker logging to /dev/full does not answer"
+step "a password in --queen-url is never logged"
+QHOSTPORT=${QURL#http://}
+: >"$TMP/redact.log"
+"$LLM_BIN" --worker-id h-red --port 0 --queen-url "http://user:pw-s3cret@$QHOSTPORT" \
+  --queen-token-file "$QTOKEN" --heartbeat-interval 1 --model tiny >"$TMP/redact.out" 2>"$TMP/redact.log" &
+rw=$!
+PIDS+=("$rw")
+wait_status h-red ready 60
+kill -TERM "$rw"; wait "$rw" || true
+"$LLM_BIN" --worker-id h-red2 --port 0 --queen-url "http://user:pw-s3cret@127.0.0.1:1" \
+  --heartbeat-interval 1 --model tiny >"$TMP/redact2.out" 2>"$TMP/redact2.log" &
+rw2=$!
+PIDS+=("$rw2")
+sleep 2
+kill -TERM "$rw2"; wait "$rw2" || true
+if grep -q 's3cret' "$TMP/redact.log" "$TMP/redact2.log"; then fail "the password was logged: $(grep -h s3cret "$TMP"/redact*.log | head -n 3)"; fi
+assert_contains "$TMP/redact.log" "http://***@" "the redacted queen URL"
 echo "all hardening checks passed"

@@ -140,9 +140,9 @@ static void account(rbee_heartbeat *hb, int rc, const char *err) {
     if (hb->stats.consecutive_failures > 0)
       RBEE_INFO("heartbeat", "recover",
                 "queen %s acknowledged a heartbeat again after %" PRIu64 " failed",
-                hb->cfg.endpoint, hb->stats.consecutive_failures);
+                hb->cfg.shown, hb->stats.consecutive_failures);
     else if (hb->stats.sent == 0)
-      RBEE_INFO("heartbeat", "send", "first heartbeat acknowledged by %s", hb->cfg.endpoint);
+      RBEE_INFO("heartbeat", "send", "first heartbeat acknowledged by %s", hb->cfg.shown);
     hb->stats.sent++;
     hb->stats.consecutive_failures = 0;
     hb->stats.last_success_us = rbee__now_us();
@@ -263,8 +263,8 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg) {
     free(hb->body);
     hb->body = NULL;
   }
-  snprintf(err, sizeof err, "final heartbeat to %s not acknowledged within %u ms",
-           hb->cfg.endpoint, hb->cfg.final_timeout_ms);
+  snprintf(err, sizeof err, "final heartbeat to %.400s not acknowledged within %u ms",
+           hb->cfg.shown, hb->cfg.final_timeout_ms);
   account(hb, RBEE_ETIMEDOUT, err);
   finish_done(hb, RBEE_ETIMEDOUT);
 }
@@ -310,7 +310,7 @@ int rbee_heartbeat_start(rbee_heartbeat *hb) {
   if (hb->state != HB_NEW)
     return rbee__error_set(RBEE_ESTATE, "heartbeat: already started");
   hb->state = HB_RUNNING;
-  RBEE_DEBUG("heartbeat", "start", "heartbeats to %s every %u ms", hb->cfg.endpoint,
+  RBEE_DEBUG("heartbeat", "start", "heartbeats to %s every %u ms", hb->cfg.shown,
              hb->cfg.interval_ms);
   schedule_in(hb, 0);
   return 0;

@@ -19,6 +19,8 @@ void rbee__hb_config_clear(rbee__hb_config *cfg) {
 
 /* {queen_url}/v1/worker-heartbeat from a checked http(s) URL. */
 static int make_endpoint(char **out, const char *url) {
+  char shown[512]; /* for messages: no userinfo */
+  rbee__url_redact(shown, sizeof shown, url);
   int rc = 0;
   char *scheme = NULL, *host = NULL, *path = NULL, *query = NULL, *frag = NULL;
   char *newpath = NULL, *full = NULL;
@@ -35,7 +37,7 @@ static int make_endpoint(char **out, const char *url) {
       uc == CURLUE_BAD_SCHEME) {
     rc = rbee__error_set(RBEE_EINVAL,
                          "heartbeat: queen URL '%.200s' must start with http:// or https://",
-                         url);
+                         shown);
     goto out;
   }
   if (uc != CURLUE_OK) {
@@ -49,11 +51,11 @@ static int make_endpoint(char **out, const char *url) {
       (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0)) {
     rc = rbee__error_set(RBEE_EINVAL,
                          "heartbeat: queen URL '%.200s' must start with http:// or https://",
-                         url);
+                         shown);
     goto out;
   }
   if (rbee__curl.url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || host[0] == '\0') {
-    rc = rbee__error_set(RBEE_EINVAL, "heartbeat: queen URL '%.200s' has no host", url);
+    rc = rbee__error_set(RBEE_EINVAL, "heartbeat: queen URL '%.200s' has no host", shown);
     goto out;
   }
   if (rbee__curl.url_get(u, CURLUPART_QUERY, &query, 0) == CURLUE_OK ||
@@ -61,7 +63,7 @@ static int make_endpoint(char **out, const char *url) {
     rc = rbee__error_set(RBEE_EINVAL,
                          "heartbeat: queen URL '%.200s' must not have a query or fragment "
                          "(the heartbeat path is appended to it)",
-                         url);
+                         shown);
     goto out;
   }
   if (rbee__curl.url_get(u, CURLUPART_PATH, &path, 0) != CURLUE_OK) {
@@ -112,7 +114,9 @@ int rbee__hb_config_init(rbee__hb_config *cfg, const rbee_heartbeat_options *opt
                            opts->version, RBEE_HEARTBEAT_OPTIONS_VERSION);
   if (opts->jitter < 0 || opts->jitter > 0.5 || opts->jitter != opts->jitter)
     return rbee__error_set(RBEE_EINVAL, "heartbeat: jitter %g outside 0..0.5", opts->jitter);
-  if ((rc = make_endpoint(&cfg->endpoint, opts->queen_url)))
+  if ((rc = make_endpoint(&cfg->endpoint, opts->queen_url)) == 0)
+    rbee__url_redact(cfg->shown, sizeof cfg->shown, cfg->endpoint);
+  if (rc)
     goto fail;
   if (opts->token != NULL) {
     if (!token_ok(opts->token)) {
@@ -265,10 +269,10 @@ int rbee__hb_verdict(CURL *easy, CURLcode cc, const rbee__hb_config *cfg, unsign
     memset(ack, 0, sizeof *ack);
   if (cc == CURLE_OPERATION_TIMEDOUT) {
     rc = RBEE_ETIMEDOUT;
-    snprintf(err, errlen, "queen %s did not answer within %u ms", cfg->endpoint, timeout_ms);
+    snprintf(err, errlen, "queen %s did not answer within %u ms", cfg->shown, timeout_ms);
   } else if (resp->too_big) {
     rc = RBEE_ETOOBIG;
-    snprintf(err, errlen, "queen %s answered more than %d bytes", cfg->endpoint,
+    snprintf(err, errlen, "queen %s answered more than %d bytes", cfg->shown,
              RBEE__HB_MAX_RESPONSE);
   } else if (cc == CURLE_OUT_OF_MEMORY) {
     rc = RBEE_ENOMEM;
@@ -277,23 +281,23 @@ int rbee__hb_verdict(CURL *easy, CURLcode cc, const rbee__hb_config *cfg, unsign
              cc == CURLE_SSL_CERTPROBLEM || cc == CURLE_SSL_CACERT_BADFILE ||
              cc == CURLE_SSL_CIPHER || cc == CURLE_SSL_ENGINE_NOTFOUND) {
     rc = RBEE_EHTTP;
-    snprintf(err, errlen, "TLS with queen %s failed: %s", cfg->endpoint, detail);
+    snprintf(err, errlen, "TLS with queen %s failed: %s", cfg->shown, detail);
   } else if (cc != CURLE_OK) {
     rc = RBEE_EHTTP;
-    snprintf(err, errlen, "queen %s unreachable: %s", cfg->endpoint, detail);
+    snprintf(err, errlen, "queen %s unreachable: %s", cfg->shown, detail);
   } else if (rbee__curl.easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK ||
              status < 200 || status > 299) {
     char excerpt[128];
     rc = status == 401 || status == 403 ? RBEE_EAUTH : RBEE_EHTTP;
     body_excerpt(excerpt, sizeof excerpt, resp);
-    snprintf(err, errlen, "queen %s answered HTTP %ld%s%s%s", cfg->endpoint, status,
+    snprintf(err, errlen, "queen %s answered HTTP %ld%s%s%s", cfg->shown, status,
              rc == RBEE_EAUTH ? " (check the queen token)" : "", excerpt[0] ? ": " : "",
              excerpt);
   } else {
     rbee_queen_ack a = {NULL, NULL};
     rc = rbee_queen_ack_from_json(&a, resp->body ? resp->body : "", resp->len);
     if (rc) {
-      snprintf(err, errlen, "queen %s answered HTTP %ld with a bad ack: %s", cfg->endpoint,
+      snprintf(err, errlen, "queen %s answered HTTP %ld with a bad ack: %s", cfg->shown,
                status, rbee_error_message());
     } else if (ack != NULL) {
       *ack = a;

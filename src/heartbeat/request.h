@@ -16,6 +16,7 @@
 /* Options after validation and defaults, strings owned. */
 typedef struct rbee__hb_config {
   char *endpoint; /* {queen_url}/v1/worker-heartbeat, normalized */
+  char shown[512]; /* endpoint as logs print it: userinfo redacted */
   char *auth;     /* "Authorization: Bearer ..." or NULL */
   char *ca_file;
   unsigned interval_ms, timeout_ms, backoff_initial_ms, final_timeout_ms;

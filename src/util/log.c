@@ -51,6 +51,24 @@ int rbee__hold_stdio(void) {
   return 0;
 }
 
+char *rbee__url_redact(char *out, size_t n, const char *url) {
+  if (n == 0)
+    return out;
+  if (url == NULL) {
+    snprintf(out, n, "(none)");
+    return out;
+  }
+  const char *auth = strstr(url, "://");
+  auth = auth ? auth + 3 : url;
+  size_t alen = strcspn(auth, "/?#");
+  const char *at = memrchr(auth, '@', alen);
+  if (at == NULL)
+    snprintf(out, n, "%s", url);
+  else
+    snprintf(out, n, "%.*s***%s", (int)(auth - url), url, at);
+  return out;
+}
+
 static const char *const level_names[] = {"error", "warn", "info", "debug", "trace"};
 
 int rbee__log_enabled(rbee_log_level level) {

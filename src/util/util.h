@@ -52,6 +52,9 @@ RBEE_INTERNAL int rbee__log_enabled(rbee_log_level level);
 /* fds 0-2 that are closed are opened on /dev/null, so that the loop's own
  * descriptors (libevent's signal pipe) never take them. 0 or -1. */
 RBEE_INTERNAL int rbee__hold_stdio(void);
+/* @p url into @p out (always terminated) with any userinfo ("user:pw@")
+ * replaced by "***@": what logs and messages print of a URL. Returns out. */
+RBEE_INTERNAL char *rbee__url_redact(char *out, size_t n, const char *url);
 #define RBEE_LOG(level, actor, action, job_id, ...)                            \
   do {                                                                         \
     if (rbee__log_enabled(level))                                              \

@@ -284,11 +284,13 @@ static void free_events(rbee_worker *w) {
 }
 
 static void log_config(const rbee_worker_options *o) {
+  char queen[512];
+  rbee__url_redact(queen, sizeof queen, o->queen_url);
   RBEE_INFO("worker", "config",
             "id=%s model=%s device=%s bind=%s port=%d queen=%s heartbeat=%ums max_jobs=%u "
             "max_queue=%u drain_timeout=%ums api_token=%s queen_token=%s log_format=%s",
             o->worker_id ? o->worker_id : "(default)", o->model ? o->model : "(none)", o->device,
-            o->bind ? o->bind : "127.0.0.1", o->port, o->queen_url ? o->queen_url : "(none)",
+            o->bind ? o->bind : "127.0.0.1", o->port, queen,
             o->heartbeat_interval_ms, o->max_jobs, o->max_queue, o->drain_timeout_ms,
             o->api_token ? "set" : "none",
             o->queen_token ? "set" : (o->api_token ? "(api token)" : "none"),
