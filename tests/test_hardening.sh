@@ -140,4 +140,12 @@ sleep 2
 kill -TERM "$rw2"; wait "$rw2" || true
 if grep -q 's3cret' "$TMP/redact.log" "$TMP/redact2.log"; then fail "the password was logged: $(grep -h s3cret "$TMP"/redact*.log | head -n 3)"; fi
 assert_contains "$TMP/redact.log" "http://***@" "the redacted queen URL"
+step "a libcurl that is there but cannot be loaded is not called missing"
+echo "not an ELF file" >"$TMP/libcurl-bad.so"
+rc=0
+RBEE_CURL_LIBRARY=$TMP/libcurl-bad.so timeout 60 "$LLM_BIN" --model tiny --port 0 --queen-url "$QURL" \
+  >"$TMP/badcurl.out" 2>"$TMP/badcurl.log" || rc=$?
+[ "$rc" = 69 ] || fail "exit $rc, not 69"
+assert_contains "$TMP/badcurl.log" "cannot load $TMP/libcurl-bad.so: " "the worker's log"
+if grep -q "not found: install" "$TMP/badcurl.log"; then fail "a present library was called missing"; fi
 echo "all hardening checks passed"

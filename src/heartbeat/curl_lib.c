@@ -47,9 +47,14 @@ static void load(void) {
   void *lib = dlopen(soname, RTLD_NOW | RTLD_LOCAL);
   if (lib == NULL) {
     const char *e = dlerror();
-    snprintf(load_error, sizeof load_error,
-             "heartbeat: %s not found: install libcurl4 (Debian) to send heartbeats: %s",
-             soname, e ? e : "dlopen failed");
+    /* "Not found" only when it is: a mapping that failed for lack of
+     * memory (RLIMIT_AS) must say so, not send the user to install it. */
+    if (e == NULL || strstr(e, "No such file"))
+      snprintf(load_error, sizeof load_error,
+               "heartbeat: %s not found: install libcurl4 (Debian) to send heartbeats: %s",
+               soname, e ? e : "dlopen failed");
+    else
+      snprintf(load_error, sizeof load_error, "heartbeat: cannot load %s: %s", soname, e);
     load_rc = RBEE_ENOTSUP;
     return;
   }

@@ -504,8 +504,10 @@ int rbee_worker_run(const rbee_worker_options *opts, const rbee_worker_callbacks
     return RBEE_EXIT_USAGE;
   }
   rbee_worker *w = calloc(1, sizeof *w);
-  if (w == NULL)
+  if (w == NULL) {
+    RBEE_ERROR("worker", "start", "out of memory allocating the worker");
     return RBEE_EXIT_SOFTWARE;
+  }
   w->opts = *opts;
   w->cb = cb;
   w->ud = ud;
