@@ -27,6 +27,14 @@ wait_status h-one ready 60
   fail "a forged stopped for a live id from another port was accepted"
 wait_status h-one ready 5
 WURL=$(worker_url h-one)
+# A beat (with the token) naming a real worker's port under another id:
+# its GET /info says h-one, so "fake" is never verified, never routed.
+[ "$(code "${J[@]}" "${A[@]}" -d "$(hb fake tiny "${WURL##*:}" ready)" "$QURL/v1/worker-heartbeat")" = 200 ] ||
+  fail "the beat for fake was refused outright"
+for _ in $(seq 30); do grep -q 'fake at .* not verified' "$TMP/queen.log" && break; sleep 0.1; done
+assert_contains "$TMP/queen.log" "not verified: its GET /info names another id" "the queen's log"
+case "$(worker_json fake)" in *'"verified":false'*) ;; *) fail "fake is verified: $(worker_json fake)" ;; esac
+case "$(worker_json h-one)" in *'"verified":true'*) ;; *) fail "h-one is not verified" ;; esac
 
 step "framing: two Content-Length values, two Authorization headers: 400"
 raw() { # raw PORT REQUEST: the status line of the answer

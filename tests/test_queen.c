@@ -76,6 +76,9 @@ START_TEST(test_queen_registry_pick_prefers_ready) {
     rbee_worker_info i = make_info(ids[k], k == 4 ? "big" : "tiny", (uint16_t)(9000 + k), st[k]);
     ck_assert_int_ge(queen_registry_update(&reg, &i, "127.0.0.1", NULL, 1, 1, NULL), 0);
   }
+  ck_assert_ptr_null(queen_registry_pick(&reg, "tiny", NULL, 0)); /* none verified yet */
+  for (queen_worker *v = reg.head; v; v = v->next)
+    v->verified = 1;
   const queen_worker *w = queen_registry_pick(&reg, "tiny", NULL, 0);
   ck_assert_str_eq(w->info.id, "ready1");
   const char *skip1[] = {"ready1"};
@@ -364,11 +367,16 @@ START_TEST(test_queen_unreachable_worker) {
   rbee_test_http r;
   post(&l, "/v1/worker-heartbeat", heartbeat("gone", "tiny", 1, "ready"), json_hdr, &r);
   rbee_test_http_clear(&r);
+  /* Its GET /info fails: it is never verified, so it never gets the job. */
+  usleep(300000);
   ck_assert_int_eq(post(&l, "/v1/jobs", "{\"model\":\"tiny\",\"operation\":\"infer\"}", json_hdr,
-                        &r), 502);
-  ck_assert_ptr_nonnull(strstr(r.body, "WORKER_UNREACHABLE"));
-  ck_assert_ptr_nonnull(strstr(r.body, "gone"));
+                        &r), 503);
+  ck_assert_ptr_nonnull(strstr(r.body, "NO_WORKER"));
   rbee_test_http_clear(&r);
+  cJSON *o = workers(&l);
+  ck_assert(cJSON_IsFalse(cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(o, "workers"), 0),
+                                              "verified")));
+  cJSON_Delete(o);
   live_stop(&l);
 }
 END_TEST

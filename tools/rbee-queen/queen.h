@@ -70,6 +70,9 @@ void queen_relay_start(queen *q, struct evhttp_request *req, char *body, size_t 
  * to; 404 when the queen did not route it or has forgotten it. */
 void queen_relay_job(queen *q, struct evhttp_request *req, const char *job_id, int stream);
 int queen_relay_init(queen *q);
+/* GET /info at @p w's address and port; when it names the same id and
+ * model the worker is marked verified (routable). One at a time a worker. */
+void queen_probe_start(queen *q, queen_worker *w);
 void queen_relay_shutdown(queen *q);
 void queen_table_draw(const queen *q);
 /* Send {"error":{"code":...,"message":...}} with @p status. */

@@ -105,8 +105,10 @@ int queen_registry_update(queen_registry *reg, rbee_worker_info *info, const cha
       *old_status = w->info.status;
     if (w->info.status != info->status)
       flags |= QUEEN_STATUS_CHANGED;
-    if (w->info.port != info->port || strcmp(w->address, addr) != 0)
+    if (w->info.port != info->port || strcmp(w->address, addr) != 0) {
       flags |= QUEEN_MOVED;
+      w->verified = 0; /* a new place: probe it again */
+    }
   }
   if (flags & QUEEN_NEW && old_status)
     *old_status = info->status;
@@ -164,7 +166,7 @@ const queen_worker *queen_registry_pick(const queen_registry *reg, const char *m
   static const rbee_worker_status order[] = {RBEE_STATUS_READY, RBEE_STATUS_BUSY};
   for (size_t i = 0; i < sizeof order / sizeof order[0]; i++)
     for (const queen_worker *w = reg->head; w; w = w->next)
-      if (w->info.status == order[i] && strcmp(w->info.model_id, model) == 0 &&
+      if (w->verified && w->info.status == order[i] && strcmp(w->info.model_id, model) == 0 &&
           !skipped(w->info.id, skip, nskip))
         return w;
   return NULL;
@@ -198,7 +200,8 @@ cJSON *queen_worker_to_json(const queen_worker *w, int64_t now_mono_us) {
   cJSON *hist = cJSON_CreateArray();
   if (!cJSON_AddStringToObject(o, "address", w->address) ||
       !cJSON_AddNumberToObject(o, "last_seen_ms", (double)((now_mono_us - w->last_seen_mono_us) / 1000)) ||
-      !cJSON_AddNumberToObject(o, "beats", (double)w->beats) || hist == NULL) {
+      !cJSON_AddNumberToObject(o, "beats", (double)w->beats) ||
+      !cJSON_AddBoolToObject(o, "verified", w->verified) || hist == NULL) {
     cJSON_Delete(hist);
     goto oom;
   }

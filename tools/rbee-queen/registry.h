@@ -29,6 +29,8 @@ typedef struct queen_worker {
   unsigned nhistory;
   struct queen_worker *next; /* registration order */
   struct queen_worker *hnext; /* hash bucket chain */
+  int verified; /* its GET /info named the same id and model: it may get jobs */
+  int probing;  /* a GET /info is in flight */
 } queen_worker;
 
 /* Workers kept at most: a flood of ids cannot grow the registry further. */
@@ -71,7 +73,7 @@ unsigned queen_registry_sweep(queen_registry *reg, int64_t now_mono_us, int64_t 
                               void (*on_dead)(const queen_worker *w, int64_t silent_us, void *ud),
                               void *ud);
 
-/* The first worker serving @p model that can take a job: ready ones before
+/* The first verified worker serving @p model that can take a job: ready ones before
  * busy ones, each in registration order. Workers listed in @p skip (n ids)
  * are passed over. NULL when none. */
 const queen_worker *queen_registry_pick(const queen_registry *reg, const char *model,

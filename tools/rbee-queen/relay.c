@@ -4,6 +4,7 @@
  * same worker. Outgoing HTTP is libcurl's multi-socket interface on the
  * queen's libevent loop (curl's multi-event pattern), so a slow worker
  * never blocks it. */
+#include <cjson/cJSON.h>
 #include <curl/curl.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -34,7 +35,8 @@ typedef struct queen_job_ref {
 typedef enum relay_kind {
   RELAY_ROUTE,  /* POST /v1/jobs: pick a worker by model, stream, retry */
   RELAY_STREAM, /* GET /v1/jobs/{id}/stream on the job's worker, streamed */
-  RELAY_PROXY   /* GET or DELETE /v1/jobs/{id}: the answer relayed whole */
+  RELAY_PROXY,  /* GET or DELETE /v1/jobs/{id}: the answer relayed whole */
+  RELAY_PROBE   /* GET /info at a new worker: no client */
 } relay_kind;
 
 typedef struct queen_relay {
@@ -275,6 +277,12 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud) {
 static size_t on_data(char *p, size_t size, size_t n, void *ud) {
   queen_relay *r = ud;
   size_t len = size * n;
+  if (r->kind == RELAY_PROBE) {
+    if (evbuffer_get_length(r->answer) + len > ((size_t)64 << 10))
+      return 0;
+    evbuffer_add(r->answer, p, len);
+    return len;
+  }
   if (r->req == NULL)
     return 0; /* client gone: abort the transfer */
   if (!r->started && r->status == 0)
@@ -333,6 +341,8 @@ static CURL *make_easy(queen_relay *r, const char *url) {
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
   if (r->kind == RELAY_PROXY)
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 30000L);
+  if (r->kind == RELAY_PROBE)
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 3000L);
   return e;
 }
 
@@ -352,14 +362,16 @@ static int add_headers(queen_relay *r, struct evhttp_request *req) {
   if (r->kind == RELAY_ROUTE &&
       (add_header(r, "Content-Type: application/json") || add_header(r, "Expect:")))
     return RBEE_ENOMEM;
-  if (r->kind != RELAY_PROXY && add_header(r, "Accept: text/event-stream"))
+  if ((r->kind == RELAY_ROUTE || r->kind == RELAY_STREAM) &&
+      add_header(r, "Accept: text/event-stream"))
     return RBEE_ENOMEM;
   if (tok) {
     snprintf(line, sizeof line, "Authorization: Bearer %s", tok);
     if (add_header(r, line))
       return RBEE_ENOMEM;
   }
-  const char *last = evhttp_find_header(evhttp_request_get_input_headers(req), "Last-Event-ID");
+  const char *last =
+      req ? evhttp_find_header(evhttp_request_get_input_headers(req), "Last-Event-ID") : NULL;
   if (r->kind == RELAY_STREAM && last && strlen(last) < 64) {
     snprintf(line, sizeof line, "Last-Event-ID: %s", last);
     if (add_header(r, line))
@@ -454,7 +466,13 @@ static void end_client(queen_relay *r) {
   r->req = NULL;
 }
 
+static void probe_done(queen_relay *r, CURLcode result);
+
 static void transfer_done(queen_relay *r, CURLcode result) {
+  if (r->kind == RELAY_PROBE) {
+    probe_done(r, result);
+    return;
+  }
   curl_multi_remove_handle(r->q->multi, r->easy);
   curl_easy_cleanup(r->easy);
   r->easy = NULL;
@@ -592,6 +610,67 @@ void queen_relay_job(queen *q, struct evhttp_request *req, const char *job_id, i
     return;
   }
   watch_client(r, req);
+}
+
+/* The worker still at the probed place, or NULL. */
+static queen_worker *probed(queen_relay *r) {
+  queen_worker *w = (queen_worker *)queen_registry_find(&r->q->reg, r->worker_id);
+  char url[300];
+  if (w == NULL)
+    return NULL;
+  base_url(url, sizeof url, w->address, w->info.port);
+  return strcmp(url, r->base_url) == 0 ? w : NULL;
+}
+
+static void probe_done(queen_relay *r, CURLcode result) {
+  long status = 0;
+  curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
+  queen_worker *w = probed(r);
+  const char *why = NULL;
+  if (w == NULL) {
+    relay_free(r);
+    return;
+  }
+  w->probing = 0;
+  size_t n = evbuffer_get_length(r->answer);
+  cJSON *o = result == CURLE_OK && status == 200
+                 ? cJSON_ParseWithLength((const char *)evbuffer_pullup(r->answer, -1), n)
+                 : NULL;
+  const cJSON *inner = cJSON_GetObjectItemCaseSensitive(o, "worker");
+  const cJSON *src = cJSON_IsObject(inner) ? inner : o;
+  const cJSON *id = cJSON_GetObjectItemCaseSensitive(src, "id");
+  const cJSON *model = cJSON_GetObjectItemCaseSensitive(src, "model_id");
+  if (result != CURLE_OK || status != 200)
+    why = result != CURLE_OK ? curl_easy_strerror(result) : "GET /info did not answer 200";
+  else if (!cJSON_IsString(id) || strcmp(id->valuestring, w->info.id) != 0)
+    why = "its GET /info names another id";
+  else if (!cJSON_IsString(model) || strcmp(model->valuestring, w->info.model_id) != 0)
+    why = "its GET /info names another model";
+  cJSON_Delete(o);
+  if (why)
+    rbee_log(RBEE_LOG_WARN, "queen", "verify", NULL, "%s at %s not verified: %s; no jobs for it",
+             w->info.id, r->base_url, why);
+  else
+    rbee_log(RBEE_LOG_INFO, "queen", "verify", NULL, "%s at %s verified", w->info.id, r->base_url);
+  w->verified = why == NULL;
+  relay_free(r);
+}
+
+void queen_probe_start(queen *q, queen_worker *w) {
+  if (q->multi == NULL || w->probing)
+    return;
+  queen_relay *r = relay_new(q, RELAY_PROBE, NULL);
+  if (r == NULL)
+    return;
+  snprintf(r->worker_id, sizeof r->worker_id, "%s", w->info.id);
+  base_url(r->base_url, sizeof r->base_url, w->address, w->info.port);
+  char url[512];
+  snprintf(url, sizeof url, "%s/info", r->base_url);
+  if ((r->easy = make_easy(r, url)) == NULL || curl_multi_add_handle(q->multi, r->easy) != CURLM_OK) {
+    relay_free(r);
+    return;
+  }
+  w->probing = 1;
 }
 
 void queen_relay_shutdown(queen *q) {

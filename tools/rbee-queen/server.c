@@ -183,6 +183,9 @@ static void on_heartbeat(queen *q, struct evhttp_request *req) {
     queen_send_error(req, 500, "INTERNAL", "out of memory");
     return;
   }
+  queen_worker *reg_w = (queen_worker *)queen_registry_find(&q->reg, id);
+  if (reg_w && !reg_w->verified && !reg_w->probing)
+    queen_probe_start(q, reg_w);
   if (flags & QUEEN_NEW)
     rbee_log(RBEE_LOG_INFO, "queen", "register", NULL, "%s joined: model %s at %s:%u, %s", id,
              model, peer ? peer : "?", port, rbee_status_str(status));
