@@ -31,6 +31,7 @@ typedef struct queen_worker {
   struct queen_worker *hnext; /* hash bucket chain */
   int verified; /* its GET /info named the same id and model: it may get jobs */
   int probing;  /* a GET /info is in flight */
+  int64_t probed_mono_us; /* when the last one started: one per 5 s at most */
 } queen_worker;
 
 /* Workers kept at most: a flood of ids cannot grow the registry further. */

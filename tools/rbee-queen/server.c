@@ -184,8 +184,12 @@ static void on_heartbeat(queen *q, struct evhttp_request *req) {
     return;
   }
   queen_worker *reg_w = (queen_worker *)queen_registry_find(&q->reg, id);
-  if (reg_w && !reg_w->verified && !reg_w->probing)
+  int64_t now_us = queen_mono_us();
+  if (reg_w && !reg_w->verified && !reg_w->probing &&
+      (reg_w->probed_mono_us == 0 || now_us - reg_w->probed_mono_us >= 5000000)) {
+    reg_w->probed_mono_us = now_us;
     queen_probe_start(q, reg_w);
+  }
   if (flags & QUEEN_NEW)
     rbee_log(RBEE_LOG_INFO, "queen", "register", NULL, "%s joined: model %s at %s:%u, %s", id,
              model, peer ? peer : "?", port, rbee_status_str(status));
