@@ -266,9 +266,11 @@ static void format_json(rbee__buf *b, const rbee_log_event *ev, const char *ts) 
  * bytes written; 0 with errno set on an error other than "full". */
 static size_t write_some(int fd, const char *p, size_t n, int wait_ms) {
   size_t done = 0;
+  int64_t end = rbee__mono_us() + (int64_t)wait_ms * 1000; /* a total, not a poll's */
   while (done < n) {
     struct pollfd pfd = {fd, POLLOUT, 0};
-    if (poll(&pfd, 1, wait_ms) <= 0 || !(pfd.revents & POLLOUT)) {
+    int64_t left = wait_ms ? (end - rbee__mono_us()) / 1000 : 0;
+    if (left < 0 || poll(&pfd, 1, (int)left) <= 0 || !(pfd.revents & POLLOUT)) {
       errno = 0;
       break;
     }

@@ -278,6 +278,9 @@ int main(int argc, char **argv) {
   rbee_log(RBEE_LOG_INFO, "queen", "listen", NULL, "listening on http://%s:%d, dead after %u ms",
            o.bind, queen_port(q), o.dead_after_ms);
   event_base_dispatch(base);
+  /* A later signal must not kill a queen that is already stopping. */
+  signal(SIGINT, SIG_IGN);
+  signal(SIGTERM, SIG_IGN);
   queen_free(q);
   if (sigint)
     event_free(sigint);
