@@ -135,6 +135,20 @@ assert_contains "$TMP/ok.sse" '"type":"transcript"' "stereo"
 mkwav 3 1 48000 32 192000 >"$TMP/x.b64"; asr_job "$TMP/x.b64" "$TMP/ok.sse"
 assert_contains "$TMP/ok.sse" '"type":"transcript"' "float"
 
+step "cancel a long synthesis between sentences"
+long=$(for _ in $(seq 25); do printf '%s ' "${SENTENCES[@]}"; done)
+printf '{"operation":"tts","text":"%s"}' "${long:0:9990}" >"$TMP/long.json"
+curl -s --max-time 10 -X POST "$T/v1/jobs" --data-binary @"$TMP/long.json" >"$TMP/job.json"
+id=$(sed -n 's/.*"job_id":"\([^"]*\)".*/\1/p' "$TMP/job.json")
+[ -n "$id" ] || fail "no job id in $(cat "$TMP/job.json")"
+curl -s -N --max-time 120 "$T/v1/jobs/$id/stream" >"$TMP/tcancel.sse" &
+reader=$!
+for _ in $(seq 300); do grep -q '^event: progress' "$TMP/tcancel.sse" && break; sleep 0.1; done
+[ "$(curl -s -o /dev/null -w '%{http_code}' -X DELETE "$T/v1/jobs/$id")" = 202 ] || fail "tts DELETE"
+wait "$reader" || true
+assert_contains "$TMP/tcancel.sse" 'data: [CANCELLED]' "tts cancelled"
+grep -q '^event: audio' "$TMP/tcancel.sse" && fail "a cancelled synthesis gave audio"
+
 step "cancel a long recognition mid-way"
 # Six copies of the rms WAV as one: the first header, the data of all.
 printf '%s' "$(cat "$TMP/rms.b64")" | base64 -d >"$TMP/one.wav"
