@@ -9,8 +9,6 @@ ASR_BIN=$RBEE_BUILD_DIR/samples/asr-worker/asr-worker
 for b in "$QUEEN_BIN" "$TTS_BIN" "$ASR_BIN"; do
   [ -x "$b" ] || { echo "skipped: $b is not built (flite1-dev, libpocketsphinx-dev?)"; exit 77; }
 done
-# Sanitized builds: pocketsphinx's own allocations are not ours to judge.
-export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0}
 
 SENTENCES=(
   "The weather is nice today."
