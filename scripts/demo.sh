@@ -2,7 +2,9 @@
 # make demo: the whole thing end to end on this machine. Starts the local
 # queen and the sample LLM worker on free loopback ports, streams one job's
 # tokens through the queen, renders one image with the sample SD worker,
-# then stops the LLM worker with SIGTERM and shows what the queen saw.
+# speaks a sentence with the tts-worker and hears it back with the
+# asr-worker (when built), then stops the LLM worker with SIGTERM and shows
+# what the queen saw.
 # Every process it starts is stopped on exit, on failure and on Ctrl-C.
 set -euo pipefail
 build=${1:-build}
@@ -11,6 +13,8 @@ QUEEN=$build/tools/rbee-queen/rbee-local-queen
 LLM=$build/samples/llm-worker/llm-worker
 SD=$build/samples/sd-worker/sd-worker
 PNGINFO=$build/samples/sd-worker/sd-png-info
+TTS=$build/samples/tts-worker/tts-worker
+ASR=$build/samples/asr-worker/asr-worker
 OUT=${RBEE_DEMO_OUT:-$PWD/out}
 tmp=$(mktemp -d)
 pids=()
@@ -104,6 +108,34 @@ png=$OUT/demo-lighthouse.png
 info=$(sed -n 's/^data: {"type":"complete","image":"\([^"]*\)".*/\1/p' "$tmp/image.sse" |
   "$PNGINFO" --base64 "$png") || die "the image does not decode"
 echo "saved $png: ${info%% *} pixels, ${info##* } bytes (decoded with libpng)"
+
+say "4b. speech round trip: text -> tts-worker (flite) -> WAV -> asr-worker (pocketsphinx) -> text"
+if [ -x "$TTS" ] && [ -x "$ASR" ]; then
+  "$TTS" --worker-id demo-tts --model flite --port 0 --queen-url "$qurl" \
+    --heartbeat-interval 2 >"$tmp/tts.out" 2>"$tmp/tts.log" &
+  pids+=($!)
+  "$ASR" --worker-id demo-asr --model en-us --port 0 --queen-url "$qurl" \
+    --heartbeat-interval 2 >"$tmp/asr.out" 2>"$tmp/asr.log" &
+  pids+=($!)
+  wait_for 60 "the queen to list demo-tts as ready" is_status demo-tts ready
+  wait_for 60 "the queen to list demo-asr as ready" is_status demo-asr ready
+  said="The quick brown fox jumps over the lazy dog. Please call me back this afternoon."
+  curl -sS -N --max-time 60 -H 'Accept: text/event-stream' -X POST "$qurl/v1/jobs" \
+    -d "{\"model\":\"flite\",\"operation\":\"tts\",\"voice\":\"rms\",\"text\":\"$said\"}" \
+    >"$tmp/tts.sse" || die "the tts job failed"
+  { printf '{"model":"en-us","operation":"asr","audio":"'
+    sed -n 's/^data: {"type":"audio".*"audio":"\([^"]*\)".*/\1/p' "$tmp/tts.sse"
+    printf '"}'; } >"$tmp/asr.json"
+  echo "spoken: $(sed -n 's/.*"type":"audio".*"duration_ms":\([0-9]*\).*/\1/p' "$tmp/tts.sse") ms of 16 kHz WAV"
+  curl -sS -N --max-time 120 -H 'Accept: text/event-stream' -X POST "$qurl/v1/jobs" \
+    --data-binary @"$tmp/asr.json" >"$tmp/asr.sse" || die "the asr job failed"
+  heard=$(sed -n 's/^data: {"type":"transcript","text":"\([^"]*\)".*/\1/p' "$tmp/asr.sse")
+  [ -n "$heard" ] || die "no transcript came back: $(grep -m1 ERROR "$tmp/asr.sse")"
+  echo "text in:  $said"
+  echo "text out: $heard"
+else
+  echo "skipped: the speech samples are not built (scripts/install-deps.sh installs flite and pocketsphinx)"
+fi
 
 say "5. stop the LLM worker with SIGTERM and watch the queen"
 kill -TERM "$llm_pid"

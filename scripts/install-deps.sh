@@ -14,6 +14,8 @@ pkgs=(
   clang libclang-rt-14-dev  # sanitizer build and fuzz target (libFuzzer)
   openssl                 # TLS test queen (tests/test_heartbeat_tls.sh)
   valgrind                # memcheck runs of the heartbeat and the worker process
+  flite1-dev              # tts-worker sample (speech synthesis)
+  libpocketsphinx-dev libsphinxbase-dev pocketsphinx-en-us  # asr-worker sample
 )
 [ "${RBEE_BENCH:-0}" = 1 ] && pkgs+=(gnuplot-nox)
 
