@@ -115,5 +115,10 @@ int rbee__stream_read(rbee__stream *s, struct evbuffer *out);
 /* The reader is gone (client closed or finished). With no reader left on a
  * job that has not ended, the grace timer starts. Accepts NULL. */
 void rbee__stream_close(rbee__stream *s);
+/* Delivery accounting: the id of the next event to hand out, and how many
+ * events (terminal marker included, written yet or not) the job has. */
+int64_t rbee__stream_next_id(const rbee__stream *s);
+int64_t rbee__stream_total(rbee__stream *s);
+const char *rbee__stream_job_id(const rbee__stream *s);
 
 #endif

@@ -104,3 +104,16 @@ void rbee__job_notify_readers(rbee_job *job) {
     s->cb(s, s->userdata);
   }
 }
+
+int64_t rbee__stream_next_id(const rbee__stream *s) { return s->next_id; }
+
+int64_t rbee__stream_total(rbee__stream *s) {
+  rbee__jobs *jobs = s->job->jobs;
+  pthread_mutex_lock(&jobs->mu);
+  /* The terminal marker counts as one event, written yet or not. */
+  int64_t n = s->job->next_id + (s->job->ended ? 0 : 1);
+  pthread_mutex_unlock(&jobs->mu);
+  return n;
+}
+
+const char *rbee__stream_job_id(const rbee__stream *s) { return s->job->id; }
