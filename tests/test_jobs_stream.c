@@ -178,15 +178,17 @@ START_TEST(test_jobs_replay_window_bounded) {
   jt_reader_open(&r, job, -1);
   ck_assert_int_eq(worker_test_run_until(jt_base, jt_reader_done, &r, 20000), 0);
   jt_reader_close(&r);
-  /* Events gone from the window are skipped: the jt_reader starts later than
-   * asked, but still ends with the marker. */
+  /* Events gone from the window are said to be gone (a gap event, no id)
+   * and the reader goes on from the first kept one to the marker. */
   jt_reader_open(&r, job, 2);
   ck_assert(r.complete);
   size_t len = evbuffer_get_length(r.buf);
   int n = worker_sse_parse((const char *)evbuffer_pullup(r.buf, -1), len, jt_evs, 64);
-  ck_assert_int_gt(n, 1);
-  ck_assert_int_lt(n, 12);
-  ck_assert_int_gt(jt_evs[0].id, 3);
+  ck_assert_int_gt(n, 2);
+  ck_assert_int_lt(n, 13);
+  ck_assert_int_eq(jt_evs[0].id, -1);
+  ck_assert_ptr_nonnull(strstr(jt_evs[0].data, "\"type\":\"gap\""));
+  ck_assert_int_gt(jt_evs[1].id, 3);
   ck_assert_str_eq(jt_evs[n - 1].data, "[DONE]");
   ck_assert_int_eq(jt_evs[n - 1].id, 201);
   worker_sse_free(jt_evs, n);

@@ -584,6 +584,13 @@ cJSON *rbee__job_status_json(rbee_job *job) {
   return o;
 }
 
+int64_t rbee__job_events(rbee_job *job) {
+  pthread_mutex_lock(&job->jobs->mu);
+  int64_t n = job->next_id;
+  pthread_mutex_unlock(&job->jobs->mu);
+  return n;
+}
+
 rbee_job_state rbee__job_state(rbee_job *job) {
   pthread_mutex_lock(&job->jobs->mu);
   rbee_job_state s = job->state;

@@ -87,6 +87,8 @@ unsigned rbee__jobs_abandon(rbee__jobs *jobs);
  * progress, created_at/started_at/finished_at, events, error. */
 struct cJSON *rbee__job_status_json(rbee_job *job);
 rbee_job_state rbee__job_state(rbee_job *job);
+/* Events the job has written so far (ids 0 .. n-1), terminal marker included. */
+int64_t rbee__job_events(rbee_job *job);
 void rbee__jobs_get_counts(rbee__jobs *jobs, rbee__jobs_counts *out);
 /* Monotonic time (us) of the oldest emit/progress among running jobs, or 0
  * when none runs: the hang detector compares it with now. */
@@ -102,8 +104,9 @@ typedef struct rbee__stream rbee__stream;
 typedef void (*rbee__stream_cb)(rbee__stream *s, void *userdata);
 
 /* Open a reader from the start (@p last_event_id < 0) or after the event
- * with that id (Last-Event-ID). Events already gone from the replay buffer
- * are skipped. Opening a reader stops the job's grace timer. A reader
+ * with that id (Last-Event-ID). When events the reader needs are already
+ * gone from the replay buffer, it first gets a gap event (no id line):
+ * data: {"type":"gap","first_kept_id":N,"missed":M}, then event N on. Opening a reader stops the job's grace timer. A reader
  * keeps its job alive (a reference) until rbee__stream_close. @p cb is
  * never called from inside rbee__stream_open or rbee__stream_read. */
 int rbee__stream_open(rbee__stream **out, rbee_job *job, int64_t last_event_id,

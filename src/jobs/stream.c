@@ -37,8 +37,14 @@ int rbee__stream_read(rbee__stream *s, struct evbuffer *out) {
   rbee_job *job = s->job;
   rbee__jobs *jobs = job->jobs;
   pthread_mutex_lock(&jobs->mu);
-  if (s->next_id < job->first_id)
-    s->next_id = job->first_id; /* gone from the replay window */
+  if (s->next_id < job->first_id) {
+    /* Gone from the replay window: say so, never a silent hole. No id
+     * line, so that a client's Last-Event-ID stays where it was. */
+    if (evbuffer_add_printf(out, "data: {\"type\":\"gap\",\"first_kept_id\":%lld,\"missed\":%lld}\n\n",
+                            (long long)job->first_id,
+                            (long long)(job->first_id - s->next_id)) > 0)
+      s->next_id = job->first_id;
+  }
   int moved = 0;
   for (rbee__sse_event *e; !s->complete && (e = rbee__job_event_locked(job, s->next_id));) {
     if (evbuffer_add(out, e->text, e->len) != 0)
