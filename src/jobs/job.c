@@ -182,13 +182,13 @@ static int wait_room_locked(rbee_job *job) {
    * skips waiting jobs, and the wait ends as activity. */
   if (job->unread_bytes > jobs->cfg.stream_buffer_bytes) {
     job->waiting++;
-    while (job->unread_bytes > jobs->cfg.stream_buffer_bytes && !job->cancelled && !job->ended &&
+    while (job->unread_bytes > jobs->cfg.stream_buffer_bytes && !job->cancelled && !rbee__job_ended(job) &&
            !job->failed && !jobs->shutdown)
       pthread_cond_wait(&job->room, &jobs->mu);
     job->waiting--;
     job->activity_mono = rbee__mono_us();
   }
-  if (job->ended || job->failed)
+  if (rbee__job_ended(job) || job->failed)
     return rbee__error_set(RBEE_ESTATE, "job %s already ended", job->id);
   if (job->cancelled || jobs->shutdown)
     return rbee__error_set(RBEE_ECANCELED, "job %s was cancelled", job->id);
@@ -213,10 +213,11 @@ int rbee__job_append_event_locked(rbee_job *job, const char *event, const char *
 }
 
 int rbee__job_end_locked(rbee_job *job, rbee_job_state state) {
-  if (job->ended)
+  if (rbee__job_ended(job))
+    return RBEE_ESTATE;
+  if (rbee__job_phase_set_locked(job, RBEE__JP_ENDED) != 0)
     return RBEE_ESTATE;
   job->state = state;
-  job->ended = 1;
   job->finished_us = rbee__now_us();
   job->finished_mono = rbee__mono_us();
   pthread_cond_broadcast(&job->room);
@@ -387,7 +388,7 @@ int rbee_job_set_progress(rbee_job *job, double fraction) {
   rbee__jobs *jobs = job->jobs;
   pthread_mutex_lock(&jobs->mu);
   int rc = 0;
-  if (job->ended) {
+  if (rbee__job_ended(job)) {
     rc = rbee__error_set(RBEE_ESTATE, "job %s already ended", job->id);
   } else {
     job->progress = fraction;
@@ -427,9 +428,9 @@ int rbee_job_fail(rbee_job *job, const char *code, const char *fmt, ...) {
   }
   rbee__jobs *jobs = job->jobs;
   pthread_mutex_lock(&jobs->mu);
-  if (job->ended || job->failed) {
+  if (rbee__job_ended(job) || job->failed) {
     rc =
-        rbee__error_set(RBEE_ESTATE, "job %s already %s", job->id, job->ended ? "ended" : "failed");
+        rbee__error_set(RBEE_ESTATE, "job %s already %s", job->id, rbee__job_ended(job) ? "ended" : "failed");
   } else if (job->cancelled) {
     rc = rbee__error_set(RBEE_ECANCELED, "job %s was cancelled", job->id);
   } else {

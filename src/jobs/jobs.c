@@ -26,6 +26,39 @@ static rbee_job *take_queued_locked(rbee__jobs *jobs);
 
 void rbee__job_ref(rbee_job *job) { atomic_fetch_add(&job->refs, 1); }
 
+static const char *const phase_names[] = {"new", "queued", "running", "ended", "finalized"};
+
+const char *rbee__job_phase_str(rbee__job_phase p) {
+  return (unsigned)p <= RBEE__JP_FINALIZED ? phase_names[p] : "?";
+}
+
+int rbee__job_phase_legal(rbee__job_phase from, rbee__job_phase to) {
+  switch (to) {
+  case RBEE__JP_QUEUED:
+    return from == RBEE__JP_NEW;
+  case RBEE__JP_RUNNING:
+    return from == RBEE__JP_NEW || from == RBEE__JP_QUEUED;
+  case RBEE__JP_ENDED: /* a queued job ends when cancelled */
+    return from == RBEE__JP_QUEUED || from == RBEE__JP_RUNNING;
+  case RBEE__JP_FINALIZED:
+    return from == RBEE__JP_ENDED;
+  default:
+    return 0;
+  }
+}
+
+int rbee__job_phase_set_locked(rbee_job *job, rbee__job_phase to) {
+  if (!rbee__job_phase_legal(job->phase, to)) {
+    RBEE_LOG(RBEE_LOG_ERROR, "jobs", "phase", job->id, "illegal job phase change %s -> %s",
+             rbee__job_phase_str(job->phase), rbee__job_phase_str(to));
+    return rbee__error_set(RBEE_ESTATE, "illegal job phase change");
+  }
+  RBEE_LOG(RBEE_LOG_DEBUG, "jobs", "phase", job->id, "job phase %s -> %s",
+           rbee__job_phase_str(job->phase), rbee__job_phase_str(to));
+  job->phase = to;
+  return 0;
+}
+
 static void job_free(rbee_job *job) {
   if (job->grace)
     event_free(job->grace);
@@ -106,7 +139,7 @@ static void *pool_main(void *arg) {
 
     pthread_mutex_lock(&jobs->mu);
     job->in_pool = 0;
-    if (!job->ended) {
+    if (!rbee__job_ended(job)) {
       rbee_job_state st = RBEE_JOB_DONE;
       if (job->cancelled) {
         st = RBEE_JOB_CANCELLED;
@@ -227,6 +260,7 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg) { forget_old(arg
 /* Give a job a slot (mu held): it is running from now on. The caller
  * hands it to a pool thread (or runs it on its own). */
 static void start_locked(rbee__jobs *jobs, rbee_job *job) {
+  rbee__job_phase_set_locked(job, RBEE__JP_RUNNING);
   job->state = RBEE_JOB_RUNNING;
   job->started_us = rbee__now_us();
   job->started_mono = job->activity_mono = rbee__mono_us();
@@ -334,9 +368,9 @@ static void wake_cb(evutil_socket_t fd, short what, void *arg) {
     first = j;
     j->pending = 0;
     /* Finalize once, and only after the pool thread let go of the job. */
-    j->wake_end = j->ended && !j->finalized && !j->in_pool && j->state != RBEE_JOB_QUEUED;
+    j->wake_end = j->phase == RBEE__JP_ENDED && !j->in_pool && j->state != RBEE_JOB_QUEUED;
     if (j->wake_end)
-      j->finalized = 1;
+      rbee__job_phase_set_locked(j, RBEE__JP_FINALIZED);
     j->wake_started = j->pool_started;
     j->pool_started = 0;
     rbee__job_ref(j);
@@ -377,7 +411,7 @@ void rbee__job_grace_update(rbee_job *job) {
   if (job->grace == NULL || job->jobs->base_gone)
     return;
   pthread_mutex_lock(&job->jobs->mu);
-  int ended = job->ended;
+  int ended = rbee__job_ended(job);
   int queued = job->state == RBEE_JOB_QUEUED;
   pthread_mutex_unlock(&job->jobs->mu);
   /* A queued job may wait unread (a client reading its jobs one after the
@@ -440,6 +474,7 @@ int rbee__jobs_submit(rbee__jobs *jobs, cJSON *body, rbee_job **out) {
     start_locked(jobs, job);
     hand_off_locked(jobs, job);
   } else {
+    rbee__job_phase_set_locked(job, RBEE__JP_QUEUED);
     job->state = RBEE_JOB_QUEUED;
     if (jobs->q_tail)
       jobs->q_tail->q_next = job;
@@ -475,10 +510,10 @@ rbee_job *rbee__jobs_find(rbee__jobs *jobs, const char *id) {
 int rbee__job_cancel(rbee_job *job, const char *why) {
   rbee__jobs *jobs = job->jobs;
   pthread_mutex_lock(&jobs->mu);
-  if (job->ended || job->cancelled) {
+  if (rbee__job_ended(job) || job->cancelled) {
     /* The message is made under the lock: a job thread may end the job. */
     rbee__error_set(RBEE_ESTATE, "job %s already %s", job->id,
-                    job->ended ? rbee_job_state_str(job->state) : "cancelling");
+                    rbee__job_ended(job) ? rbee_job_state_str(job->state) : "cancelling");
     pthread_mutex_unlock(&jobs->mu);
     return RBEE_ESTATE;
   }
@@ -500,7 +535,7 @@ int rbee__job_cancel(rbee_job *job, const char *why) {
     }
     job->q_next = NULL;
     rbee__job_end_locked(job, RBEE_JOB_CANCELLED);
-    job->finalized = 1;
+    rbee__job_phase_set_locked(job, RBEE__JP_FINALIZED);
   }
   pthread_cond_broadcast(&job->room);
   pthread_mutex_unlock(&jobs->mu);
@@ -526,7 +561,7 @@ void rbee__jobs_cancel_all(rbee__jobs *jobs, const char *why) {
   }
   for (rbee_job *j = jobs->all_head; j; j = j->all_next) {
     pthread_mutex_lock(&jobs->mu);
-    int live = !j->ended && !j->cancelled;
+    int live = !rbee__job_ended(j) && !j->cancelled;
     pthread_mutex_unlock(&jobs->mu);
     if (live)
       rbee__job_cancel(j, why);
@@ -537,7 +572,7 @@ unsigned rbee__jobs_abandon(rbee__jobs *jobs) {
   unsigned n = 0;
   pthread_mutex_lock(&jobs->mu);
   for (rbee_job *j = jobs->all_head; j; j = j->all_next) {
-    if (!j->ended && j->state == RBEE_JOB_RUNNING) {
+    if (!rbee__job_ended(j) && j->state == RBEE_JOB_RUNNING) {
       j->cancelled = 1;
       rbee__job_end_locked(j, RBEE_JOB_CANCELLED);
     }
@@ -569,7 +604,7 @@ cJSON *rbee__job_status_json(rbee_job *job) {
   add_time(o, "started_at", job->started_us);
   add_time(o, "finished_at", job->finished_us);
   cJSON_AddNumberToObject(o, "events", (double)job->next_id);
-  if (job->cancelled && !job->ended)
+  if (job->cancelled && !rbee__job_ended(job))
     cJSON_AddTrueToObject(o, "cancelling");
   if (job->error_message) {
     cJSON *e = cJSON_AddObjectToObject(o, "error");
@@ -608,7 +643,7 @@ int64_t rbee__jobs_oldest_activity(rbee__jobs *jobs) {
   int64_t oldest = 0;
   pthread_mutex_lock(&jobs->mu);
   for (rbee_job *j = jobs->all_head; j; j = j->all_next)
-    if (j->state == RBEE_JOB_RUNNING && !j->ended && !j->waiting &&
+    if (j->state == RBEE_JOB_RUNNING && !rbee__job_ended(j) && !j->waiting &&
         (oldest == 0 || j->activity_mono < oldest))
       oldest = j->activity_mono;
   pthread_mutex_unlock(&jobs->mu);
@@ -626,7 +661,7 @@ void rbee__jobs_free(rbee__jobs *jobs) {
   int stuck = 0;
   pthread_mutex_lock(&jobs->mu);
   for (rbee_job *j = jobs->all_head; j; j = j->all_next)
-    stuck |= j->in_pool && j->ended;
+    stuck |= j->in_pool && rbee__job_ended(j);
   jobs->shutdown = 1;
   jobs->base_gone = 1;
   pthread_cond_broadcast(&jobs->work);

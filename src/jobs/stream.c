@@ -61,10 +61,10 @@ int rbee__stream_read(rbee__stream *s, struct evbuffer *out) {
   /* Ended, all read, and yet no marker: it could not be stored (out of
    * memory). Write one so that the client still sees the end. */
   rbee__sse_event *last = rbee__job_event_locked(job, job->next_id - 1);
-  if (!s->complete && job->ended && s->next_id >= job->next_id && last && last->terminal &&
+  if (!s->complete && rbee__job_ended(job) && s->next_id >= job->next_id && last && last->terminal &&
       s->next_id > last->id) {
     s->complete = 1; /* came back after the marker: nothing more to say */
-  } else if (!s->complete && job->ended && s->next_id >= job->next_id) {
+  } else if (!s->complete && rbee__job_ended(job) && s->next_id >= job->next_id) {
     const char *m = job->state == RBEE_JOB_DONE     ? "[DONE]"
                     : job->state == RBEE_JOB_FAILED ? "[ERROR] the job failed"
                                                     : "[CANCELLED]";
@@ -117,7 +117,7 @@ int64_t rbee__stream_total(rbee__stream *s) {
   rbee__jobs *jobs = s->job->jobs;
   pthread_mutex_lock(&jobs->mu);
   /* The terminal marker counts as one event, written yet or not. */
-  int64_t n = s->job->next_id + (s->job->ended ? 0 : 1);
+  int64_t n = s->job->next_id + (rbee__job_ended(s->job) ? 0 : 1);
   pthread_mutex_unlock(&jobs->mu);
   return n;
 }
