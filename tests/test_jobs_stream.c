@@ -275,14 +275,6 @@ END_TEST
 START_TEST(test_jobs_emit_bad_input) {
   jt_start(jt_config());
   rbee_job *job = jt_submit(M_GATE, 0, 0);
-  cJSON *arr = cJSON_CreateArray();
-  ck_assert_int_eq(rbee_job_emit(job, NULL, arr), RBEE_EINVAL);
-  cJSON_Delete(arr);
-  ck_assert_int_eq(rbee_job_emit_json(job, NULL, "[1,2]"), RBEE_EINVAL);
-  ck_assert_int_eq(rbee_job_emit_json(job, NULL, "{broken"), RBEE_EINVAL);
-  ck_assert_int_eq(rbee_job_emit_json(job, "bad\nname", "{}"), RBEE_EINVAL);
-  ck_assert_int_eq(rbee_job_emit_json(job, "", "{}"), RBEE_EINVAL);
-  ck_assert_int_eq(rbee_job_emit_token(job, "\xff\xfe"), RBEE_EINVAL);
   ck_assert_int_eq(rbee_job_set_progress(job, 1.5), RBEE_EINVAL);
   ck_assert_int_eq(rbee_job_set_progress(job, 0.25), 0);
   /* A multi-line JSON text goes out as one compact data line. */
@@ -296,8 +288,33 @@ START_TEST(test_jobs_emit_bad_input) {
   ck_assert_int_lt(evbuffer_get_length(r.buf), sizeof text);
   evbuffer_copyout(r.buf, text, evbuffer_get_length(r.buf));
   ck_assert_str_eq(text, "id: 1\nevent: preview\ndata: {\"a\":[1,2]}\n\n");
+  /* Bad input is refused, and an event that could not be emitted fails
+   * the job: it cannot end "done" with an event missing. */
+  cJSON *arr = cJSON_CreateArray();
+  ck_assert_int_eq(rbee_job_emit(job, NULL, arr), RBEE_EINVAL);
+  cJSON_Delete(arr);
+  ck_assert_int_eq(rbee_job_emit_json(job, NULL, "[1,2]"), RBEE_EINVAL);
+  ck_assert_int_eq(rbee_job_emit_json(job, NULL, "{broken"), RBEE_EINVAL);
+  ck_assert_int_eq(rbee_job_emit_json(job, "bad\nname", "{}"), RBEE_EINVAL);
+  ck_assert_int_eq(rbee_job_emit_json(job, "", "{}"), RBEE_EINVAL);
+  ck_assert_int_eq(rbee_job_emit_token(job, "\xff\xfe"), RBEE_EINVAL);
+  ck_assert_int_eq(rbee_job_emit_json(job, NULL, "{}"), RBEE_ESTATE); /* failed already */
+  st = rbee__job_status_json(job);
+  ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(st, "error"), "code")->valuestring,
+                   "EMIT_FAILED");
+  cJSON_Delete(st);
   jt_open_gate();
   ck_assert_int_eq(worker_test_run_until(jt_base, jt_reader_done, &r, 20000), 0);
+  ck_assert_int_eq(rbee__job_state(job), RBEE_JOB_FAILED);
+  size_t len = evbuffer_get_length(r.buf);
+  const char *all = (const char *)evbuffer_pullup(r.buf, -1);
+  int n = worker_sse_parse(all, len, jt_evs, 64);
+  int errors = 0;
+  for (int i = 0; i < n; i++)
+    errors += strstr(jt_evs[i].data, "\"type\":\"error\"") != NULL;
+  ck_assert_int_eq(errors, 1); /* one error event, then [ERROR] */
+  ck_assert(strncmp(jt_evs[n - 1].data, "[ERROR]", 7) == 0);
+  worker_sse_free(jt_evs, n);
   jt_reader_close(&r);
 }
 END_TEST
