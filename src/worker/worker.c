@@ -84,6 +84,8 @@ static void drain_done(rbee_worker *w) {
 
 /* Every stream delivered: done. Called on every job end and stream end. */
 static void drain_check(rbee_worker *w) {
+  if (w->forced_code) /* a second signal: no more drain */
+    return;
   if (w->drain == RBEE__DRAIN_JOBS || w->drain == RBEE__DRAIN_CANCELLING) {
     rbee__jobs_counts c;
     rbee__jobs_get_counts(w->jobs, &c);
