@@ -319,12 +319,33 @@ START_TEST(test_jobs_emit_bad_input) {
 }
 END_TEST
 
+/* A finished job keeps its events (bounded), not its request body. */
+START_TEST(test_jobs_finished_drops_body) {
+  jt_start(jt_config());
+  rbee_job *job = jt_submit(M_TOKENS, 3, 0);
+  rbee__job_ref(job);
+  ck_assert_ptr_nonnull(rbee_job_params(job));
+  jt_reader r;
+  jt_reader_open(&r, job, -1);
+  ck_assert_int_eq(worker_test_run_until(jt_base, jt_reader_done, &r, 20000), 0);
+  jt_reader_close(&r);
+  ck_assert_int_eq(rbee__job_state(job), RBEE_JOB_DONE);
+  ck_assert_ptr_null(rbee_job_params(job));
+  ck_assert_str_eq(rbee_job_operation(job), "test");
+  cJSON *st = rbee__job_status_json(job);
+  ck_assert_str_eq(cJSON_GetObjectItem(st, "operation")->valuestring, "test");
+  cJSON_Delete(st);
+  rbee__job_unref(job);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("jobs_stream");
   TCase *tc = tcase_create("jobs_stream");
   tcase_add_checked_fixture(tc, jt_setup, jt_teardown);
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, test_jobs_stream_order);
+  tcase_add_test(tc, test_jobs_finished_drops_body);
   tcase_add_test(tc, test_jobs_emit_threads);
   tcase_add_test(tc, test_jobs_backpressure);
   tcase_add_test(tc, test_jobs_replay_last_event_id);

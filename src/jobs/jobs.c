@@ -65,6 +65,7 @@ static void job_free(rbee_job *job) {
   rbee__job_events_free(job);
   pthread_cond_destroy(&job->room);
   cJSON_Delete(job->body);
+  free(job->operation);
   free(job->error_code);
   free(job->error_message);
   free(job);
@@ -341,6 +342,13 @@ static void finalize(rbee__jobs *jobs, rbee_job *job) {
   }
   RBEE_LOG(RBEE_LOG_INFO, "jobs", "end", job->id, "job %s %s", job->operation,
            rbee_job_state_str(job->state));
+  /* on_job has returned: the request body (borrowed for the job's life)
+   * is not kept with the finished job, only its events count. */
+  pthread_mutex_lock(&jobs->mu);
+  cJSON *body = job->body;
+  job->body = NULL;
+  pthread_mutex_unlock(&jobs->mu);
+  cJSON_Delete(body);
   /* Ended: only the loop thread changes kept_bytes now (trimming). */
   job->fin_bytes = job->kept_bytes;
   jobs->fin_bytes += job->fin_bytes;
@@ -454,7 +462,7 @@ int rbee__jobs_submit(rbee__jobs *jobs, cJSON *body, rbee_job **out) {
   atomic_init(&job->refs, 1); /* the table's */
   job->jobs = jobs;
   job->body = body;
-  job->operation = op->valuestring;
+  job->operation = rbee__strdup(op->valuestring); /* outlives the body */
   pthread_cond_init(&job->room, NULL);
   char uuid[37];
   rbee__uuid4(uuid);
@@ -463,7 +471,7 @@ int rbee__jobs_submit(rbee__jobs *jobs, cJSON *body, rbee_job **out) {
   job->progress = 0;
   job->created_us = rbee__now_us();
   job->grace = evtimer_new(jobs->base, grace_cb, job);
-  if (job->grace == NULL) {
+  if (job->grace == NULL || job->operation == NULL) {
     job_free(job);
     return rbee__error_set(RBEE_ENOMEM, NULL);
   }
