@@ -177,6 +177,39 @@ START_TEST(test_two_readers_different_speeds) {
 }
 END_TEST
 
+/* Readers of one job are bounded (64): the next one gets 429
+ * TOO_MANY_READERS with Retry-After; one that leaves makes room. */
+START_TEST(test_readers_per_job_bounded) {
+  proc p;
+  int port = wp_start_worker(&p, WP_ARGS("--emit", "5", "--job-ms", "3000"));
+  ck_assert_int_eq(wp_wait_ready(port), 0);
+  static worker_stream rs[64];
+  ck_assert_int_eq(worker_stream_post(&rs[0], port, "{\"operation\":\"infer\"}", NULL, 5000), 0);
+  for (int i = 1; i < 64; i++) {
+    ck_assert_int_eq(worker_stream_get(&rs[i], port, rs[0].job_id, 5000), 0);
+    ck_assert_int_eq(rs[i].status, 200);
+  }
+  tc_response r = get_stream(port, rs[0].job_id, NULL);
+  ck_assert_int_eq(r.status, 429);
+  ck_assert_ptr_nonnull(strstr(r.body, "TOO_MANY_READERS"));
+  char ra[16];
+  ck_assert_ptr_nonnull(tc_header(&r, "Retry-After", ra, sizeof ra));
+  tc_response_free(&r);
+  worker_stream_close(&rs[63]);
+  usleep(200000);
+  ck_assert_int_eq(worker_stream_get(&rs[63], port, rs[0].job_id, 5000), 0);
+  ck_assert_int_eq(rs[63].status, 200);
+  for (int i = 0; i < 64; i++) {
+    ck_assert_int_eq(worker_stream_finish(&rs[i], 20000), 0);
+    ck_assert_int_eq(worker_stream_terminals(&rs[i], NULL, 0), 1);
+    worker_stream_close(&rs[i]);
+  }
+  proc_kill(&p, SIGTERM);
+  ck_assert_int_eq(proc_wait(&p, WP_EXIT_MS), 0);
+  proc_cleanup(&p);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("jobs_resume");
   TCase *tc = tcase_create("process");
@@ -185,6 +218,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, test_resume_past_and_inside_window);
   tcase_add_test(tc, test_resume_beyond_newest_and_head_hold_nothing);
   tcase_add_test(tc, test_two_readers_different_speeds);
+  tcase_add_test(tc, test_readers_per_job_bounded);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -163,11 +163,17 @@ void rbee__sse_start(rbee__http *h, struct evhttp_request *req, rbee_job *job,
   s->h = h;
   s->req = req;
   s->delivered_next = last_event_id < 0 ? 0 : (int64_t)last_event_id + 1;
-  if (rbee__stream_open(&s->stream, job, last_event_id, on_ready, s) != 0) {
+  int rc = rbee__stream_open(&s->stream, job, last_event_id, on_ready, s);
+  if (rc != 0) {
     event_free(s->keepalive);
     free(s);
-    rbee__http_reply_error(req, 500, "INTERNAL", "cannot open the job's stream: %s",
-                           rbee_error_message());
+    if (rc == RBEE_EBUSY) {
+      evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
+      rbee__http_reply_error(req, 429, "TOO_MANY_READERS", "%s", rbee_error_message());
+    } else {
+      rbee__http_reply_error(req, 500, "INTERNAL", "cannot open the job's stream: %s",
+                             rbee_error_message());
+    }
     return;
   }
   s->next = h->streams;

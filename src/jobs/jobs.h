@@ -31,6 +31,7 @@ typedef struct rbee__jobs_config {
   unsigned finished_ttl_ms;    /* ... and for at most this long */
   size_t finished_bytes;       /* ... and while their kept events take no
                                   more than this in all; 0: 64 MiB */
+  unsigned max_readers;        /* open readers per job; 0: 64 */
   /* Runs one job on a job thread: the worker's on_job. */
   int (*run)(rbee_job *job, void *userdata);
   /* Loop thread: a job started or ended (slots or queue changed). */
@@ -109,6 +110,7 @@ typedef void (*rbee__stream_cb)(rbee__stream *s, void *userdata);
  * data: {"type":"gap","first_kept_id":N,"missed":M}, then event N on. Opening a reader stops the job's grace timer. A reader
  * keeps its job alive (a reference) until rbee__stream_close. @p cb is
  * never called from inside rbee__stream_open or rbee__stream_read. */
+/* RBEE_EBUSY when the job already has max_readers readers. */
 int rbee__stream_open(rbee__stream **out, rbee_job *job, int64_t last_event_id,
                       rbee__stream_cb cb, void *userdata);
 /* Move what is ready into @p out. Returns 1 once the terminal marker has

@@ -10,6 +10,9 @@ int rbee__stream_open(rbee__stream **out, rbee_job *job, int64_t last_event_id, 
   *out = NULL;
   if (job == NULL || cb == NULL)
     return rbee__error_set(RBEE_EINVAL, "rbee__stream_open: NULL job or callback");
+  unsigned max = job->jobs->cfg.max_readers ? job->jobs->cfg.max_readers : 64;
+  if (job->nreaders >= max)
+    return rbee__error_set(RBEE_EBUSY, "job %s already has %u readers", job->id, max);
   rbee__stream *s = calloc(1, sizeof *s);
   if (s == NULL)
     return rbee__error_set(RBEE_ENOMEM, NULL);
