@@ -52,9 +52,10 @@ int rbee__http_new(rbee__http **out, struct event_base *base, const rbee__http_c
                    rbee__jobs *jobs);
 /* The port actually bound (useful with port 0). */
 int rbee__http_port(const rbee__http *http);
-/* Event streams still sending. On shutdown, once every job has ended, run
- * the loop until this is 0 (bounded) so that clients get their last events
- * and terminal markers before rbee__http_free closes the connections. */
+/* Event streams not yet delivered: a stream counts until the end of its
+ * reply has been written to the socket or its client has gone. The drain
+ * runs the loop until this is 0 (on_stream_done tells it), within its
+ * deadline, before rbee__http_free closes the connections. */
 unsigned rbee__http_active_streams(const rbee__http *http);
 /* At a give-up: log each stream still undelivered (job id, events not
  * yet written to its socket) and return how many events in all. */
