@@ -147,15 +147,15 @@ END_TEST
  * explicit gap, and one [DONE]. */
 START_TEST(test_two_readers_different_speeds) {
   proc p;
-  int port = wp_start_worker(&p, WP_ARGS("--emit", "40000", "--job-ms", "2000"));
+  int port = wp_start_worker(&p, WP_ARGS("--emit", "25000", "--job-ms", "2000"));
   ck_assert_int_eq(wp_wait_ready(port), 0);
   worker_stream fast, slow;
   ck_assert_int_eq(worker_stream_post(&fast, port, "{\"operation\":\"infer\"}", NULL, 5000), 0);
   ck_assert_int_eq(worker_stream_get(&slow, port, fast.job_id, 5000), 0);
   ck_assert_int_eq(slow.status, 200);
-  ck_assert_int_eq(worker_stream_finish(&fast, 30000), 0);
+  ck_assert_int_eq(worker_stream_finish(&fast, 90000), 0);
   sleep(1); /* the slow one has not read yet */
-  ck_assert_int_eq(worker_stream_finish(&slow, 30000), 0);
+  ck_assert_int_eq(worker_stream_finish(&slow, 90000), 0);
   worker_stream *both[] = {&fast, &slow};
   int total_gaps = 0;
   for (int i = 0; i < 2; i++) {
@@ -214,7 +214,7 @@ static Suite *suite(void) {
   Suite *s = suite_create("jobs_resume");
   TCase *tc = tcase_create("process");
   tcase_add_checked_fixture(tc, wp_setup, wp_teardown);
-  tcase_set_timeout(tc, 120);
+  tcase_set_timeout(tc, 240);
   tcase_add_test(tc, test_resume_past_and_inside_window);
   tcase_add_test(tc, test_resume_beyond_newest_and_head_hold_nothing);
   tcase_add_test(tc, test_two_readers_different_speeds);
