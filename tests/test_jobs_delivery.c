@@ -160,11 +160,11 @@ static void slow_readers_all_delivered(int n, const char *emit) {
   proc_cleanup(&p);
 }
 
-START_TEST(test_slow_reader_at_sigterm_gets_everything) { slow_readers_all_delivered(1, "55000"); }
+START_TEST(test_slow_reader_at_sigterm_gets_everything) { slow_readers_all_delivered(1, "40000"); }
 END_TEST
 
 START_TEST(test_twenty_slow_readers_at_sigterm_get_everything) {
-  slow_readers_all_delivered(20, "36000");
+  slow_readers_all_delivered(20, "20000");
 }
 END_TEST
 
