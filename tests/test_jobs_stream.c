@@ -178,15 +178,17 @@ START_TEST(test_jobs_replay_window_bounded) {
   jt_reader_open(&r, job, -1);
   ck_assert_int_eq(worker_test_run_until(jt_base, jt_reader_done, &r, 20000), 0);
   jt_reader_close(&r);
-  /* Events gone from the window are skipped: the jt_reader starts later than
-   * asked, but still ends with the marker. */
+  /* Events gone from the window are said to be gone (a gap event, no id)
+   * and the reader goes on from the first kept one to the marker. */
   jt_reader_open(&r, job, 2);
   ck_assert(r.complete);
   size_t len = evbuffer_get_length(r.buf);
   int n = worker_sse_parse((const char *)evbuffer_pullup(r.buf, -1), len, jt_evs, 64);
-  ck_assert_int_gt(n, 1);
-  ck_assert_int_lt(n, 12);
-  ck_assert_int_gt(jt_evs[0].id, 3);
+  ck_assert_int_gt(n, 2);
+  ck_assert_int_lt(n, 13);
+  ck_assert_int_eq(jt_evs[0].id, -1);
+  ck_assert_ptr_nonnull(strstr(jt_evs[0].data, "\"type\":\"gap\""));
+  ck_assert_int_gt(jt_evs[1].id, 3);
   ck_assert_str_eq(jt_evs[n - 1].data, "[DONE]");
   ck_assert_int_eq(jt_evs[n - 1].id, 201);
   worker_sse_free(jt_evs, n);
@@ -273,14 +275,6 @@ END_TEST
 START_TEST(test_jobs_emit_bad_input) {
   jt_start(jt_config());
   rbee_job *job = jt_submit(M_GATE, 0, 0);
-  cJSON *arr = cJSON_CreateArray();
-  ck_assert_int_eq(rbee_job_emit(job, NULL, arr), RBEE_EINVAL);
-  cJSON_Delete(arr);
-  ck_assert_int_eq(rbee_job_emit_json(job, NULL, "[1,2]"), RBEE_EINVAL);
-  ck_assert_int_eq(rbee_job_emit_json(job, NULL, "{broken"), RBEE_EINVAL);
-  ck_assert_int_eq(rbee_job_emit_json(job, "bad\nname", "{}"), RBEE_EINVAL);
-  ck_assert_int_eq(rbee_job_emit_json(job, "", "{}"), RBEE_EINVAL);
-  ck_assert_int_eq(rbee_job_emit_token(job, "\xff\xfe"), RBEE_EINVAL);
   ck_assert_int_eq(rbee_job_set_progress(job, 1.5), RBEE_EINVAL);
   ck_assert_int_eq(rbee_job_set_progress(job, 0.25), 0);
   /* A multi-line JSON text goes out as one compact data line. */
@@ -294,9 +288,57 @@ START_TEST(test_jobs_emit_bad_input) {
   ck_assert_int_lt(evbuffer_get_length(r.buf), sizeof text);
   evbuffer_copyout(r.buf, text, evbuffer_get_length(r.buf));
   ck_assert_str_eq(text, "id: 1\nevent: preview\ndata: {\"a\":[1,2]}\n\n");
+  /* Bad input is refused, and an event that could not be emitted fails
+   * the job: it cannot end "done" with an event missing. */
+  cJSON *arr = cJSON_CreateArray();
+  ck_assert_int_eq(rbee_job_emit(job, NULL, arr), RBEE_EINVAL);
+  cJSON_Delete(arr);
+  ck_assert_int_eq(rbee_job_emit_json(job, NULL, "[1,2]"), RBEE_EINVAL);
+  ck_assert_int_eq(rbee_job_emit_json(job, NULL, "{broken"), RBEE_EINVAL);
+  ck_assert_int_eq(rbee_job_emit_json(job, "bad\nname", "{}"), RBEE_EINVAL);
+  ck_assert_int_eq(rbee_job_emit_json(job, "", "{}"), RBEE_EINVAL);
+  ck_assert_int_eq(rbee_job_emit_token(job, "\xff\xfe"), RBEE_EINVAL);
+  ck_assert_int_eq(rbee_job_emit_json(job, NULL, "{}"), RBEE_ESTATE); /* failed already */
+  st = rbee__job_status_json(job);
+  ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(st, "error"), "code")->valuestring,
+                   "EMIT_FAILED");
+  cJSON_Delete(st);
   jt_open_gate();
   ck_assert_int_eq(worker_test_run_until(jt_base, jt_reader_done, &r, 20000), 0);
+  ck_assert_int_eq(rbee__job_state(job), RBEE_JOB_FAILED);
+  size_t len = evbuffer_get_length(r.buf);
+  const char *all = (const char *)evbuffer_pullup(r.buf, -1);
+  int n = worker_sse_parse(all, len, jt_evs, 64);
+  int errors = 0;
+  for (int i = 0; i < n; i++)
+    errors += strstr(jt_evs[i].data, "\"type\":\"error\"") != NULL;
+  ck_assert_int_eq(errors, 1); /* one error event, then [ERROR] */
+  ck_assert(strncmp(jt_evs[n - 1].data, "[ERROR]", 7) == 0);
+  worker_sse_free(jt_evs, n);
   jt_reader_close(&r);
+}
+END_TEST
+
+static int body_dropped(void *ud) { return rbee_job_params(ud) == NULL; }
+
+/* A finished job keeps its events (bounded), not its request body. */
+START_TEST(test_jobs_finished_drops_body) {
+  jt_start(jt_config());
+  rbee_job *job = jt_submit(M_TOKENS, 3, 0);
+  rbee__job_ref(job);
+  ck_assert_ptr_nonnull(rbee_job_params(job));
+  jt_reader r;
+  jt_reader_open(&r, job, -1);
+  ck_assert_int_eq(worker_test_run_until(jt_base, jt_reader_done, &r, 20000), 0);
+  jt_reader_close(&r);
+  ck_assert_int_eq(rbee__job_state(job), RBEE_JOB_DONE);
+  /* The loop finalizes the job on the wake after its marker. */
+  ck_assert_int_eq(worker_test_run_until(jt_base, body_dropped, job, 20000), 0);
+  ck_assert_str_eq(rbee_job_operation(job), "test");
+  cJSON *st = rbee__job_status_json(job);
+  ck_assert_str_eq(cJSON_GetObjectItem(st, "operation")->valuestring, "test");
+  cJSON_Delete(st);
+  rbee__job_unref(job);
 }
 END_TEST
 
@@ -306,6 +348,7 @@ static Suite *suite(void) {
   tcase_add_checked_fixture(tc, jt_setup, jt_teardown);
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, test_jobs_stream_order);
+  tcase_add_test(tc, test_jobs_finished_drops_body);
   tcase_add_test(tc, test_jobs_emit_threads);
   tcase_add_test(tc, test_jobs_backpressure);
   tcase_add_test(tc, test_jobs_replay_last_event_id);

@@ -45,6 +45,7 @@ for bad in '"width":100' '"width":4096' '"height":"big"' '"steps":0' '"steps":15
   assert_contains "$TMP/bad.sse" 'event: error' "$bad"
   assert_contains "$TMP/bad.sse" '"code":"INVALID_PARAMS"' "$bad"
   assert_contains "$TMP/bad.sse" 'data: [ERROR] ' "$bad"
+  [ "$(grep -c '"type":"error"' "$TMP/bad.sse")" = 1 ] || fail "$bad: want one error event"
 done
 stream "$W" '{"operation":"image_generation","prompt":"x","width":100}' "$TMP/bad.sse"
 assert_contains "$TMP/bad.sse" 'width must be a multiple of 8 from 64 to 2048 (got 100)' "width message"

@@ -38,6 +38,9 @@ typedef struct rbee__http_config {
   unsigned max_jobs;           /* slots, shown in /metrics */
   unsigned max_queue;          /* /ready turns 503 when busy with a full queue */
   void (*snapshot)(rbee__snapshot *out, void *userdata);
+  /* Loop thread: an event stream was delivered (its terminal marker left
+   * for the socket) or its client went away. NULL: not told. */
+  void (*on_stream_done)(void *userdata);
   void *userdata;
 } rbee__http_config;
 
@@ -49,10 +52,14 @@ int rbee__http_new(rbee__http **out, struct event_base *base, const rbee__http_c
                    rbee__jobs *jobs);
 /* The port actually bound (useful with port 0). */
 int rbee__http_port(const rbee__http *http);
-/* Event streams still sending. On shutdown, once every job has ended, run
- * the loop until this is 0 (bounded) so that clients get their last events
- * and terminal markers before rbee__http_free closes the connections. */
+/* Event streams not yet delivered: a stream counts until the end of its
+ * reply has been written to the socket or its client has gone. The drain
+ * runs the loop until this is 0 (on_stream_done tells it), within its
+ * deadline, before rbee__http_free closes the connections. */
 unsigned rbee__http_active_streams(const rbee__http *http);
+/* At a give-up: log each stream still undelivered (job id, events not
+ * yet written to its socket) and return how many events in all. */
+uint64_t rbee__http_log_undelivered(const rbee__http *http);
 /* Close the listener and every connection. Accepts NULL. */
 void rbee__http_free(rbee__http *http);
 

@@ -60,7 +60,9 @@ struct rbee__http {
   struct evhttp_bound_socket *sock; /* server.c: its listener pauses on accept errors */
 };
 
-/* Replies. Every error is {"error":{"code":...,"message":...}}. */
+/* Replies. Every error is {"error":{"code":...,"message":...}}. Every
+ * reply goes through rbee__http_send: a HEAD gets headers only. */
+void rbee__http_send(struct evhttp_request *req, int status, struct evbuffer *body);
 void rbee__http_reply_json(struct evhttp_request *req, int status, struct cJSON *body);
 void rbee__http_reply_error(struct evhttp_request *req, int status, const char *code,
                             const char *fmt, ...) __attribute__((format(printf, 4, 5)));

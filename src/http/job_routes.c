@@ -130,6 +130,24 @@ void rbee__http_job_stream(rbee__http *h, struct evhttp_request *req, const char
     last = v;
   }
   rbee_job *job = find_or_404(h, req, id);
-  if (job != NULL)
-    rbee__sse_start(h, req, job, last);
+  if (job == NULL)
+    return;
+  /* An id the job never wrote would wait for events that cannot come and
+   * hold the job's slot: refused. */
+  int64_t n = rbee__job_events(job);
+  if (last >= n) {
+    rbee__http_reply_error(req, 400, "INVALID_REQUEST",
+                           "Last-Event-ID %lld is beyond the job's newest event (%lld)", last,
+                           (long long)(n - 1));
+    return;
+  }
+  if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
+    /* Headers only: a HEAD is no reader and must not hold the job. */
+    struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+    evhttp_add_header(out, "Content-Type", "text/event-stream");
+    evhttp_add_header(out, "Cache-Control", "no-cache");
+    evhttp_send_reply(req, 200, "OK", NULL);
+    return;
+  }
+  rbee__sse_start(h, req, job, last);
 }

@@ -42,8 +42,23 @@ void rbee__http_reply_json(struct evhttp_request *req, int status, cJSON *body) 
   struct evkeyvalq *h = evhttp_request_get_output_headers(req);
   evhttp_add_header(h, "Content-Type", "application/json");
   evhttp_add_header(h, "Cache-Control", "no-store");
-  evhttp_send_reply(req, status, reason_phrase(status), buf);
+  rbee__http_send(req, status, buf);
   evbuffer_free(buf);
+}
+
+void rbee__http_send(struct evhttp_request *req, int status, struct evbuffer *body) {
+  if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
+    /* HEAD: the headers a GET would get, Content-Length included, and no
+     * body (evhttp would send it, desyncing a pipelining client). */
+    char len[32];
+    snprintf(len, sizeof len, "%zu", body ? evbuffer_get_length(body) : (size_t)0);
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    evhttp_remove_header(h, "Content-Length");
+    evhttp_add_header(h, "Content-Length", len);
+    evhttp_send_reply(req, status, reason_phrase(status), NULL);
+    return;
+  }
+  evhttp_send_reply(req, status, reason_phrase(status), body);
 }
 
 void rbee__http_reply_error(struct evhttp_request *req, int status, const char *code,

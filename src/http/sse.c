@@ -1,7 +1,12 @@
 /* Server-sent event streams. Each connection reads its job's stream only
  * when the previous chunk has reached the socket, so a slow client fills
  * the job's bounded buffer and the job's emit waits: backpressure from the
- * socket to the job thread, and memory stays bounded. */
+ * socket to the job thread, and memory stays bounded.
+ *
+ * A stream counts as active until its terminal marker and the end of the
+ * chunked reply have been written to the socket (evhttp's on-complete
+ * callback of the request) or its client has gone: the drain waits on
+ * that, not on the bytes being handed to evhttp. */
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
@@ -16,8 +21,11 @@ typedef struct rbee__sse {
   struct evhttp_request *req;
   rbee__stream *stream;
   struct event *keepalive;
-  int writing; /* a chunk is on its way to the socket */
-  int ended;   /* the terminal marker has been queued */
+  int writing;    /* a chunk is on its way to the socket */
+  int ended;      /* the terminal marker has been queued */
+  int delivering; /* the reply is ended: waiting for it to reach the socket */
+  int64_t chunk_next;     /* stream position after the chunk being written */
+  int64_t delivered_next; /* events before this id are in the socket */
   struct rbee__sse *prev, *next;
 } rbee__sse;
 
@@ -34,29 +42,47 @@ static void unlink_sse(rbee__sse *s) {
 }
 
 static void destroy(rbee__sse *s) {
+  rbee__http *h = s->h;
   unlink_sse(s);
   rbee__stream_close(s->stream);
   if (s->keepalive)
     event_free(s->keepalive);
   free(s);
+  if (h->cfg.on_stream_done)
+    h->cfg.on_stream_done(h->cfg.userdata);
 }
 
-/* The stream is complete: end the chunked reply, keep the connection. */
-static void finish(rbee__sse *s) {
-  struct evhttp_connection *c = evhttp_request_get_connection(s->req);
+/* The end of the reply has been written to the socket: delivered. evhttp
+ * calls this before it may free the connection, so the close callback is
+ * taken off first. */
+static void on_complete(struct evhttp_request *req, void *arg) {
+  rbee__sse *s = arg;
+  struct evhttp_connection *c = evhttp_request_get_connection(req);
   if (c != NULL)
     evhttp_connection_set_closecb(c, NULL, NULL);
-  evhttp_send_reply_end(s->req);
   destroy(s);
 }
 
-/* The client went away. evhttp has detached the request from the
- * connection (we had not ended it), so ending it now frees it. */
+/* The stream is complete: end the chunked reply, keep the connection, and
+ * stay active until evhttp reports the reply written (on_complete) or the
+ * client gone (on_close). */
+static void finish(rbee__sse *s) {
+  event_del(s->keepalive);
+  s->delivering = 1;
+  evhttp_request_set_on_complete_cb(s->req, on_complete, s);
+  evhttp_send_reply_end(s->req);
+}
+
+/* The client went away. Before the reply ended evhttp has detached the
+ * request from the connection, so ending it now frees it; after, evhttp
+ * frees the request itself. */
 static void on_close(struct evhttp_connection *c, void *arg) {
   rbee__sse *s = arg;
   (void)c;
-  if (evhttp_request_get_connection(s->req) == NULL)
+  if (!s->delivering && evhttp_request_get_connection(s->req) == NULL)
     evhttp_send_reply_end(s->req);
+  else if (s->delivering)
+    evhttp_request_set_on_complete_cb(s->req, NULL, NULL);
   destroy(s);
 }
 
@@ -70,6 +96,7 @@ static void on_written(struct evhttp_connection *c, void *arg) {
   rbee__sse *s = arg;
   (void)c;
   s->writing = 0;
+  s->delivered_next = s->chunk_next;
   if (s->ended)
     finish(s);
   else
@@ -78,6 +105,7 @@ static void on_written(struct evhttp_connection *c, void *arg) {
 
 static void send_chunk(rbee__sse *s, struct evbuffer *buf) {
   s->writing = 1;
+  s->chunk_next = rbee__stream_next_id(s->stream);
   evhttp_send_reply_chunk_with_cb(s->req, buf, on_written, s);
   arm_keepalive(s);
 }
@@ -100,7 +128,7 @@ static void on_keepalive(evutil_socket_t fd, short what, void *arg) {
 }
 
 static void pump(rbee__sse *s) {
-  if (s->writing || s->ended)
+  if (s->writing || s->ended || s->delivering)
     return;
   struct evbuffer *buf = evbuffer_new();
   if (buf == NULL)
@@ -134,11 +162,18 @@ void rbee__sse_start(rbee__http *h, struct evhttp_request *req, rbee_job *job,
   }
   s->h = h;
   s->req = req;
-  if (rbee__stream_open(&s->stream, job, last_event_id, on_ready, s) != 0) {
+  s->delivered_next = last_event_id < 0 ? 0 : (int64_t)last_event_id + 1;
+  int rc = rbee__stream_open(&s->stream, job, last_event_id, on_ready, s);
+  if (rc != 0) {
     event_free(s->keepalive);
     free(s);
-    rbee__http_reply_error(req, 500, "INTERNAL", "cannot open the job's stream: %s",
-                           rbee_error_message());
+    if (rc == RBEE_EBUSY) {
+      evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
+      rbee__http_reply_error(req, 429, "TOO_MANY_READERS", "%s", rbee_error_message());
+    } else {
+      rbee__http_reply_error(req, 500, "INTERNAL", "cannot open the job's stream: %s",
+                             rbee_error_message());
+    }
     return;
   }
   s->next = h->streams;
@@ -158,7 +193,36 @@ void rbee__sse_start(rbee__http *h, struct evhttp_request *req, rbee_job *job,
 
 unsigned rbee__http_active_streams(const rbee__http *h) { return h ? h->nstreams : 0; }
 
+uint64_t rbee__http_log_undelivered(const rbee__http *h) {
+  uint64_t all = 0;
+  for (const rbee__sse *s = h ? h->streams : NULL; s != NULL; s = s->next) {
+    int64_t total = rbee__stream_total(s->stream);
+    uint64_t left = total > s->delivered_next ? (uint64_t)(total - s->delivered_next) : 0;
+    if (s->delivering && left == 0)
+      left = 1; /* the end of the reply itself is still unwritten */
+    all += left;
+    RBEE_LOG(RBEE_LOG_ERROR, "http", "undelivered", rbee__stream_job_id(s->stream),
+             "stream not delivered: %llu of %lld events not written to the client",
+             (unsigned long long)left, (long long)total);
+  }
+  return all;
+}
+
+/* Shutdown: end what is open and let go of every stream. */
 void rbee__sse_close_all(rbee__http *h) {
-  while (h->streams != NULL)
-    finish(h->streams);
+  while (h->streams != NULL) {
+    rbee__sse *s = h->streams;
+    /* No callback of evhttp's may reach s once it is freed below. */
+    struct evhttp_connection *c = evhttp_request_get_connection(s->req);
+    if (c != NULL)
+      evhttp_connection_set_closecb(c, NULL, NULL);
+    if (s->delivering) {
+      if (c != NULL)
+        evhttp_request_set_on_complete_cb(s->req, NULL, NULL);
+    } else {
+      s->delivering = 1;
+      evhttp_send_reply_end(s->req);
+    }
+    destroy(s);
+  }
 }

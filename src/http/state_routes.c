@@ -80,6 +80,6 @@ void rbee__http_metrics(rbee__http *h, struct evhttp_request *req) {
   }
   evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
                     "text/plain; version=0.0.4; charset=utf-8");
-  evhttp_send_reply(req, 200, "OK", buf);
+  rbee__http_send(req, 200, buf);
   evbuffer_free(buf);
 }

@@ -182,13 +182,13 @@ static int wait_room_locked(rbee_job *job) {
    * skips waiting jobs, and the wait ends as activity. */
   if (job->unread_bytes > jobs->cfg.stream_buffer_bytes) {
     job->waiting++;
-    while (job->unread_bytes > jobs->cfg.stream_buffer_bytes && !job->cancelled && !job->ended &&
+    while (job->unread_bytes > jobs->cfg.stream_buffer_bytes && !job->cancelled && !rbee__job_ended(job) &&
            !job->failed && !jobs->shutdown)
       pthread_cond_wait(&job->room, &jobs->mu);
     job->waiting--;
     job->activity_mono = rbee__mono_us();
   }
-  if (job->ended || job->failed)
+  if (rbee__job_ended(job) || job->failed)
     return rbee__error_set(RBEE_ESTATE, "job %s already ended", job->id);
   if (job->cancelled || jobs->shutdown)
     return rbee__error_set(RBEE_ECANCELED, "job %s was cancelled", job->id);
@@ -213,10 +213,11 @@ int rbee__job_append_event_locked(rbee_job *job, const char *event, const char *
 }
 
 int rbee__job_end_locked(rbee_job *job, rbee_job_state state) {
-  if (job->ended)
+  if (rbee__job_ended(job))
+    return RBEE_ESTATE;
+  if (rbee__job_phase_set_locked(job, RBEE__JP_ENDED) != 0)
     return RBEE_ESTATE;
   job->state = state;
-  job->ended = 1;
   job->finished_us = rbee__now_us();
   job->finished_mono = rbee__mono_us();
   pthread_cond_broadcast(&job->room);
@@ -263,7 +264,7 @@ static int emit_text(rbee_job *job, const char *event, char *text) {
   return rc;
 }
 
-int rbee_job_emit(rbee_job *job, const char *event, const struct cJSON *data) {
+static int job_emit_impl(rbee_job *job, const char *event, const struct cJSON *data) {
   if (job == NULL || !cJSON_IsObject(data))
     return rbee__error_set(RBEE_EINVAL, "rbee_job_emit: data must be a JSON object");
   if (!event_name_ok(event))
@@ -277,7 +278,7 @@ int rbee_job_emit(rbee_job *job, const char *event, const struct cJSON *data) {
   return rc;
 }
 
-int rbee_job_emit_json(rbee_job *job, const char *event, const char *json) {
+static int job_emit_json_impl(rbee_job *job, const char *event, const char *json) {
   if (job == NULL || json == NULL)
     return rbee__error_set(RBEE_EINVAL, "rbee_job_emit_json: NULL argument");
   /* Re-serialize: the data line must be one compact line of valid JSON. */
@@ -286,7 +287,7 @@ int rbee_job_emit_json(rbee_job *job, const char *event, const char *json) {
     cJSON_Delete(o);
     return rbee__error_set(RBEE_EINVAL, "rbee_job_emit_json: not one JSON object");
   }
-  int rc = rbee_job_emit(job, event, o);
+  int rc = job_emit_impl(job, event, o);
   cJSON_Delete(o);
   return rc;
 }
@@ -337,7 +338,7 @@ static char *json_escape(char *out, const char *text) {
   return out;
 }
 
-int rbee_job_emit_token(rbee_job *job, const char *text) {
+static int job_emit_token_impl(rbee_job *job, const char *text) {
   if (job == NULL || text == NULL)
     return rbee__error_set(RBEE_EINVAL, "rbee_job_emit_token: NULL argument");
   size_t tl = strlen(text);
@@ -381,13 +382,38 @@ int rbee_job_emit_token(rbee_job *job, const char *text) {
   return rc;
 }
 
+/* A failed emit other than a cancel or an ended job (out of memory, bad
+ * data) fails the job: it must not end "done" with an event missing. */
+static int emit_checked(rbee_job *job, int rc) {
+  if (rc == 0 || rc == RBEE_ECANCELED || rc == RBEE_ESTATE || job == NULL)
+    return rc;
+  char why[300];
+  snprintf(why, sizeof why, "%s", rbee_error_message());
+  RBEE_LOG(RBEE_LOG_ERROR, "jobs", "emit", job->id, "an event could not be emitted: %s", why);
+  rbee_job_fail(job, "EMIT_FAILED", "an event could not be emitted: %s", why);
+  rbee__error_set(rc, "%s", why); /* the caller sees its own error */
+  return rc;
+}
+
+int rbee_job_emit(rbee_job *job, const char *event, const struct cJSON *data) {
+  return emit_checked(job, job_emit_impl(job, event, data));
+}
+
+int rbee_job_emit_json(rbee_job *job, const char *event, const char *json) {
+  return emit_checked(job, job_emit_json_impl(job, event, json));
+}
+
+int rbee_job_emit_token(rbee_job *job, const char *text) {
+  return emit_checked(job, job_emit_token_impl(job, text));
+}
+
 int rbee_job_set_progress(rbee_job *job, double fraction) {
   if (job == NULL || isnan(fraction) || fraction < 0.0 || fraction > 1.0)
     return rbee__error_set(RBEE_EINVAL, "rbee_job_set_progress: fraction must be in [0,1]");
   rbee__jobs *jobs = job->jobs;
   pthread_mutex_lock(&jobs->mu);
   int rc = 0;
-  if (job->ended) {
+  if (rbee__job_ended(job)) {
     rc = rbee__error_set(RBEE_ESTATE, "job %s already ended", job->id);
   } else {
     job->progress = fraction;
@@ -395,6 +421,16 @@ int rbee_job_set_progress(rbee_job *job, double fraction) {
   }
   pthread_mutex_unlock(&jobs->mu);
   return rc;
+}
+
+/* The newest event is an error event with @p code (mu held). */
+static int said_already_locked(rbee_job *job, const char *code) {
+  rbee__sse_event *e = job->next_id > 0 ? rbee__job_event_locked(job, job->next_id - 1) : NULL;
+  if (e == NULL || strstr(e->text, "data: {\"type\":\"error\",") == NULL)
+    return 0;
+  char want[128];
+  snprintf(want, sizeof want, "\"code\":\"%s\"", code);
+  return strstr(e->text, want) != NULL;
 }
 
 int rbee_job_fail(rbee_job *job, const char *code, const char *fmt, ...) {
@@ -427,9 +463,9 @@ int rbee_job_fail(rbee_job *job, const char *code, const char *fmt, ...) {
   }
   rbee__jobs *jobs = job->jobs;
   pthread_mutex_lock(&jobs->mu);
-  if (job->ended || job->failed) {
+  if (rbee__job_ended(job) || job->failed) {
     rc =
-        rbee__error_set(RBEE_ESTATE, "job %s already %s", job->id, job->ended ? "ended" : "failed");
+        rbee__error_set(RBEE_ESTATE, "job %s already %s", job->id, rbee__job_ended(job) ? "ended" : "failed");
   } else if (job->cancelled) {
     rc = rbee__error_set(RBEE_ECANCELED, "job %s was cancelled", job->id);
   } else {
@@ -437,7 +473,10 @@ int rbee_job_fail(rbee_job *job, const char *code, const char *fmt, ...) {
     job->error_code = c;
     job->error_message = msg;
     c = msg = NULL;
-    rc = rbee__job_append_locked(job, NULL, text, 1);
+    /* A worker that already sent its own error event with this code (the
+     * sd-worker, named "error") gets no second one. */
+    if (!said_already_locked(job, job->error_code))
+      rc = rbee__job_append_locked(job, NULL, text, 1);
     pthread_cond_broadcast(&job->room); /* other emitters stop now */
   }
   pthread_mutex_unlock(&jobs->mu);

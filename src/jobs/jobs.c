@@ -32,6 +32,7 @@ static void job_free(rbee_job *job) {
   rbee__job_events_free(job);
   pthread_cond_destroy(&job->room);
   cJSON_Delete(job->body);
+  free(job->operation);
   free(job->error_code);
   free(job->error_message);
   free(job);
@@ -106,7 +107,7 @@ static void *pool_main(void *arg) {
 
     pthread_mutex_lock(&jobs->mu);
     job->in_pool = 0;
-    if (!job->ended) {
+    if (!rbee__job_ended(job)) {
       rbee_job_state st = RBEE_JOB_DONE;
       if (job->cancelled) {
         st = RBEE_JOB_CANCELLED;
@@ -227,6 +228,7 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg) { forget_old(arg
 /* Give a job a slot (mu held): it is running from now on. The caller
  * hands it to a pool thread (or runs it on its own). */
 static void start_locked(rbee__jobs *jobs, rbee_job *job) {
+  rbee__job_phase_set_locked(job, RBEE__JP_RUNNING);
   job->state = RBEE_JOB_RUNNING;
   job->started_us = rbee__now_us();
   job->started_mono = job->activity_mono = rbee__mono_us();
@@ -307,6 +309,13 @@ static void finalize(rbee__jobs *jobs, rbee_job *job) {
   }
   RBEE_LOG(RBEE_LOG_INFO, "jobs", "end", job->id, "job %s %s", job->operation,
            rbee_job_state_str(job->state));
+  /* on_job has returned: the request body (borrowed for the job's life)
+   * is not kept with the finished job, only its events count. */
+  pthread_mutex_lock(&jobs->mu);
+  cJSON *body = job->body;
+  job->body = NULL;
+  pthread_mutex_unlock(&jobs->mu);
+  cJSON_Delete(body);
   /* Ended: only the loop thread changes kept_bytes now (trimming). */
   job->fin_bytes = job->kept_bytes;
   jobs->fin_bytes += job->fin_bytes;
@@ -334,9 +343,9 @@ static void wake_cb(evutil_socket_t fd, short what, void *arg) {
     first = j;
     j->pending = 0;
     /* Finalize once, and only after the pool thread let go of the job. */
-    j->wake_end = j->ended && !j->finalized && !j->in_pool && j->state != RBEE_JOB_QUEUED;
+    j->wake_end = j->phase == RBEE__JP_ENDED && !j->in_pool && j->state != RBEE_JOB_QUEUED;
     if (j->wake_end)
-      j->finalized = 1;
+      rbee__job_phase_set_locked(j, RBEE__JP_FINALIZED);
     j->wake_started = j->pool_started;
     j->pool_started = 0;
     rbee__job_ref(j);
@@ -377,7 +386,7 @@ void rbee__job_grace_update(rbee_job *job) {
   if (job->grace == NULL || job->jobs->base_gone)
     return;
   pthread_mutex_lock(&job->jobs->mu);
-  int ended = job->ended;
+  int ended = rbee__job_ended(job);
   int queued = job->state == RBEE_JOB_QUEUED;
   pthread_mutex_unlock(&job->jobs->mu);
   /* A queued job may wait unread (a client reading its jobs one after the
@@ -420,7 +429,7 @@ int rbee__jobs_submit(rbee__jobs *jobs, cJSON *body, rbee_job **out) {
   atomic_init(&job->refs, 1); /* the table's */
   job->jobs = jobs;
   job->body = body;
-  job->operation = op->valuestring;
+  job->operation = rbee__strdup(op->valuestring); /* outlives the body */
   pthread_cond_init(&job->room, NULL);
   char uuid[37];
   rbee__uuid4(uuid);
@@ -429,7 +438,7 @@ int rbee__jobs_submit(rbee__jobs *jobs, cJSON *body, rbee_job **out) {
   job->progress = 0;
   job->created_us = rbee__now_us();
   job->grace = evtimer_new(jobs->base, grace_cb, job);
-  if (job->grace == NULL) {
+  if (job->grace == NULL || job->operation == NULL) {
     job_free(job);
     return rbee__error_set(RBEE_ENOMEM, NULL);
   }
@@ -440,6 +449,7 @@ int rbee__jobs_submit(rbee__jobs *jobs, cJSON *body, rbee_job **out) {
     start_locked(jobs, job);
     hand_off_locked(jobs, job);
   } else {
+    rbee__job_phase_set_locked(job, RBEE__JP_QUEUED);
     job->state = RBEE_JOB_QUEUED;
     if (jobs->q_tail)
       jobs->q_tail->q_next = job;
@@ -475,10 +485,10 @@ rbee_job *rbee__jobs_find(rbee__jobs *jobs, const char *id) {
 int rbee__job_cancel(rbee_job *job, const char *why) {
   rbee__jobs *jobs = job->jobs;
   pthread_mutex_lock(&jobs->mu);
-  if (job->ended || job->cancelled) {
+  if (rbee__job_ended(job) || job->cancelled) {
     /* The message is made under the lock: a job thread may end the job. */
     rbee__error_set(RBEE_ESTATE, "job %s already %s", job->id,
-                    job->ended ? rbee_job_state_str(job->state) : "cancelling");
+                    rbee__job_ended(job) ? rbee_job_state_str(job->state) : "cancelling");
     pthread_mutex_unlock(&jobs->mu);
     return RBEE_ESTATE;
   }
@@ -500,7 +510,7 @@ int rbee__job_cancel(rbee_job *job, const char *why) {
     }
     job->q_next = NULL;
     rbee__job_end_locked(job, RBEE_JOB_CANCELLED);
-    job->finalized = 1;
+    rbee__job_phase_set_locked(job, RBEE__JP_FINALIZED);
   }
   pthread_cond_broadcast(&job->room);
   pthread_mutex_unlock(&jobs->mu);
@@ -526,7 +536,7 @@ void rbee__jobs_cancel_all(rbee__jobs *jobs, const char *why) {
   }
   for (rbee_job *j = jobs->all_head; j; j = j->all_next) {
     pthread_mutex_lock(&jobs->mu);
-    int live = !j->ended && !j->cancelled;
+    int live = !rbee__job_ended(j) && !j->cancelled;
     pthread_mutex_unlock(&jobs->mu);
     if (live)
       rbee__job_cancel(j, why);
@@ -537,7 +547,7 @@ unsigned rbee__jobs_abandon(rbee__jobs *jobs) {
   unsigned n = 0;
   pthread_mutex_lock(&jobs->mu);
   for (rbee_job *j = jobs->all_head; j; j = j->all_next) {
-    if (!j->ended && j->state == RBEE_JOB_RUNNING) {
+    if (!rbee__job_ended(j) && j->state == RBEE_JOB_RUNNING) {
       j->cancelled = 1;
       rbee__job_end_locked(j, RBEE_JOB_CANCELLED);
     }
@@ -545,67 +555,6 @@ unsigned rbee__jobs_abandon(rbee__jobs *jobs) {
   }
   pthread_mutex_unlock(&jobs->mu);
   return n;
-}
-
-static void add_time(cJSON *o, const char *name, int64_t us) {
-  char ts[40];
-  if (us > 0 && rbee_time_format(ts, sizeof ts, us) == 0)
-    cJSON_AddStringToObject(o, name, ts);
-  else
-    cJSON_AddNullToObject(o, name);
-}
-
-cJSON *rbee__job_status_json(rbee_job *job) {
-  rbee__jobs *jobs = job->jobs;
-  cJSON *o = cJSON_CreateObject();
-  if (o == NULL)
-    return NULL;
-  pthread_mutex_lock(&jobs->mu);
-  cJSON_AddStringToObject(o, "job_id", job->id);
-  cJSON_AddStringToObject(o, "state", rbee_job_state_str(job->state));
-  cJSON_AddStringToObject(o, "operation", job->operation);
-  cJSON_AddNumberToObject(o, "progress", job->state == RBEE_JOB_DONE ? 1.0 : job->progress);
-  add_time(o, "created_at", job->created_us);
-  add_time(o, "started_at", job->started_us);
-  add_time(o, "finished_at", job->finished_us);
-  cJSON_AddNumberToObject(o, "events", (double)job->next_id);
-  if (job->cancelled && !job->ended)
-    cJSON_AddTrueToObject(o, "cancelling");
-  if (job->error_message) {
-    cJSON *e = cJSON_AddObjectToObject(o, "error");
-    if (e) {
-      cJSON_AddStringToObject(e, "code", job->error_code ? job->error_code : "JOB_FAILED");
-      cJSON_AddStringToObject(e, "message", job->error_message);
-    }
-  } else {
-    cJSON_AddNullToObject(o, "error");
-  }
-  pthread_mutex_unlock(&jobs->mu);
-  return o;
-}
-
-rbee_job_state rbee__job_state(rbee_job *job) {
-  pthread_mutex_lock(&job->jobs->mu);
-  rbee_job_state s = job->state;
-  pthread_mutex_unlock(&job->jobs->mu);
-  return s;
-}
-
-void rbee__jobs_get_counts(rbee__jobs *jobs, rbee__jobs_counts *out) {
-  pthread_mutex_lock(&jobs->mu);
-  *out = jobs->counts;
-  pthread_mutex_unlock(&jobs->mu);
-}
-
-int64_t rbee__jobs_oldest_activity(rbee__jobs *jobs) {
-  int64_t oldest = 0;
-  pthread_mutex_lock(&jobs->mu);
-  for (rbee_job *j = jobs->all_head; j; j = j->all_next)
-    if (j->state == RBEE_JOB_RUNNING && !j->ended && !j->waiting &&
-        (oldest == 0 || j->activity_mono < oldest))
-      oldest = j->activity_mono;
-  pthread_mutex_unlock(&jobs->mu);
-  return oldest;
 }
 
 void rbee__jobs_free(rbee__jobs *jobs) {
@@ -619,7 +568,7 @@ void rbee__jobs_free(rbee__jobs *jobs) {
   int stuck = 0;
   pthread_mutex_lock(&jobs->mu);
   for (rbee_job *j = jobs->all_head; j; j = j->all_next)
-    stuck |= j->in_pool && j->ended;
+    stuck |= j->in_pool && rbee__job_ended(j);
   jobs->shutdown = 1;
   jobs->base_gone = 1;
   pthread_cond_broadcast(&jobs->work);

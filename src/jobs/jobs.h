@@ -31,6 +31,7 @@ typedef struct rbee__jobs_config {
   unsigned finished_ttl_ms;    /* ... and for at most this long */
   size_t finished_bytes;       /* ... and while their kept events take no
                                   more than this in all; 0: 64 MiB */
+  unsigned max_readers;        /* open readers per job; 0: 64 */
   /* Runs one job on a job thread: the worker's on_job. */
   int (*run)(rbee_job *job, void *userdata);
   /* Loop thread: a job started or ended (slots or queue changed). */
@@ -87,6 +88,8 @@ unsigned rbee__jobs_abandon(rbee__jobs *jobs);
  * progress, created_at/started_at/finished_at, events, error. */
 struct cJSON *rbee__job_status_json(rbee_job *job);
 rbee_job_state rbee__job_state(rbee_job *job);
+/* Events the job has written so far (ids 0 .. n-1), terminal marker included. */
+int64_t rbee__job_events(rbee_job *job);
 void rbee__jobs_get_counts(rbee__jobs *jobs, rbee__jobs_counts *out);
 /* Monotonic time (us) of the oldest emit/progress among running jobs, or 0
  * when none runs: the hang detector compares it with now. */
@@ -102,10 +105,12 @@ typedef struct rbee__stream rbee__stream;
 typedef void (*rbee__stream_cb)(rbee__stream *s, void *userdata);
 
 /* Open a reader from the start (@p last_event_id < 0) or after the event
- * with that id (Last-Event-ID). Events already gone from the replay buffer
- * are skipped. Opening a reader stops the job's grace timer. A reader
+ * with that id (Last-Event-ID). When events the reader needs are already
+ * gone from the replay buffer, it first gets a gap event (no id line):
+ * data: {"type":"gap","first_kept_id":N,"missed":M}, then event N on. Opening a reader stops the job's grace timer. A reader
  * keeps its job alive (a reference) until rbee__stream_close. @p cb is
  * never called from inside rbee__stream_open or rbee__stream_read. */
+/* RBEE_EBUSY when the job already has max_readers readers. */
 int rbee__stream_open(rbee__stream **out, rbee_job *job, int64_t last_event_id,
                       rbee__stream_cb cb, void *userdata);
 /* Move what is ready into @p out. Returns 1 once the terminal marker has
@@ -115,5 +120,10 @@ int rbee__stream_read(rbee__stream *s, struct evbuffer *out);
 /* The reader is gone (client closed or finished). With no reader left on a
  * job that has not ended, the grace timer starts. Accepts NULL. */
 void rbee__stream_close(rbee__stream *s);
+/* Delivery accounting: the id of the next event to hand out, and how many
+ * events (terminal marker included, written yet or not) the job has. */
+int64_t rbee__stream_next_id(const rbee__stream *s);
+int64_t rbee__stream_total(rbee__stream *s);
+const char *rbee__stream_job_id(const rbee__stream *s);
 
 #endif

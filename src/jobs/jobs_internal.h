@@ -32,6 +32,25 @@ struct rbee__stream {
   void *userdata;
 };
 
+/* A job's life, in order. Changed only by rbee__job_phase_set_locked,
+ * which logs each move at debug and refuses illegal ones (curl's mstate()
+ * model). The public state (queued/running/done/failed/cancelled) follows:
+ * the outcome is set when the job ends. */
+typedef enum rbee__job_phase {
+  RBEE__JP_NEW = 0,  /* allocated, not yet in the table's queue or a slot */
+  RBEE__JP_QUEUED,   /* waiting for a slot */
+  RBEE__JP_RUNNING,  /* has a slot */
+  RBEE__JP_ENDED,    /* terminal marker appended (its thread may still run) */
+  RBEE__JP_FINALIZED /* the loop counted the end and freed the slot */
+} rbee__job_phase;
+
+const char *rbee__job_phase_str(rbee__job_phase p);
+/* 1 when a job may go from @p from to @p to. */
+int rbee__job_phase_legal(rbee__job_phase from, rbee__job_phase to);
+/* The one place a job's phase changes (mu held): 0, or RBEE_ESTATE and an
+ * error log for an illegal move (the phase stays). */
+int rbee__job_phase_set_locked(rbee_job *job, rbee__job_phase to);
+
 struct rbee_job {
   atomic_int refs;
   rbee__jobs *jobs;
@@ -54,11 +73,10 @@ struct rbee_job {
 
   /* Guarded by jobs->mu. */
   pthread_cond_t room; /* emit waits here on backpressure */
+  rbee__job_phase phase;
   rbee_job_state state;
   int cancelled; /* cancel requested */
   int failed;    /* rbee_job_fail was called */
-  int ended;     /* terminal marker appended */
-  int finalized; /* the loop counted the end */
   int pending;   /* on the pending list */
   int in_pool;   /* a pool thread runs on_job now */
   int pool_started; /* a pool thread gave it its freed slot */
@@ -109,6 +127,8 @@ struct rbee__jobs {
   rbee_job *run_head, *run_tail; /* handed to the pool, not yet taken */
   rbee_job *pending;             /* jobs with news for the loop */
 };
+
+static inline int rbee__job_ended(const rbee_job *job) { return job->phase >= RBEE__JP_ENDED; }
 
 /* job.c: append one formatted event (mu held). @p force skips the
  * backpressure wait (error event and terminal markers). Returns 0 or a

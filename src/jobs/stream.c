@@ -10,6 +10,9 @@ int rbee__stream_open(rbee__stream **out, rbee_job *job, int64_t last_event_id, 
   *out = NULL;
   if (job == NULL || cb == NULL)
     return rbee__error_set(RBEE_EINVAL, "rbee__stream_open: NULL job or callback");
+  unsigned max = job->jobs->cfg.max_readers ? job->jobs->cfg.max_readers : 64;
+  if (job->nreaders >= max)
+    return rbee__error_set(RBEE_EBUSY, "job %s already has %u readers", job->id, max);
   rbee__stream *s = calloc(1, sizeof *s);
   if (s == NULL)
     return rbee__error_set(RBEE_ENOMEM, NULL);
@@ -37,8 +40,14 @@ int rbee__stream_read(rbee__stream *s, struct evbuffer *out) {
   rbee_job *job = s->job;
   rbee__jobs *jobs = job->jobs;
   pthread_mutex_lock(&jobs->mu);
-  if (s->next_id < job->first_id)
-    s->next_id = job->first_id; /* gone from the replay window */
+  if (s->next_id < job->first_id) {
+    /* Gone from the replay window: say so, never a silent hole. No id
+     * line, so that a client's Last-Event-ID stays where it was. */
+    if (evbuffer_add_printf(out, "data: {\"type\":\"gap\",\"first_kept_id\":%lld,\"missed\":%lld}\n\n",
+                            (long long)job->first_id,
+                            (long long)(job->first_id - s->next_id)) > 0)
+      s->next_id = job->first_id;
+  }
   int moved = 0;
   for (rbee__sse_event *e; !s->complete && (e = rbee__job_event_locked(job, s->next_id));) {
     if (evbuffer_add(out, e->text, e->len) != 0)
@@ -55,10 +64,10 @@ int rbee__stream_read(rbee__stream *s, struct evbuffer *out) {
   /* Ended, all read, and yet no marker: it could not be stored (out of
    * memory). Write one so that the client still sees the end. */
   rbee__sse_event *last = rbee__job_event_locked(job, job->next_id - 1);
-  if (!s->complete && job->ended && s->next_id >= job->next_id && last && last->terminal &&
+  if (!s->complete && rbee__job_ended(job) && s->next_id >= job->next_id && last && last->terminal &&
       s->next_id > last->id) {
     s->complete = 1; /* came back after the marker: nothing more to say */
-  } else if (!s->complete && job->ended && s->next_id >= job->next_id) {
+  } else if (!s->complete && rbee__job_ended(job) && s->next_id >= job->next_id) {
     const char *m = job->state == RBEE_JOB_DONE     ? "[DONE]"
                     : job->state == RBEE_JOB_FAILED ? "[ERROR] the job failed"
                                                     : "[CANCELLED]";
@@ -104,3 +113,16 @@ void rbee__job_notify_readers(rbee_job *job) {
     s->cb(s, s->userdata);
   }
 }
+
+int64_t rbee__stream_next_id(const rbee__stream *s) { return s->next_id; }
+
+int64_t rbee__stream_total(rbee__stream *s) {
+  rbee__jobs *jobs = s->job->jobs;
+  pthread_mutex_lock(&jobs->mu);
+  /* The terminal marker counts as one event, written yet or not. */
+  int64_t n = s->job->next_id + (rbee__job_ended(s->job) ? 0 : 1);
+  pthread_mutex_unlock(&jobs->mu);
+  return n;
+}
+
+const char *rbee__stream_job_id(const rbee__stream *s) { return s->job->id; }

@@ -15,9 +15,8 @@
 #include "util/util.h"
 
 /* How long job threads get to return after the drain deadline cancelled
- * them, and how long clients get to receive their last events. */
+ * them, and then how long their streams get to deliver [CANCELLED]. */
 #define MOMENT_MS 2000
-#define FLUSH_MS 3000
 
 /* Workers whose job threads never returned: kept, since those threads may
  * still use them, and reachable so that leak checkers do not complain. */
@@ -33,7 +32,79 @@ static int run_job(rbee_job *job, void *userdata) {
   return w->cb->on_job(w, job, w->ud);
 }
 
-static void drain_check(rbee_worker *w);
+static const char *const drain_names[] = {"none", "jobs", "cancelling", "delivering", "done"};
+
+const char *rbee__drain_phase_str(rbee__drain_phase p) {
+  return (unsigned)p <= RBEE__DRAIN_DONE ? drain_names[p] : "?";
+}
+
+int rbee__drain_legal(rbee__drain_phase from, rbee__drain_phase to) {
+  switch (to) {
+  case RBEE__DRAIN_JOBS:
+    return from == RBEE__DRAIN_NONE;
+  case RBEE__DRAIN_CANCELLING:
+    return from == RBEE__DRAIN_JOBS;
+  case RBEE__DRAIN_DELIVERING:
+    return from == RBEE__DRAIN_JOBS || from == RBEE__DRAIN_CANCELLING;
+  case RBEE__DRAIN_DONE:
+    /* on_init may fail while draining: done from any phase but done. */
+    return from != RBEE__DRAIN_DONE;
+  default:
+    return 0;
+  }
+}
+
+/* The only place the drain phase changes (curl's mstate() model). */
+static int drain_set(rbee_worker *w, rbee__drain_phase to) {
+  if (!rbee__drain_legal(w->drain, to)) {
+    RBEE_ERROR("worker", "drain", "illegal drain transition %s -> %s",
+               rbee__drain_phase_str(w->drain), rbee__drain_phase_str(to));
+    return rbee__error_set(RBEE_ESTATE, "illegal drain transition");
+  }
+  RBEE_DEBUG("worker", "drain", "drain phase %s -> %s", rbee__drain_phase_str(w->drain),
+             rbee__drain_phase_str(to));
+  w->drain = to;
+  return 0;
+}
+
+/* (Re)arm the drain's one-shot timer @p ms from now. */
+static void arm_deadline(rbee_worker *w, unsigned ms) {
+  struct timeval tv = ms_tv(ms);
+  if (w->ev_deadline)
+    evtimer_add(w->ev_deadline, &tv);
+}
+
+/* Leave the loop after the turns already due (the "stopping" beat in
+ * flight), not in the middle of this callback. */
+static void drain_done(rbee_worker *w) {
+  struct timeval tv = {0, 10000};
+  if (drain_set(w, RBEE__DRAIN_DONE) == 0 && event_base_loopexit(w->base, &tv) != 0)
+    event_base_loopbreak(w->base);
+}
+
+/* Every stream delivered: done. Called on every job end and stream end. */
+static void drain_check(rbee_worker *w) {
+  if (w->forced_code) /* a second signal: no more drain */
+    return;
+  if (w->drain == RBEE__DRAIN_JOBS || w->drain == RBEE__DRAIN_CANCELLING) {
+    rbee__jobs_counts c;
+    rbee__jobs_get_counts(w->jobs, &c);
+    if (c.running + c.queued > 0 || w->init_running)
+      return;
+    RBEE_INFO("worker", "drain",
+              "jobs ended (done %llu, failed %llu, cancelled %llu); delivering streams",
+              (unsigned long long)c.done, (unsigned long long)c.failed,
+              (unsigned long long)c.cancelled);
+    int cancelled = w->drain == RBEE__DRAIN_CANCELLING;
+    drain_set(w, RBEE__DRAIN_DELIVERING);
+    if (cancelled) /* the deadline has passed: [CANCELLED] gets a moment */
+      arm_deadline(w, MOMENT_MS);
+  }
+  if (w->drain == RBEE__DRAIN_DELIVERING && rbee__http_active_streams(w->http) == 0)
+    drain_done(w);
+}
+
+static void stream_done(void *userdata) { drain_check(userdata); }
 
 static void jobs_changed(void *userdata) {
   rbee_worker *w = userdata;
@@ -41,84 +112,47 @@ static void jobs_changed(void *userdata) {
   drain_check(w);
 }
 
-static void flush_cb(evutil_socket_t fd, short what, void *arg) {
-  rbee_worker *w = arg;
-  unsigned active = w->http ? rbee__http_active_streams(w->http) : 0;
-  if (active == 0 || rbee__mono_us() >= w->flush_deadline) {
-    if (active)
-      RBEE_WARN("worker", "drain", "%u event streams still sending; closing them", active);
-    w->phase_done = 1;
-    event_base_loopbreak(w->base);
-  }
-}
-
-/* Every accepted job has ended (or the deadline gave up on it): let the
- * streams deliver their terminal markers, then leave the loop. */
-static void drain_check(rbee_worker *w) {
-  if (!w->draining || w->flushing)
-    return;
-  rbee__jobs_counts c;
-  rbee__jobs_get_counts(w->jobs, &c);
-  int gave_up = w->ev_moment == NULL && w->deadline_passed;
-  if ((c.running + c.queued > 0 || w->init_running) && !gave_up)
-    return;
-  RBEE_INFO(
-      "worker", "drain", "jobs ended (done %llu, failed %llu, cancelled %llu); flushing streams",
-      (unsigned long long)c.done, (unsigned long long)c.failed, (unsigned long long)c.cancelled);
-  w->flushing = 1;
-  w->flush_deadline = rbee__mono_us() + (int64_t)FLUSH_MS * 1000;
-  w->ev_flush = event_new(w->base, -1, EV_PERSIST, flush_cb, w);
-  struct timeval tv = ms_tv(10);
-  if (w->ev_flush == NULL || event_add(w->ev_flush, &tv) != 0) {
-    w->phase_done = 1;
-    event_base_loopbreak(w->base);
-  }
-}
-
-static void moment_cb(evutil_socket_t fd, short what, void *arg) {
-  rbee_worker *w = arg;
-  rbee__jobs_counts c;
-  rbee__jobs_get_counts(w->jobs, &c);
-  int init_left = w->init_running;
-  if ((c.running > 0 || init_left) && rbee__mono_us() < w->moment_end)
-    return;
-  if (c.running > 0) {
-    w->stuck = rbee__jobs_abandon(w->jobs);
-    RBEE_ERROR("worker", "drain",
-               "%u job thread(s) did not return after the cancel; their streams end now, "
-               "on_shutdown will be skipped",
-               w->stuck);
-  }
-  if (init_left)
-    RBEE_ERROR("worker", "drain", "on_init is still running; on_shutdown will be skipped");
-  event_free(w->ev_moment);
-  w->ev_moment = NULL;
-  drain_check(w);
-}
-
+/* The one drain timer: the deadline from the signal; after a cancel, the
+ * job threads' moment; then the moment for [CANCELLED] to be delivered. */
 static void deadline_cb(evutil_socket_t fd, short what, void *arg) {
   rbee_worker *w = arg;
-  w->deadline_passed = 1;
   rbee__jobs_counts c;
   rbee__jobs_get_counts(w->jobs, &c);
-  if (c.running + c.queued == 0 && !w->init_running)
-    return drain_check(w);
-  if (c.running + c.queued > 0) {
-    RBEE_WARN("worker", "drain",
-              "drain deadline (%u ms) passed: cancelling %u running and %u queued jobs",
-              w->opts.drain_timeout_ms, c.running, c.queued);
+  if (w->drain == RBEE__DRAIN_JOBS) {
+    if (c.running + c.queued > 0)
+      RBEE_WARN("worker", "drain",
+                "drain deadline (%u ms) passed: cancelling %u running and %u queued jobs",
+                w->opts.drain_timeout_ms, c.running, c.queued);
+    else
+      RBEE_WARN("worker", "drain", "drain deadline (%u ms) passed: on_init still running",
+                w->opts.drain_timeout_ms);
+    drain_set(w, RBEE__DRAIN_CANCELLING);
     rbee__jobs_cancel_all(w->jobs, "drain deadline");
-  }
-  w->moment_end = rbee__mono_us() + (int64_t)MOMENT_MS * 1000;
-  w->ev_moment = event_new(w->base, -1, EV_PERSIST, moment_cb, w);
-  struct timeval tv = ms_tv(10);
-  if (w->ev_moment == NULL || event_add(w->ev_moment, &tv) != 0) {
-    /* No moment to give: go on without waiting. */
-    if (w->ev_moment)
-      event_free(w->ev_moment);
-    w->ev_moment = NULL;
-    w->stuck = rbee__jobs_abandon(w->jobs);
+    arm_deadline(w, MOMENT_MS);
     drain_check(w);
+  } else if (w->drain == RBEE__DRAIN_CANCELLING) {
+    if (c.running > 0) {
+      w->stuck = rbee__jobs_abandon(w->jobs);
+      RBEE_ERROR("worker", "drain",
+                 "%u job thread(s) did not return after the cancel; their streams end now, "
+                 "on_shutdown will be skipped",
+                 w->stuck);
+    }
+    if (w->init_running)
+      RBEE_ERROR("worker", "drain", "on_init is still running; on_shutdown will be skipped");
+    drain_set(w, RBEE__DRAIN_DELIVERING);
+    arm_deadline(w, MOMENT_MS);
+    drain_check(w);
+  } else if (w->drain == RBEE__DRAIN_DELIVERING) {
+    unsigned n = rbee__http_active_streams(w->http);
+    uint64_t ev = rbee__http_log_undelivered(w->http);
+    w->undelivered_events += ev;
+    RBEE_ERROR("worker", "drain",
+               "drain deadline passed with %u stream(s) undelivered (%llu events); exiting "
+               "with status %d",
+               n, (unsigned long long)ev, RBEE__EXIT_UNDELIVERED);
+    w->exit_code = RBEE__EXIT_UNDELIVERED;
+    drain_done(w);
   }
 }
 
@@ -126,6 +160,7 @@ static void begin_drain(rbee_worker *w, const char *why) {
   if (w->draining)
     return;
   w->draining = 1;
+  drain_set(w, RBEE__DRAIN_JOBS);
   rbee__jobs_counts c;
   rbee__jobs_get_counts(w->jobs, &c);
   RBEE_INFO("worker", "drain", "%s: draining (%u running, %u queued, deadline %u ms)", why,
@@ -134,9 +169,7 @@ static void begin_drain(rbee_worker *w, const char *why) {
   rbee__sd_notify(&w->sd, "STOPPING=1");
   rbee__worker_set_status(w, RBEE_STATUS_STOPPING);
   w->ev_deadline = evtimer_new(w->base, deadline_cb, w);
-  struct timeval tv = ms_tv(w->opts.drain_timeout_ms);
-  if (w->ev_deadline)
-    evtimer_add(w->ev_deadline, &tv);
+  arm_deadline(w, w->opts.drain_timeout_ms);
   drain_check(w);
 }
 
@@ -175,7 +208,8 @@ static void init_done_cb(evutil_socket_t fd, short what, void *arg) {
              err[0] ? err : "no reason given");
     pthread_mutex_unlock(&w->mu);
     w->exit_code = RBEE_EXIT_UNAVAILABLE;
-    w->phase_done = 1;
+    if (w->drain != RBEE__DRAIN_DONE && w->drain != RBEE__DRAIN_NONE)
+      drain_set(w, RBEE__DRAIN_DONE);
     event_base_loopbreak(w->base);
     return;
   }
@@ -275,7 +309,7 @@ static int add_events(rbee_worker *w) {
 static void free_events(rbee_worker *w) {
   struct event **evs[] = {&w->ev_term,   &w->ev_int,   &w->ev_hup,      &w->ev_init,
                           &w->ev_state,  &w->ev_tick,  &w->ev_watchdog, &w->ev_deadline,
-                          &w->ev_moment, &w->ev_flush, &w->ev_final,    &w->ev_flip};
+                          &w->ev_final, &w->ev_flip};
   for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
     if (*evs[i]) {
       event_free(*evs[i]);
@@ -343,6 +377,7 @@ static int start(rbee_worker *w) {
                           .max_jobs = o->max_jobs,
                           .max_queue = o->max_queue,
                           .snapshot = rbee__worker_snapshot,
+                          .on_stream_done = stream_done,
                           .userdata = w};
   if (rbee__http_new(&w->http, w->base, &hc, w->jobs) != 0) {
     RBEE_ERROR("worker", "listen", "cannot listen on %s port %d: %s", hc.bind, o->port,
@@ -445,7 +480,6 @@ static void finish(rbee_worker *w) {
     struct timeval tv = ms_tv(10000);
     if (w->ev_final)
       evtimer_add(w->ev_final, &tv);
-    w->phase_done = 0;
     while (!w->final_done && !w->forced_code && w->ev_final && evtimer_pending(w->ev_final, NULL))
       event_base_loop(w->base, EVLOOP_ONCE);
   }

@@ -22,6 +22,24 @@ struct event;
 /* Health has three sources; the worst one shows. */
 enum { RBEE__HS_USER = 0, RBEE__HS_HANG, RBEE__HS_DEVICE, RBEE__HS_N };
 
+/* The drain, in order: jobs (accepted jobs run on, until the deadline),
+ * cancelling (the deadline cancelled them; job threads get a moment),
+ * delivering (every job ended; streams write their last bytes), done. */
+typedef enum rbee__drain_phase {
+  RBEE__DRAIN_NONE = 0,
+  RBEE__DRAIN_JOBS,
+  RBEE__DRAIN_CANCELLING,
+  RBEE__DRAIN_DELIVERING,
+  RBEE__DRAIN_DONE
+} rbee__drain_phase;
+const char *rbee__drain_phase_str(rbee__drain_phase p);
+/* 1 when the drain may go from @p from to @p to. */
+int rbee__drain_legal(rbee__drain_phase from, rbee__drain_phase to);
+
+/* Exit status when the drain deadline passed while a reading client had
+ * not got all of its stream (EX_TEMPFAIL). */
+#define RBEE__EXIT_UNDELIVERED 75
+
 struct rbee_worker {
   rbee_worker_options opts;
   const rbee_worker_callbacks *cb;
@@ -44,22 +62,19 @@ struct rbee_worker {
   int init_joinable;
   pthread_t init_thread;
   int draining;
-  int deadline_passed;
+  rbee__drain_phase drain; /* changed only by drain_set (worker.c) */
+  uint64_t undelivered_events; /* left unwritten when the drain gave up */
   unsigned stuck; /* job threads that never returned */
-  int flushing;
-  int phase_done;  /* loop may stop */
   int signals;     /* SIGTERM/SIGINT seen */
   int forced_code; /* 130/143 after a second signal */
   int exit_code;
   int final_done;
-  int64_t flush_deadline;
   int64_t last_check_mono; /* last rbee_device_check */
   rbee_device_usage usage;
   int has_usage;
   int last_progress_pct;
   char last_progress_what[128];
   int64_t last_extend_mono;
-  int64_t moment_end;      /* job threads' last chance after the deadline */
   rbee_health last_health; /* as last logged */
   /* ready<->busy flips: at most one heartbeat per second (worker_state.c). */
   int64_t flip_beat_mono; /* when the last flip beat went out, 0 none */
@@ -69,7 +84,8 @@ struct rbee_worker {
   struct event *ev_state; /* made active by set_health/set_progress/stop */
   struct event *ev_tick;  /* hang detector, device check, usage */
   struct event *ev_watchdog;
-  struct event *ev_deadline, *ev_moment, *ev_flush, *ev_final;
+  struct event *ev_deadline; /* the drain's one-shot timer */
+  struct event *ev_final;
 
   /* Any thread, under mu. */
   pthread_mutex_t mu;
