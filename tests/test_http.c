@@ -51,6 +51,7 @@ static void snapshot(rbee__snapshot *s, void *ud) {
   s->progress = s->status == RBEE_STATUS_STARTING ? 0.42 : -1;
   snprintf(s->progress_what, sizeof s->progress_what, "building 3-grams");
   s->info = &fx.info;
+  s->worker_type = "test";
   s->uptime_us = 1500000;
   s->has_device = 1;
   s->device = (rbee_device_usage){2, 0.5, 1 << 20, 8LL << 30, 4LL << 30, -1, -1, -1};
@@ -254,7 +255,8 @@ START_TEST(test_http_route_parse) {
       {"/v1/jobs/job-1", RBEE__R_NOT_FOUND, 1},
       {"/v1/jobs/job-0123abcd-0000-4000-8000-0123456789ab/stream/", RBEE__R_NOT_FOUND, 1},
       {"", RBEE__R_NOT_FOUND, 1},
-      {"/", RBEE__R_NOT_FOUND, 1},
+      {"/", RBEE__R_ROOT, 0},
+      {"/index.html", RBEE__R_NOT_FOUND, 1},
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     rbee__route r;
@@ -360,6 +362,17 @@ START_TEST(test_http_health_ready_info) {
   r = req("GET", "/v1/info", NULL);
   ck_assert_int_eq(r.status, 200);
   tc_response_free(&r);
+  /* GET /: what rbee-hive polls after it spawns a worker. */
+  r = req("GET", "/", NULL);
+  ck_assert_int_eq(r.status, 200);
+  ck_assert_str_eq(r.body, "{\"worker_id\":\"worker-test-1\",\"worker_type\":\"test\","
+                           "\"model\":\"tiny\",\"status\":\"ready\",\"health\":\"healthy\","
+                           "\"urls\":{\"health\":\"/health\",\"ready\":\"/ready\",\"info\":\"/info\","
+                           "\"jobs\":\"/v1/jobs\",\"metrics\":\"/metrics\"}}\n");
+  tc_response_free(&r);
+  r = req("POST", "/", "{}");
+  ck_assert_int_eq(r.status, 405);
+  tc_response_free(&r);
 
   set_state(RBEE_STATUS_STARTING, RBEE_HEALTH_HEALTHY, NULL);
   r = req("GET", "/ready", NULL);
@@ -387,6 +400,11 @@ START_TEST(test_http_health_ready_info) {
   tc_response_free(&r);
   r = req("POST", "/v1/jobs", "{\"operation\":\"infer\"}");
   expect_error(&r, 503, "UNHEALTHY", "cudaErrorIllegalAddress");
+
+  r = req("GET", "/", NULL); /* discovery answers while unhealthy too */
+  ck_assert_int_eq(r.status, 200);
+  ck_assert_ptr_nonnull(strstr(r.body, "\"health\":\"unhealthy\""));
+  tc_response_free(&r);
 
   set_state(RBEE_STATUS_STOPPING, RBEE_HEALTH_HEALTHY, NULL);
   r = req("GET", "/ready", NULL);
@@ -500,8 +518,8 @@ START_TEST(test_http_auth) {
   tc_request(&r, fx.port, "GET", "/v1/info", right, NULL, 0, NULL, 5000);
   ck_assert_int_eq(r.status, 200);
   tc_response_free(&r);
-  const char *open[] = {"/health", "/ready", "/metrics"};
-  for (int i = 0; i < 3; i++) {
+  const char *open[] = {"/health", "/ready", "/metrics", "/"};
+  for (int i = 0; i < 4; i++) {
     r = req("GET", open[i], NULL);
     ck_assert_int_eq(r.status, 200);
     tc_response_free(&r);

@@ -21,6 +21,7 @@ typedef struct rbee__snapshot {
   double progress;         /* on_init progress, -1 when none */
   char progress_what[128];
   const rbee_worker_info *info; /* borrowed for the call */
+  const char *worker_type;      /* borrowed; NULL: not known */
   int64_t uptime_us;
   int has_heartbeat;
   rbee_heartbeat_stats heartbeat;

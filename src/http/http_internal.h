@@ -14,6 +14,7 @@ struct cJSON;
 /* The routes of CONTRACT section 3. */
 typedef enum rbee__route_id {
   RBEE__R_NOT_FOUND = 0,
+  RBEE__R_ROOT,       /* GET /: discovery, polled by rbee-hive at start */
   RBEE__R_HEALTH,
   RBEE__R_READY,
   RBEE__R_INFO,       /* /info and /v1/info */
@@ -69,6 +70,7 @@ void rbee__http_reply_error(struct evhttp_request *req, int status, const char *
 
 /* Route handlers. */
 void rbee__http_health(rbee__http *h, struct evhttp_request *req);
+void rbee__http_discovery(rbee__http *h, struct evhttp_request *req);
 void rbee__http_ready(rbee__http *h, struct evhttp_request *req);
 void rbee__http_info(rbee__http *h, struct evhttp_request *req);
 void rbee__http_metrics(rbee__http *h, struct evhttp_request *req);

@@ -44,7 +44,10 @@ void rbee__route_parse(rbee__route *out, const char *path) {
   out->needs_auth = 1;
   if (path == NULL)
     return;
-  if (strcmp(path, "/health") == 0) {
+  if (strcmp(path, "/") == 0) {
+    out->id = RBEE__R_ROOT;
+    out->needs_auth = 0;
+  } else if (strcmp(path, "/health") == 0) {
     out->id = RBEE__R_HEALTH;
     out->needs_auth = 0;
   } else if (strcmp(path, "/ready") == 0) {

@@ -185,6 +185,9 @@ static void dispatch(struct evhttp_request *req, void *arg) {
   if (r.needs_auth && check_token(h, req) != 0)
     return;
   switch (r.id) {
+  case RBEE__R_ROOT:
+    rbee__http_discovery(h, req);
+    break;
   case RBEE__R_HEALTH:
     rbee__http_health(h, req);
     break;

@@ -135,6 +135,7 @@ void rbee__worker_snapshot(rbee__snapshot *out, void *userdata) {
   if (out->reason[0] == '\0' && w->status == RBEE_STATUS_STOPPING)
     snprintf(out->reason, sizeof out->reason, "draining: no new jobs");
   out->info = &w->info;
+  out->worker_type = w->cb && w->cb->type ? w->cb->type : "inference";
   out->uptime_us = rbee__mono_us() - w->start_mono;
   if (w->hb) {
     out->has_heartbeat = 1;
