@@ -48,6 +48,11 @@ RBEE_EXTERN const char *rbee_err_name(int code);
  * description of its code when none was given. Valid until the next call
  * into librbee on this thread. Never NULL ("" before any failure). */
 RBEE_EXTERN const char *rbee_error_message(void);
+/** Set this thread's error message (printf @p fmt; NULL: the code's
+ * description) and return @p code, so callbacks can write
+ * `return rbee_error_set(RBEE_ENOENT, "no voice %s", v);`. on_init, on_flag
+ * and on_job failures show it in the log, /health, the heartbeat and the job. */
+RBEE_EXTERN int rbee_error_set(int code, const char *fmt, ...) RBEE_PRINTF(2, 3);
 /** Forget this thread's last error message. */
 RBEE_EXTERN void rbee_error_clear(void);
 

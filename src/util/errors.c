@@ -50,3 +50,13 @@ int rbee__error_set(int code, const char *fmt, ...) {
   va_end(ap);
   return code;
 }
+
+int rbee_error_set(int code, const char *fmt, ...) {
+  if (fmt == NULL)
+    return rbee__error_set(code, NULL);
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(last_message, sizeof last_message, fmt, ap);
+  va_end(ap);
+  return code;
+}

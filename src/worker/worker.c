@@ -198,6 +198,8 @@ static void init_done_cb(evutil_socket_t fd, short what, void *arg) {
   int rc = w->init_rc;
   char err[256];
   snprintf(err, sizeof err, "%s", w->init_error);
+  if (err[0] == '\0' && w->health[RBEE__HS_USER] != RBEE_HEALTH_HEALTHY) /* set_health's */
+    snprintf(err, sizeof err, "%s", w->reason[RBEE__HS_USER]);
   pthread_mutex_unlock(&w->mu);
   w->init_running = 0;
   if (rc != 0) {
