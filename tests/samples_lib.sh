@@ -40,7 +40,7 @@ step() { printf '== %s\n' "$*"; }
 need_samples() {
   local b
   for b in "$@"; do
-    [ -x "$b" ] || { echo "skipped: $b is not built (RBEE_BUILD_SAMPLES=OFF?)"; exit 0; }
+    [ -x "$b" ] || { echo "skipped: $b is not built (RBEE_BUILD_SAMPLES=OFF?)"; exit 77; }
   done
 }
 

@@ -7,7 +7,7 @@ set -euo pipefail
 bench=${RBEE_BUILD_DIR:?run from ctest}/bench
 if [ ! -x "$bench/bench_baseline" ]; then
   echo "SKIP: no bench programs in $bench (this build has RBEE_BUILD_BENCH=OFF)"
-  exit 0
+  exit 77
 fi
 tmp=$(mktemp -d)
 pids=()

@@ -5,7 +5,7 @@
 set -euo pipefail
 if ! command -v openssl >/dev/null; then
   echo "SKIP: the openssl command is not installed"
-  exit 0
+  exit 77
 fi
 send=${RBEE_TEST_heartbeat_send:?RBEE_TEST_heartbeat_send is not set (run through ctest)}
 tmp=$(mktemp -d)
