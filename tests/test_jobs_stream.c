@@ -205,6 +205,7 @@ typedef struct {
 
 static const odd_case odd[] = {
     {M_RETURN_ERR, RBEE_JOB_FAILED, "[ERROR] the job failed (on_job returned -1)"},
+    {M_ERROR_SET, RBEE_JOB_FAILED, "[ERROR] voice 'xx' is not installed"},
     {M_FAIL_TWICE, RBEE_JOB_FAILED, "[ERROR] first reason"},
     {M_FAIL_EMIT, RBEE_JOB_FAILED, "[ERROR] bad input second line"},
     {M_SILENT, RBEE_JOB_DONE, "[DONE]"},

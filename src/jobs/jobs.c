@@ -103,7 +103,9 @@ static void *pool_main(void *arg) {
     int skip = job->cancelled; /* cancelled between hand-off and here */
     pthread_mutex_unlock(&jobs->mu);
 
+    rbee_error_clear(); /* so a message after on_job is on_job's own */
     int rc = skip ? 0 : jobs->cfg.run(job, jobs->cfg.userdata);
+    const char *why = rc != 0 ? rbee_error_message() : "";
 
     pthread_mutex_lock(&jobs->mu);
     job->in_pool = 0;
@@ -114,10 +116,12 @@ static void *pool_main(void *arg) {
       } else if (job->failed || rc != 0) {
         st = RBEE_JOB_FAILED;
         if (!job->failed) {
-          /* on_job failed without saying why: still one error event. */
+          /* on_job failed without rbee_job_fail: still one error event,
+           * with the sentence it gave rbee_error_set() when it gave one. */
           job->failed = 1;
           job->error_code = rbee__strdup("JOB_FAILED");
-          job->error_message = rbee__asprintf("the job failed (on_job returned %d)", rc);
+          job->error_message = why[0] ? rbee__strdup(why)
+                                      : rbee__asprintf("the job failed (on_job returned %d)", rc);
           cJSON *o = cJSON_CreateObject();
           char *t = NULL;
           if (o && cJSON_AddStringToObject(o, "type", "error") &&

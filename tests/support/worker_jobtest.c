@@ -94,6 +94,8 @@ static int run_job(rbee_job *job, void *ud) {
     }
     return rc;
   }
+  case M_ERROR_SET:
+    return rbee_error_set(RBEE_ENOENT, "voice '%s' is not installed", "xx");
   case M_RETURN_ERR:
     rbee_job_emit_token(job, "a");
     return -1;

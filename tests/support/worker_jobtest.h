@@ -28,6 +28,7 @@ enum {
   M_CANCEL_FAIL,   /* wait for cancel, then fail and return -1 */
   M_IGNORE_CANCEL, /* never looks at cancel; ends when the test says so */
   M_BIG,           /* n events of ~200 bytes, as fast as allowed */
+  M_ERROR_SET,     /* rbee_error_set a sentence, return its code */
 };
 
 /* Shared with the job threads (under mu). */
