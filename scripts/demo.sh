@@ -112,10 +112,10 @@ echo "saved $png: ${info%% *} pixels, ${info##* } bytes (decoded with libpng)"
 say "4b. speech round trip: text -> tts-worker (flite) -> WAV -> asr-worker (pocketsphinx) -> text"
 if [ -x "$TTS" ] && [ -x "$ASR" ]; then
   "$TTS" --worker-id demo-tts --model flite --port 0 --queen-url "$qurl" \
-    --heartbeat-interval 2 >"$tmp/tts.out" 2>"$tmp/tts.log" &
+    --queen-token-file "$qtoken" --heartbeat-interval 2 >"$tmp/tts.out" 2>"$tmp/tts.log" &
   pids+=($!)
   "$ASR" --worker-id demo-asr --model en-us --port 0 --queen-url "$qurl" \
-    --heartbeat-interval 2 >"$tmp/asr.out" 2>"$tmp/asr.log" &
+    --queen-token-file "$qtoken" --heartbeat-interval 2 >"$tmp/asr.out" 2>"$tmp/asr.log" &
   pids+=($!)
   wait_for 60 "the queen to list demo-tts as ready" is_status demo-tts ready
   wait_for 60 "the queen to list demo-asr as ready" is_status demo-asr ready
