@@ -220,7 +220,14 @@ int main(int argc, char **argv) {
     /* Workers authenticate by default: a token of our own, in a file. */
     if (rtoken_path == NULL) {
       const char *t = getenv("TMPDIR");
-      snprintf(tmpdir, sizeof tmpdir, "%s/rbee-queen.XXXXXX", t && *t ? t : "/tmp");
+      /* mkdtemp's template: the six X become a unique name. */
+      int n = snprintf(tmpdir, sizeof tmpdir, "%s/rbee-queen.XXXXXX", t && *t ? t : "/tmp");
+      if (n < 0 || (size_t)n >= sizeof tmpdir) {
+        fprintf(stderr, "rbee-local-queen: TMPDIR is too long for the token's directory; "
+                        "set a shorter one or pass --registration-token-file\n");
+        tmpdir[0] = '\0';
+        goto out;
+      }
       if (mkdtemp(tmpdir) == NULL) {
         fprintf(stderr, "rbee-local-queen: cannot make a directory for the token: %s\n",
                 strerror(errno));
