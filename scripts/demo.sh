@@ -105,7 +105,7 @@ echo "progress events: $steps steps"
 grep -q '^event: complete$' "$tmp/image.sse" || die "no image came back: $(grep -m1 ERROR "$tmp/image.sse")"
 mkdir -p "$OUT"
 png=$OUT/demo-lighthouse.png
-info=$(sed -n 's/^data: {"type":"complete","image":"\([^"]*\)".*/\1/p' "$tmp/image.sse" |
+info=$(sed -n 's/^data: {"type":"complete".*"image":"\([^"]*\)".*/\1/p' "$tmp/image.sse" |
   "$PNGINFO" --base64 "$png") || die "the image does not decode"
 echo "saved $png: ${info%% *} pixels, ${info##* } bytes (decoded with libpng)"
 

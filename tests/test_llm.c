@@ -7,7 +7,6 @@
 
 #include "bundled.h"
 #include "ngram.h"
-#include "params.h"
 #include "testutil.h"
 
 static llm_model *tiny(void) {
@@ -191,35 +190,6 @@ START_TEST(test_llm_million_tokens) {
 }
 END_TEST
 
-START_TEST(test_llm_params_errors) {
-  cJSON *p = cJSON_Parse("{\"max_tokens\":2.5,\"temperature\":\"hot\",\"top_p\":0,"
-                         "\"stream\":1,\"prompt\":7,\"seed\":null,\"top_k\":5}");
-  char err[256];
-  long long i;
-  double d;
-  int b;
-  const char *s;
-  ck_assert_int_eq(param_int(p, "max_tokens", 1, 100, 8, &i, err, sizeof err), -1);
-  ck_assert_str_eq(err, "max_tokens must be an integer from 1 to 100 (got 2.5)");
-  ck_assert_int_eq(param_number(p, "temperature", 0, 2, 0, 1, &d, err, sizeof err), -1);
-  ck_assert_str_eq(err, "temperature must be a number from 0 to 2 (got a string)");
-  ck_assert_int_eq(param_number(p, "top_p", 0, 1, 1, 1, &d, err, sizeof err), -1);
-  ck_assert_str_eq(err, "top_p must be a number above 0 and at most 1 (got 0)");
-  ck_assert_int_eq(param_bool(p, "stream", 1, &b, err, sizeof err), -1);
-  ck_assert_str_eq(err, "stream must be true or false (got a number)");
-  ck_assert_int_eq(param_string(p, "prompt", "", 10, &s, err, sizeof err), -1);
-  ck_assert_str_eq(err, "prompt must be a string (got a number)");
-  ck_assert_int_eq(param_int(p, "seed", 0, 10, -1, &i, err, sizeof err), 0); /* null: default */
-  ck_assert_int_eq(i, -1);
-  ck_assert_int_eq(param_int(p, "top_k", 0, 10, 0, &i, err, sizeof err), 0);
-  ck_assert_int_eq(i, 5);
-  ck_assert_int_eq(param_int(p, "absent", 0, 10, 3, &i, err, sizeof err), 0);
-  ck_assert_int_eq(i, 3);
-  ck_assert_int_eq(param_int(p, "top_k", 6, 10, 0, &i, err, sizeof err), -1);
-  cJSON_Delete(p);
-}
-END_TEST
-
 static Suite *llm_suite(void) {
   Suite *s = suite_create("llm");
   TCase *tc = tcase_create("model");
@@ -232,7 +202,6 @@ static Suite *llm_suite(void) {
   tcase_add_test(tc, test_llm_temperature_spreads);
   tcase_add_test(tc, test_llm_eos_and_ignore_eos);
   tcase_add_test(tc, test_llm_million_tokens);
-  tcase_add_test(tc, test_llm_params_errors);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -7,7 +7,7 @@ need_samples "$QUEEN_BIN" "$SD_BIN" "$PNGINFO_BIN"
 
 # image FILE OUT.png: the base64 PNG of the stream's complete event.
 image() {
-  sed -n 's/^data: {"type":"complete","image":"\([^"]*\)".*/\1/p' "$1" | "$PNGINFO_BIN" --base64 "$2"
+  sed -n 's/^data: {"type":"complete".*"image":"\([^"]*\)".*/\1/p' "$1" | "$PNGINFO_BIN" --base64 "$2"
 }
 
 step "start the queen and an sd-worker"
@@ -20,7 +20,7 @@ step "an image through the queen: progress per step, then complete"
 job='{"model":"julia","operation":"image_generation","prompt":"a lighthouse at dusk","steps":6,"width":96,"height":64,"seed":3,"guidance_scale":7.5}'
 stream "$QURL" "$job" "$TMP/a.sse"
 [ "$(grep -c '^event: progress$' "$TMP/a.sse")" = 6 ] || fail "want 6 progress events"
-assert_contains "$TMP/a.sse" '{"type":"progress","step":6,"total":6}' "last step"
+assert_contains "$TMP/a.sse" '{"type":"progress","phase":"denoising","progress":1,"step":6,"total":6}' "last step"
 assert_contains "$TMP/a.sse" 'event: complete' "complete event"
 [ "$(tail -n 2 "$TMP/a.sse" | head -n 1)" = "data: [DONE]" ] || fail "no [DONE]"
 size=$(image "$TMP/a.sse" "$TMP/a.png") || fail "the image does not decode"

@@ -103,7 +103,7 @@ head -c 100000 /dev/zero | tr '\0' 'a' >"$TMP/big.txt"
 printf '{"operation":"tts","text":"%s"}' "$(cat "$TMP/big.txt")" >"$TMP/big.json"
 post "$T" "$TMP/big.json" "$TMP/bad.sse"
 assert_contains "$TMP/bad.sse" '"code":"INVALID_PARAMS"' "100 KB text"
-for bad in '"text":""|text is required' '"text":"hi","voice":"bob"|unknown voice' \
+for bad in '"text":""|text is required' '"text":"hi","voice":"bob"|voice must be one of rms, slt, awb, kal (got \"bob\")' \
            '"text":"hi","rate":10|rate must be' '"text":"hi","rate":1000|rate must be' \
            '"text":"hi","sample_rate":100|sample_rate must be' '"text":7|text'; do
   printf '{"operation":"tts",%s}' "${bad%%|*}" >"$TMP/b.json"

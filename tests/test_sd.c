@@ -110,29 +110,6 @@ START_TEST(test_sd_png_roundtrip) {
 }
 END_TEST
 
-START_TEST(test_sd_base64) {
-  static const struct {
-    const char *in, *out;
-  } v[] = {{"", ""}, {"f", "Zg=="}, {"fo", "Zm8="}, {"foo", "Zm9v"}, {"foob", "Zm9vYg=="},
-           {"fooba", "Zm9vYmE="}, {"foobar", "Zm9vYmFy"}};
-  for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
-    char *e = sd_base64((const uint8_t *)v[i].in, strlen(v[i].in));
-    ck_assert_str_eq(e, v[i].out);
-    uint8_t *d = NULL;
-    size_t n = 0;
-    ck_assert_int_eq(sd_base64_decode(e, &d, &n), 0);
-    ck_assert_uint_eq(n, strlen(v[i].in));
-    ck_assert(memcmp(d, v[i].in, n) == 0);
-    free(d);
-    free(e);
-  }
-  uint8_t *d = NULL;
-  size_t n;
-  ck_assert_int_eq(sd_base64_decode("Zm9", &d, &n), -1);
-  ck_assert_int_eq(sd_base64_decode("Zm!v", &d, &n), -1);
-}
-END_TEST
-
 #ifdef SD_WITH_CUDA
 /* The CUDA engine draws the same picture as the CPU engine (up to the odd
  * pixel where rounding tips an escape by one iteration). */
@@ -173,7 +150,6 @@ static Suite *sd_suite(void) {
   tcase_add_test(tc, test_sd_cpu_reproducible);
   tcase_add_test(tc, test_sd_steps_refine);
   tcase_add_test(tc, test_sd_png_roundtrip);
-  tcase_add_test(tc, test_sd_base64);
 #ifdef SD_WITH_CUDA
   tcase_add_test(tc, test_sd_cuda_matches_cpu);
 #endif

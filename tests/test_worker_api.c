@@ -29,8 +29,8 @@ static int on_init(rbee_worker *w, void *ud) {
   c->init_thread = pthread_self();
   snprintf(c->model_in_init, sizeof c->model_in_init, "%s", rbee_worker_model(w));
   c->has_device = rbee_worker_device(w) != NULL;
-  rbee_worker_set_progress(w, 0.5, "half");
-  c->bad_progress_rc = rbee_worker_set_progress(w, 1.5, "too far");
+  rbee_worker_set_progress(w, "half", 0.5);
+  c->bad_progress_rc = rbee_worker_set_progress(w, "too far", 1.5);
   c->bad_health_rc = rbee_worker_set_health(w, (rbee_health)7, "bad");
   return c->init_fails ? -1 : 0;
 }
@@ -156,7 +156,7 @@ static int slow_init(rbee_worker *w, void *ud) {
     pthread_cond_wait(&slow_cv, &slow_mu);
   pthread_mutex_unlock(&slow_mu);
   /* The worker has returned: this must not touch its freed loop. */
-  int rc = rbee_worker_set_progress(w, 1.0, "late");
+  int rc = rbee_worker_set_progress(w, "late", 1.0);
   pthread_mutex_lock(&slow_mu);
   slow_progress_rc = rc;
   slow_done = 1;

@@ -43,9 +43,17 @@ RBEE_EXTERN int rbee_job_emit_json(rbee_job *job, const char *event,
                                    const char *json);
 /** {"type":"token","t":text,"i":N} with N counting this job's tokens. */
 RBEE_EXTERN int rbee_job_emit_token(rbee_job *job, const char *text);
-/** Report progress in [0,1] (shown by GET /v1/jobs/{id}); also proves the
- * job is alive to the hang detector. Emits nothing on the stream. */
+/** Record progress in [0,1] (shown by GET /v1/jobs/{id}); also proves the
+ * job is alive to the hang detector. The quiet form: emits nothing on the
+ * stream. */
 RBEE_EXTERN int rbee_job_set_progress(rbee_job *job, double fraction);
+/** Progress in one call: recorded as rbee_job_set_progress() does, and
+ * sent as a "progress" event {"type":"progress","phase":@p phase,
+ * "progress":@p fraction} plus the members of @p extra (an object, may be
+ * NULL; e.g. {"step":3,"total":20}). @p phase NULL: no "phase" member.
+ * Returns what rbee_job_emit() returns (RBEE_ECANCELED: stop). */
+RBEE_EXTERN int rbee_job_emit_progress(rbee_job *job, const char *phase, double fraction,
+                                       const struct cJSON *extra);
 /** Fail the job: an {"type":"error","code":...,"message":...} event, then
  * "[ERROR] message" ends the stream when on_job returns. @p code is a short
  * upper-case word such as "INVALID_PARAMS". Returns RBEE_ESTATE if the job
@@ -55,6 +63,8 @@ RBEE_EXTERN int rbee_job_fail(rbee_job *job, const char *code,
 /** Nonzero once the job was cancelled (DELETE, lost client, drain
  * deadline). Long loops should check it and return. */
 RBEE_EXTERN int rbee_job_cancelled(const rbee_job *job);
+/** The job's state now (RBEE_JOB_RUNNING inside on_job, until it ends). */
+RBEE_EXTERN rbee_job_state rbee_job_get_state(const rbee_job *job);
 RBEE_EXTERN const char *rbee_job_state_str(rbee_job_state state);
 
 RBEE_END_DECLS

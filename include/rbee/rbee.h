@@ -10,6 +10,8 @@
 #include "device.h"
 #include "heartbeat.h"
 #include "job.h"
+#include "params.h"
+#include "binary.h"
 #include "worker.h"
 
 #endif

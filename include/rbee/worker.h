@@ -106,10 +106,11 @@ RBEE_EXTERN int rbee_worker_run(const rbee_worker_options *opts,
                                 const rbee_worker_callbacks *cb,
                                 void *userdata);
 
-/** Loading progress in [0,1] with what is being done ("building 3-grams");
- * shown in /ready, the heartbeat and the log. Any thread. */
-RBEE_EXTERN int rbee_worker_set_progress(rbee_worker *w, double fraction,
-                                         const char *what);
+/** Loading progress in one call: what is being done (@p phase, e.g.
+ * "building 3-grams"; NULL: nothing said) and how far, in [0,1]; shown in
+ * /ready, the heartbeat and the log. Any thread. (Jobs have the same
+ * order: rbee_job_emit_progress(job, phase, fraction, extra).) */
+RBEE_EXTERN int rbee_worker_set_progress(rbee_worker *w, const char *phase, double fraction);
 /** Report health from worker code (reason copied; NULL for healthy). An
  * unhealthy worker is not ready. Any thread. */
 RBEE_EXTERN int rbee_worker_set_health(rbee_worker *w, rbee_health health,

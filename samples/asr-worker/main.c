@@ -13,7 +13,6 @@
 #include <pocketsphinx.h>
 #include <rbee/rbee.h>
 
-#include "params.h"
 #include "wav.h"
 
 #define RATE 16000
@@ -43,7 +42,7 @@ static int on_init(rbee_worker *w, void *ud) {
                "the %s is missing: %s (install pocketsphinx-en-us)", what[i], paths[i]);
       return 1;
     }
-  rbee_worker_set_progress(w, 0.2, "loading the en-us model");
+  rbee_worker_set_progress(w, "loading the en-us model", 0.2);
   cmd_ln_t *cfg = cmd_ln_init(NULL, ps_args(), TRUE, "-hmm", hmm, "-lm", lm, "-dict", dict,
                               "-logfn", "/dev/null", NULL);
   a->ps = cfg ? ps_init(cfg) : NULL;
@@ -58,16 +57,8 @@ static int on_init(rbee_worker *w, void *ud) {
 }
 
 /* The WAV in the job as 16 kHz mono; 0, or -1 with a sentence. */
-static int load_audio(const cJSON *p, int16_t **pcm, size_t *n, char *err, size_t errlen) {
-  const char *b64, *lang;
-  if (param_string(p, "audio", NULL, (size_t)1 << 30, &b64, err, errlen) ||
-      param_string(p, "language", "en-us", 16, &lang, err, errlen))
-    return -1;
-  if (strcmp(lang, "en-us") != 0) {
-    snprintf(err, errlen, "language '%s' is not served: this worker has en-us", lang);
-    return -1;
-  }
-  if (b64 == NULL || b64[0] == '\0') {
+static int load_audio(const char *b64, int16_t **pcm, size_t *n, char *err, size_t errlen) {
+  if (b64[0] == '\0') {
     snprintf(err, errlen, "audio is required: a base64 WAV file");
     return -1;
   }
@@ -75,8 +66,17 @@ static int load_audio(const cJSON *p, int16_t **pcm, size_t *n, char *err, size_
   size_t len, frames;
   int16_t *raw;
   int hz;
-  if (wav_b64_decode(b64, &bytes, &len, err, errlen) != 0)
+  size_t b64_len = strlen(b64);
+  len = b64_len / 4 * 3 + 3;
+  if ((bytes = malloc(len)) == NULL) {
+    snprintf(err, errlen, "no memory to decode the audio");
     return -1;
+  }
+  if (rbee_base64_decode(bytes, &len, b64, b64_len) != 0) {
+    snprintf(err, errlen, "audio is not base64 (%s)", rbee_error_message());
+    free(bytes);
+    return -1;
+  }
   int rc = wav_read(bytes, len, &raw, &frames, &hz, err, errlen);
   free(bytes);
   if (rc != 0)
@@ -192,7 +192,13 @@ static int on_job(rbee_worker *w, rbee_job *job, void *ud) {
   int16_t *pcm;
   size_t n;
   char err[300];
-  if (load_audio(rbee_job_params(job), &pcm, &n, err, sizeof err) != 0) {
+  static const char *const languages[] = {"en-us", NULL};
+  const char *b64;
+  int lang;
+  if (rbee_job_param_string(&b64, job, "audio", NULL, (size_t)1 << 30) ||
+      rbee_job_param_choice(&lang, job, "language", languages, 0))
+    return 1; /* failed with INVALID_PARAMS and the sentence */
+  if (load_audio(b64, &pcm, &n, err, sizeof err) != 0) {
     rbee_job_fail(job, "INVALID_AUDIO", "%s", err);
     return 1;
   }

@@ -4,68 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-char *wav_b64_encode(const uint8_t *d, size_t len) {
-  char *o = malloc((len + 2) / 3 * 4 + 1), *p = o;
-  if (o == NULL)
-    return NULL;
-  for (size_t i = 0; i < len; i += 3) {
-    uint32_t v = (uint32_t)d[i] << 16 | (i + 1 < len ? (uint32_t)d[i + 1] << 8 : 0) |
-                 (i + 2 < len ? d[i + 2] : 0);
-    *p++ = b64[v >> 18 & 63];
-    *p++ = b64[v >> 12 & 63];
-    *p++ = i + 1 < len ? b64[v >> 6 & 63] : '=';
-    *p++ = i + 2 < len ? b64[v & 63] : '=';
-  }
-  *p = '\0';
-  return o;
-}
-
-static int b64_val(char c) {
-  const char *q = c ? strchr(b64, c) : NULL;
-  return q ? (int)(q - b64) : -1;
-}
-
-int wav_b64_decode(const char *s, uint8_t **out, size_t *out_len, char *err, size_t errlen) {
-  size_t len = strlen(s), n = 0, pad = 0;
-  uint8_t *o = malloc(len / 4 * 3 + 3);
-  uint32_t acc = 0;
-  int bits = 0;
-  if (o == NULL) {
-    snprintf(err, errlen, "no memory to decode the audio");
-    return -1;
-  }
-  for (size_t i = 0; i < len; i++) {
-    char c = s[i];
-    if (c == '\n' || c == '\r')
-      continue;
-    if (c == '=') {
-      pad++;
-      continue;
-    }
-    int v = b64_val(c);
-    if (v < 0 || pad > 0) {
-      free(o);
-      snprintf(err, errlen, "audio is not base64 (bad character at offset %zu)", i);
-      return -1;
-    }
-    acc = acc << 6 | (uint32_t)v;
-    if ((bits += 6) >= 8) {
-      bits -= 8;
-      o[n++] = (uint8_t)(acc >> bits);
-    }
-  }
-  if (pad > 2 || bits >= 6) {
-    free(o);
-    snprintf(err, errlen, "audio is not base64 (truncated)");
-    return -1;
-  }
-  *out = o;
-  *out_len = n;
-  return 0;
-}
-
 static void put16(uint8_t *p, unsigned v) { p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8); }
 static void put32(uint8_t *p, uint32_t v) { put16(p, v & 0xFFFF), put16(p + 2, v >> 16); }
 static uint32_t get16(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8; }

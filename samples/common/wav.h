@@ -1,15 +1,11 @@
-/* Base64 and 16-bit PCM WAV for the speech samples: encode one mono WAV,
- * decode the common PCM layouts to 16-bit mono, resample. */
+/* 16-bit PCM WAV for the speech samples: encode one mono WAV, decode the
+ * common PCM layouts to 16-bit mono, resample. (base64: rbee/binary.h) */
 #ifndef SAMPLES_WAV_H
 #define SAMPLES_WAV_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-/* NUL-terminated base64 of @p len bytes (malloc'd), NULL without memory. */
-char *wav_b64_encode(const uint8_t *data, size_t len);
-/* Decodes standard base64 (newlines skipped); 0, or -1 with a sentence. */
-int wav_b64_decode(const char *s, uint8_t **out, size_t *out_len, char *err, size_t errlen);
 /* A RIFF/WAVE file of 16-bit mono PCM (malloc'd). */
 uint8_t *wav_write16(const int16_t *pcm, size_t n, int rate, size_t *out_len);
 /* Parses PCM 16/24/32-bit integer or 32-bit float, any channel count up to

@@ -16,7 +16,6 @@
 
 #include "bundled.h"
 #include "ngram.h"
-#include "params.h"
 
 #define MAX_TOKENS_LIMIT 10000000LL   /* streamed: the model has no context limit */
 #define MAX_TOKENS_COLLECTED 100000LL /* stream:false gathers the text in memory */
@@ -51,7 +50,7 @@ static int on_flag(const char *name, const char *value, void *ud) {
 }
 
 static void on_progress(double fraction, const char *what, void *ud) {
-  rbee_worker_set_progress(((llm_worker *)ud)->w, fraction, what);
+  rbee_worker_set_progress(((llm_worker *)ud)->w, what, fraction);
 }
 
 /* The whole file at @p path; NULL with a logged reason. */
@@ -102,7 +101,7 @@ static int on_init(rbee_worker *w, void *ud) {
     rbee_worker_set_health(w, RBEE_HEALTH_UNHEALTHY, "unknown model");
     return 1;
   }
-  rbee_worker_set_progress(w, 0.0, "reading the text");
+  rbee_worker_set_progress(w, "reading the text", 0.0);
   int rc = llm_model_build(&lw->model, text, len, on_progress, lw, err, sizeof err);
   free(owned);
   if (rc != 0) {
@@ -128,15 +127,21 @@ typedef struct infer_params {
 } infer_params;
 
 static int read_params(const cJSON *p, infer_params *ip, char *err, size_t errlen) {
-  if (param_string(p, "prompt", "", MAX_PROMPT, &ip->prompt, err, errlen) ||
-      param_int(p, "max_tokens", 1, MAX_TOKENS_LIMIT, 64, &ip->max_tokens, err, errlen) ||
-      param_number(p, "temperature", 0, 2, 0, 1.0, &ip->temperature, err, errlen) ||
-      param_number(p, "top_p", 0, 1, 1, 1.0, &ip->top_p, err, errlen) ||
-      param_int(p, "top_k", 0, 1000000, 0, &ip->top_k, err, errlen) ||
-      param_int(p, "seed", 0, 9007199254740991LL, -1, &ip->seed, err, errlen) ||
-      param_bool(p, "stream", 1, &ip->stream, err, errlen) ||
-      param_bool(p, "ignore_eos", 0, &ip->ignore_eos, err, errlen))
+  if (rbee_param_string(&ip->prompt, p, "prompt", "", MAX_PROMPT) ||
+      rbee_param_int(&ip->max_tokens, p, "max_tokens", 1, MAX_TOKENS_LIMIT, 64) ||
+      rbee_param_number(&ip->temperature, p, "temperature", 0, 2, 1.0) ||
+      rbee_param_number(&ip->top_p, p, "top_p", 0, 1, 1.0) ||
+      rbee_param_int(&ip->top_k, p, "top_k", 0, 1000000, 0) ||
+      rbee_param_int(&ip->seed, p, "seed", 0, 9007199254740991LL, -1) ||
+      rbee_param_bool(&ip->stream, p, "stream", 1) ||
+      rbee_param_bool(&ip->ignore_eos, p, "ignore_eos", 0)) {
+    snprintf(err, errlen, "%s", rbee_error_message());
     return -1;
+  }
+  if (ip->top_p == 0) {
+    snprintf(err, errlen, "top_p must be a number above 0 and at most 1 (got 0)");
+    return -1;
+  }
   if (!ip->stream && ip->max_tokens > MAX_TOKENS_COLLECTED) {
     snprintf(err, errlen,
              "with stream false, max_tokens is at most %lld (the text is gathered in memory); "

@@ -1,4 +1,4 @@
-/* PNG encoding (libpng) and base64, for the sd-worker's images. */
+/* PNG encoding (libpng), for the sd-worker's images. */
 #ifndef SD_IMAGE_H
 #define SD_IMAGE_H
 
@@ -12,9 +12,5 @@ int sd_png_encode(const uint8_t *rgb, int width, int height, uint8_t **out, size
 /* Decode a PNG into 8-bit RGB (for tests and tools). */
 int sd_png_decode(const uint8_t *png, size_t len, uint8_t **rgb, int *width, int *height,
                   char *err, size_t errlen);
-/* Standard base64 with padding, NUL-terminated, malloc'd; NULL on OOM. */
-char *sd_base64(const uint8_t *data, size_t len);
-/* Decode standard base64; -1 on a bad character or length. */
-int sd_base64_decode(const char *s, uint8_t **out, size_t *out_len);
 
 #endif

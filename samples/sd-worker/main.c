@@ -15,11 +15,11 @@
 
 #include "fractal.h"
 #include "image.h"
-#include "params.h"
 
 #define MIN_SIDE 64
 #define MAX_SIDE 2048
 #define MAX_STEPS 150
+#define SD_FAILED 1 /* a sentence in err (emit errors are negative) */
 
 static int64_t now_us(void) {
   struct timespec ts;
@@ -34,7 +34,7 @@ typedef struct image_params {
 } image_params;
 
 static int read_side(const cJSON *p, const char *name, long long *out, char *err, size_t errlen) {
-  if (param_int(p, name, MIN_SIDE, MAX_SIDE, 512, out, err, errlen) != 0 || *out % 8 != 0) {
+  if (rbee_param_int(out, p, name, MIN_SIDE, MAX_SIDE, 512) != 0 || *out % 8 != 0) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(p, name);
     snprintf(err, errlen, "%s must be a multiple of 8 from %d to %d (got %s%.17g)", name,
              MIN_SIDE, MAX_SIDE, cJSON_IsNumber(v) ? "" : "a non-number ",
@@ -44,17 +44,21 @@ static int read_side(const cJSON *p, const char *name, long long *out, char *err
   return 0;
 }
 
+/* The library's readers; the sentence goes into a named "error" event. */
 static int read_params(const cJSON *p, image_params *ip, char *err, size_t errlen) {
-  if (param_string(p, "prompt", NULL, 1 << 16, &ip->prompt, err, errlen) ||
-      param_string(p, "negative_prompt", "", 1 << 16, &ip->negative_prompt, err, errlen) ||
-      param_int(p, "steps", 1, MAX_STEPS, 20, &ip->steps, err, errlen) ||
-      read_side(p, "width", &ip->width, err, errlen) ||
-      read_side(p, "height", &ip->height, err, errlen) ||
-      param_int(p, "seed", 0, 9007199254740991LL, -1, &ip->seed, err, errlen) ||
-      param_number(p, "guidance_scale", 0, 30, 0, 7.5, &ip->guidance, err, errlen) ||
-      param_int(p, "preview_every", 0, MAX_STEPS, 0, &ip->preview_every, err, errlen))
+  if (read_side(p, "width", &ip->width, err, errlen) ||
+      read_side(p, "height", &ip->height, err, errlen))
     return -1;
-  if (ip->prompt == NULL || ip->prompt[0] == '\0') {
+  if (rbee_param_string(&ip->prompt, p, "prompt", NULL, 1 << 16) ||
+      rbee_param_string(&ip->negative_prompt, p, "negative_prompt", "", 1 << 16) ||
+      rbee_param_int(&ip->steps, p, "steps", 1, MAX_STEPS, 20) ||
+      rbee_param_int(&ip->seed, p, "seed", 0, 9007199254740991LL, -1) ||
+      rbee_param_number(&ip->guidance, p, "guidance_scale", 0, 30, 7.5) ||
+      rbee_param_int(&ip->preview_every, p, "preview_every", 0, MAX_STEPS, 0)) {
+    snprintf(err, errlen, "%s", rbee_error_message());
+    return -1;
+  }
+  if (ip->prompt[0] == '\0') {
     snprintf(err, errlen, "prompt is required: a non-empty string describing the image");
     return -1;
   }
@@ -78,21 +82,21 @@ static int fail(rbee_job *job, const char *code, const char *msg) {
   return 1;
 }
 
-/* Colour the engine's state, encode it, and emit it as @p event. */
+/* Colour the engine's state, encode it, and emit it as @p event: 0 sent,
+ * RBEE_ECANCELED, another emit error (the job is already failed), or
+ * SD_FAILED with a sentence in @p err. */
 static int emit_image(rbee_job *job, sd_engine *e, const image_params *ip, uint8_t *rgb,
                       const char *event, long long step, int64_t t0, char *err, size_t errlen) {
   uint8_t *png = NULL;
   size_t png_len = 0;
   if (e->colorize(e->state, rgb, err, errlen) != 0)
-    return -1;
+    return SD_FAILED;
   if (sd_png_encode(rgb, (int)ip->width, (int)ip->height, &png, &png_len, err, errlen) != 0)
-    return -1;
-  char *b64 = sd_base64(png, png_len);
-  free(png);
+    return SD_FAILED;
   cJSON *o = cJSON_CreateObject();
-  int rc = -1;
-  if (b64 && o && cJSON_AddStringToObject(o, "type", event) &&
-      cJSON_AddStringToObject(o, "image", b64) && cJSON_AddStringToObject(o, "format", "png") &&
+  int rc = SD_FAILED;
+  if (o && cJSON_AddStringToObject(o, "type", event) &&
+      cJSON_AddStringToObject(o, "format", "png") &&
       cJSON_AddNumberToObject(o, "width", (double)ip->width) &&
       cJSON_AddNumberToObject(o, "height", (double)ip->height) &&
       cJSON_AddNumberToObject(o, "step", (double)step) &&
@@ -100,16 +104,12 @@ static int emit_image(rbee_job *job, sd_engine *e, const image_params *ip, uint8
       cJSON_AddNumberToObject(o, "seed", (double)ip->seed) &&
       cJSON_AddStringToObject(o, "device", e->device) &&
       cJSON_AddNumberToObject(o, "png_bytes", (double)png_len) &&
-      cJSON_AddNumberToObject(o, "duration_ms", (double)((now_us() - t0) / 1000))) {
-    int r = rbee_job_emit(job, event, o);
-    rc = r == 0 ? 0 : r == RBEE_ECANCELED ? 1 : -1;
-    if (rc < 0)
-      snprintf(err, errlen, "cannot send the image: %s", rbee_error_message());
-  } else {
+      cJSON_AddNumberToObject(o, "duration_ms", (double)((now_us() - t0) / 1000)))
+    rc = rbee_job_emit_binary(job, event, o, "image", png, png_len);
+  else
     snprintf(err, errlen, "out of memory for the image event");
-  }
   cJSON_Delete(o);
-  free(b64);
+  free(png);
   return rc;
 }
 
@@ -151,24 +151,27 @@ static int on_job(rbee_worker *w, rbee_job *job, void *ud) {
   int rc = 0;
   for (long long k = 1; k <= ip.steps && rc == 0; k++) {
     if (rbee_job_cancelled(job)) {
-      rc = 1;
+      rc = RBEE_ECANCELED;
       break;
     }
     char why[400];
     if (e.step(e.state, why, sizeof why) != 0) {
       snprintf(err, sizeof err, "step %lld on %s: %s", k, e.device, why);
-      rc = -1;
+      rc = SD_FAILED;
       break;
     }
-    char ev[160];
-    snprintf(ev, sizeof ev, "{\"type\":\"progress\",\"step\":%lld,\"total\":%lld}", k, ip.steps);
-    int r = rbee_job_emit_json(job, "progress", ev);
-    rbee_job_set_progress(job, (double)k / (double)ip.steps);
-    if (r != 0) {
-      rc = 1; /* cancelled or gone: nothing more to say */
+    cJSON *at = cJSON_CreateObject();
+    if (at == NULL || !cJSON_AddNumberToObject(at, "step", (double)k) ||
+        !cJSON_AddNumberToObject(at, "total", (double)ip.steps)) {
+      cJSON_Delete(at);
+      snprintf(err, sizeof err, "out of memory for a progress event");
+      rc = SD_FAILED;
       break;
     }
-    if (ip.preview_every && k % ip.preview_every == 0 && k < ip.steps)
+    /* RBEE_ECANCELED: stop; another error already failed the job */
+    rc = rbee_job_emit_progress(job, "denoising", (double)k / (double)ip.steps, at);
+    cJSON_Delete(at);
+    if (rc == 0 && ip.preview_every && k % ip.preview_every == 0 && k < ip.steps)
       rc = emit_image(job, &e, &ip, rgb, "preview", k, t0, err, sizeof err);
   }
   if (rc == 0)
@@ -177,13 +180,19 @@ static int on_job(rbee_worker *w, rbee_job *job, void *ud) {
   e.free(e.state);
   free(rgb);
   rbee_log(RBEE_LOG_INFO, "sd", "image", rbee_job_id(job), "%lldx%lld, %lld steps on %s: %s",
-           ip.width, ip.height, ip.steps, device, rc == 0 ? "done" : rc > 0 ? "stopped" : err);
-  if (rc < 0) {
+           ip.width, ip.height, ip.steps, device,
+           rc == 0                ? "done"
+           : rc == RBEE_ECANCELED ? "cancelled"
+           : rc == SD_FAILED      ? err
+                                  : rbee_error_message());
+  if (rc == RBEE_ECANCELED)
+    return 0; /* the job ends cancelled */
+  if (rc == SD_FAILED) {
     if (strcmp(device, "cpu") != 0)
       rbee_worker_set_health(w, RBEE_HEALTH_UNHEALTHY, err);
     return fail(job, "DEVICE_ERROR", err);
   }
-  return 0;
+  return rc; /* 0, or an emit error that already failed the job */
 }
 
 static void on_ready(rbee_worker *w, void *ud) {

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <rbee/rbee.h>
+
 #include "image.h"
 
 static unsigned char *slurp(FILE *f, size_t *len) {
@@ -90,11 +92,14 @@ int main(int argc, char **argv) {
   if (b64) {
     while (len && (data[len - 1] == '\n' || data[len - 1] == '\r'))
       data[--len] = '\0';
-    if (sd_base64_decode((char *)data, &png, &len) != 0) {
-      fprintf(stderr, "sd-png-info: the input is not base64\n");
+    size_t cap = len / 4 * 3 + 3;
+    if ((png = malloc(cap)) == NULL || rbee_base64_decode(png, &cap, (char *)data, len) != 0) {
+      fprintf(stderr, "sd-png-info: the input is not base64: %s\n", rbee_error_message());
+      free(png);
       free(data);
       return 65;
     }
+    len = cap;
     FILE *o = fopen(argv[2], "wb");
     if (o == NULL || fwrite(png, 1, len, o) != len || fclose(o) != 0) {
       perror(argv[2]);

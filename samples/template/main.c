@@ -18,7 +18,7 @@ typedef struct model {
 static int on_init(rbee_worker *w, void *userdata) {
   model *m = userdata;
   const char *name = rbee_worker_model(w); /* --model, as rbee-hive passes it */
-  rbee_worker_set_progress(w, 0.5, "loading the model");
+  rbee_worker_set_progress(w, "loading the model", 0.5);
   snprintf(m->prefix, sizeof m->prefix, "[%s]", name ? name : "echo");
   return 0;
 }

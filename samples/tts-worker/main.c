@@ -1,6 +1,7 @@
 /* tts-worker: a speech-synthesis rbee worker on flite. Operation "tts"
  * speaks "text" sentence by sentence, emitting "progress" per sentence, and
- * ends with an "audio" event carrying a base64 16-bit mono WAV. */
+ * ends with an "audio" event carrying a base64 16-bit mono WAV
+ * (rbee_job_emit_binary). */
 #include <cjson/cJSON.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -10,7 +11,6 @@
 #include <flite/flite.h>
 #include <rbee/rbee.h>
 
-#include "params.h"
 #include "wav.h"
 
 #define MAX_TEXT 10000 /* characters */
@@ -21,7 +21,7 @@ cst_voice *register_cmu_us_slt(const char *voxdir);
 cst_voice *register_cmu_us_awb(const char *voxdir);
 cst_voice *register_cmu_us_kal(const char *voxdir);
 
-static const char *const voice_names[] = {"rms", "slt", "awb", "kal"};
+static const char *const voice_names[] = {"rms", "slt", "awb", "kal", NULL};
 #define NVOICES 4
 
 typedef struct tts {
@@ -54,7 +54,7 @@ static int on_init(rbee_worker *w, void *ud) {
              "unknown voice '%s': flite has rms, slt, awb, kal", voice);
     return 1;
   }
-  rbee_worker_set_progress(w, 0.1, "loading flite");
+  rbee_worker_set_progress(w, "loading flite", 0.1);
   flite_init();
   cst_voice *(*reg[NVOICES])(const char *) = {register_cmu_us_rms, register_cmu_us_slt,
                                               register_cmu_us_awb, register_cmu_us_kal};
@@ -64,7 +64,7 @@ static int on_init(rbee_worker *w, void *ud) {
                voice_names[i]);
       return 1;
     }
-    rbee_worker_set_progress(w, 0.1 + 0.2 * (i + 1), voice_names[i]);
+    rbee_worker_set_progress(w, voice_names[i], 0.1 + 0.2 * (i + 1));
   }
   rbee_log(RBEE_LOG_INFO, "tts", "init", NULL, "flite ready: voices rms slt awb kal, default %s",
            voice_names[t->def]);
@@ -123,13 +123,18 @@ static int speak(tts *t, rbee_job *job, const char *text, int v, double rate, lo
     }
     delete_wave(wv);
     chunks++;
-    char ev[200];
-    snprintf(ev, sizeof ev,
-             "{\"type\":\"progress\",\"chunk\":%d,\"chars_done\":%zu,\"chars_total\":%zu,"
-             "\"audio_ms\":%lld}",
-             chunks, done, total, hz ? (long long)(n * 1000 / (size_t)hz) : 0LL);
-    rbee_job_set_progress(job, (double)done / (double)total);
-    int rc = rbee_job_emit_json(job, "progress", ev);
+    cJSON *at = cJSON_CreateObject();
+    if (at == NULL || !cJSON_AddNumberToObject(at, "chunk", chunks) ||
+        !cJSON_AddNumberToObject(at, "chars_done", (double)done) ||
+        !cJSON_AddNumberToObject(at, "chars_total", (double)total) ||
+        !cJSON_AddNumberToObject(at, "audio_ms", hz ? (double)(n * 1000 / (size_t)hz) : 0)) {
+      cJSON_Delete(at);
+      free(pcm);
+      rbee_job_fail(job, "OUT_OF_MEMORY", "no memory for a progress event");
+      return 1;
+    }
+    int rc = rbee_job_emit_progress(job, "speaking", (double)done / (double)total, at);
+    cJSON_Delete(at);
     if (rc == RBEE_ECANCELED) {
       free(pcm);
       return 0;
@@ -151,50 +156,44 @@ static int speak(tts *t, rbee_job *job, const char *text, int v, double rate, lo
   if (res != pcm)
     free(res);
   free(pcm);
-  char *b64 = wav ? wav_b64_encode(wav, wav_len) : NULL;
-  free(wav);
+  if (wav == NULL) {
+    rbee_job_fail(job, "OUT_OF_MEMORY", "no memory for the audio");
+    return 1;
+  }
   cJSON *o = cJSON_CreateObject();
   int rc = 1;
-  if (b64 && o && cJSON_AddStringToObject(o, "type", "audio") &&
+  if (o && cJSON_AddStringToObject(o, "type", "audio") &&
       cJSON_AddStringToObject(o, "format", "wav") &&
       cJSON_AddNumberToObject(o, "sample_rate", (double)out_hz) &&
       cJSON_AddNumberToObject(o, "channels", 1) &&
       cJSON_AddNumberToObject(o, "duration_ms", (double)(m * 1000 / (size_t)out_hz)) &&
-      cJSON_AddStringToObject(o, "voice", voice_names[v]) &&
-      cJSON_AddStringToObject(o, "audio", b64)) {
-    rc = rbee_job_emit(job, "audio", o);
+      cJSON_AddStringToObject(o, "voice", voice_names[v])) {
+    /* base64 in "audio"; a failure other than a cancel already failed the job */
+    rc = rbee_job_emit_binary(job, "audio", o, "audio", wav, wav_len);
     if (rc == RBEE_ECANCELED)
       rc = 0;
   } else {
     rbee_job_fail(job, "OUT_OF_MEMORY", "no memory for the audio event");
   }
   cJSON_Delete(o);
-  free(b64);
+  free(wav);
   return rc;
 }
 
 static int on_job(rbee_worker *w, rbee_job *job, void *ud) {
   tts *t = ud;
   (void)w;
-  const cJSON *p = rbee_job_params(job);
-  const char *text, *voice;
+  const char *text;
+  int v;
   long long hz;
   double rate;
-  char err[256];
-  if (param_string(p, "text", NULL, MAX_TEXT, &text, err, sizeof err) ||
-      param_string(p, "voice", voice_names[t->def], 16, &voice, err, sizeof err) ||
-      param_number(p, "rate", 80, 400, 0, 175, &rate, err, sizeof err) ||
-      param_int(p, "sample_rate", 0, 48000, 0, &hz, err, sizeof err)) {
-    rbee_job_fail(job, "INVALID_PARAMS", "%s", err);
-    return 1;
-  }
-  if (text == NULL || text[0] == '\0') {
+  if (rbee_job_param_string(&text, job, "text", NULL, MAX_TEXT) ||
+      rbee_job_param_choice(&v, job, "voice", voice_names, t->def) ||
+      rbee_job_param_number(&rate, job, "rate", 80, 400, 175) ||
+      rbee_job_param_int(&hz, job, "sample_rate", 0, 48000, 0))
+    return 1; /* failed with INVALID_PARAMS and the sentence */
+  if (text[0] == '\0') {
     rbee_job_fail(job, "INVALID_PARAMS", "text is required: a non-empty string to speak");
-    return 1;
-  }
-  int v = voice_index(voice);
-  if (v < 0) {
-    rbee_job_fail(job, "INVALID_PARAMS", "unknown voice '%s': flite has rms, slt, awb, kal", voice);
     return 1;
   }
   if (hz != 0 && hz < 8000) {

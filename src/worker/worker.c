@@ -600,7 +600,7 @@ int rbee_worker_main(int argc, char **argv, const rbee_worker_callbacks *cb, voi
   return code;
 }
 
-int rbee_worker_set_progress(rbee_worker *w, double fraction, const char *what) {
+int rbee_worker_set_progress(rbee_worker *w, const char *what, double fraction) {
   if (w == NULL || isnan(fraction) || fraction < 0 || fraction > 1)
     return rbee__error_set(RBEE_EINVAL, "rbee_worker_set_progress: fraction must be in [0,1]");
   pthread_mutex_lock(&w->mu);

@@ -168,18 +168,18 @@ static int on_flag(const char *name, const char *value, void *ud) {
 static int on_init(rbee_worker *w, void *ud) {
   trace("init\n");
   for (long t = 0; t < C.init_ms; t += 50) {
-    rbee_worker_set_progress(w, (double)t / (double)C.init_ms, "warming up");
+    rbee_worker_set_progress(w, "warming up", (double)t / (double)C.init_ms);
     sleep_ms(C.init_ms - t < 50 ? C.init_ms - t : 50);
   }
   for (long t = 0; C.init_gate && access(C.init_gate, F_OK) != 0; t += 10) {
-    rbee_worker_set_progress(w, t < 9000 ? (double)t / 10000.0 : 0.9, "waiting for the gate");
+    rbee_worker_set_progress(w, "waiting for the gate", t < 9000 ? (double)t / 10000.0 : 0.9);
     sleep_ms(10);
   }
   if (C.init_fail) {
     rbee_log(RBEE_LOG_ERROR, "test-worker", "init", NULL, "model file missing");
     return -1;
   }
-  rbee_worker_set_progress(w, 1.0, "loaded");
+  rbee_worker_set_progress(w, "loaded", 1.0);
   return 0;
 }
 

@@ -1,0 +1,14 @@
+/* The public getter of a job's state (include/rbee/job.h). */
+#include <pthread.h>
+
+#include "jobs/jobs_internal.h"
+
+rbee_job_state rbee_job_get_state(const rbee_job *job) {
+  if (job == NULL)
+    return RBEE_JOB_FAILED;
+  rbee__jobs *jobs = job->jobs;
+  pthread_mutex_lock(&jobs->mu);
+  rbee_job_state s = job->state;
+  pthread_mutex_unlock(&jobs->mu);
+  return s;
+}
