@@ -43,9 +43,13 @@ static int on_job(rbee_worker *w, rbee_job *job, void *userdata) {
       for (int i = 0; i < 10000; i++)
         x = x * 6364136223846793005ULL + 1442695040888963407ULL;
   }
-  for (long i = 0; i < tokens; i++)
-    if (rbee_job_emit_token(job, text) != 0)
-      return 0; /* cancelled: the job ends cancelled */
+  for (long i = 0; i < tokens; i++) {
+    int rc = rbee_job_emit_token(job, text);
+    if (rc == RBEE_ECANCELED)
+      return 0; /* the job ends cancelled */
+    if (rc != 0)
+      return rc; /* the library already failed the job (EMIT_FAILED) */
+  }
   return 0;
 }
 

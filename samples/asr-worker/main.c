@@ -155,11 +155,13 @@ static int decode(asr *a, rbee_job *job, const int16_t *pcm, size_t n) {
       ps_start_utt(a->ps);
     }
     if (rc == 0 && (off / PIECE) % 10 == 9) {
-      char ev[160];
-      snprintf(ev, sizeof ev, "{\"type\":\"progress\",\"audio_ms\":%zu,\"total_ms\":%zu}",
-               (off + k) * 1000 / RATE, n * 1000 / RATE);
-      rbee_job_set_progress(job, (double)(off + k) / (double)n);
-      rc = rbee_job_emit_json(job, "progress", ev);
+      cJSON *at = cJSON_CreateObject();
+      if (at && cJSON_AddNumberToObject(at, "audio_ms", (double)((off + k) * 1000 / RATE)) &&
+          cJSON_AddNumberToObject(at, "total_ms", (double)(n * 1000 / RATE)))
+        rc = rbee_job_emit_progress(job, "decoding", (double)(off + k) / (double)n, at);
+      else
+        rc = RBEE_ENOMEM;
+      cJSON_Delete(at);
     }
   }
   /* Half a second of silence closes an utterance cut off at the end. */

@@ -252,7 +252,9 @@ static int on_job(rbee_worker *w, rbee_job *job, void *ud) {
       cJSON *o = cJSON_CreateObject();
       if (o && cJSON_AddStringToObject(o, "type", "text") &&
           cJSON_AddStringToObject(o, "text", text ? text : ""))
-        rbee_job_emit(job, NULL, o);
+        rc = rbee_job_emit(job, NULL, o); /* an error but a cancel failed the job */
+      else
+        rc = 1, rbee_job_fail(job, "OUT_OF_MEMORY", "no memory for the text event");
       cJSON_Delete(o);
     }
     /* After a cancel the stream is closed; the end event is for the log. */
@@ -261,7 +263,10 @@ static int on_job(rbee_worker *w, rbee_job *job, void *ud) {
              "{\"type\":\"end\",\"tokens_out\":%lld,\"decode_time_ms\":%lld,"
              "\"duration_ms\":%.3f,\"stop_reason\":\"%s\",\"seed\":%lld}",
              n, (long long)(dt / 1000), (double)dt / 1000.0, stop, ip.seed);
-    rbee_job_emit_json(job, NULL, end);
+    if (rc == 0)
+      rc = rbee_job_emit_json(job, NULL, end);
+    if (rc == RBEE_ECANCELED)
+      rc = 0; /* the job ends cancelled */
   }
   free(text);
   rbee_log(RBEE_LOG_INFO, "llm", "infer", rbee_job_id(job),

@@ -1,7 +1,6 @@
 /* template: the smallest complete rbee worker. Copy this directory, rename
  * it, and change what the CHANGE comments point at. It serves one operation,
  * "echo", that streams the words of its "prompt" back as tokens. */
-#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -19,6 +18,8 @@ static int on_init(rbee_worker *w, void *userdata) {
   model *m = userdata;
   const char *name = rbee_worker_model(w); /* --model, as rbee-hive passes it */
   rbee_worker_set_progress(w, "loading the model", 0.5);
+  if (name && strlen(name) > 60) /* the reason shows in the log and /health */
+    return rbee_error_set(RBEE_EINVAL, "model name '%.20s...' is longer than 60 bytes", name);
   snprintf(m->prefix, sizeof m->prefix, "[%s]", name ? name : "echo");
   return 0;
 }
@@ -30,30 +31,44 @@ static void on_ready(rbee_worker *w, void *userdata) {
            rbee_worker_port(w));
 }
 
+/* The length of the first @p n bytes of @p s cut back to a whole UTF-8
+ * character, so that a piece never ends inside one. */
+static size_t utf8_cut(const char *s, size_t n) {
+  while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+    n--;
+  return n;
+}
+
 /* One job, on a job thread. CHANGE: read your parameters, run your model,
- * emit events. Return 0 when done; rbee_job_fail() + nonzero when not. */
+ * emit events. Return 0 when done; nonzero when failed (the rbee_job_param_*
+ * readers and rbee_job_fail() say why).
+ *
+ * The emit idiom: 0 go on; RBEE_ECANCELED the job was cancelled, stop and
+ * return (it ends cancelled); any other error already failed the job
+ * (EMIT_FAILED), return it. */
 static int on_job(rbee_worker *w, rbee_job *job, void *userdata) {
   model *m = userdata;
   (void)w;
-  const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(rbee_job_params(job), "prompt");
-  if (!cJSON_IsString(prompt)) {
-    rbee_job_fail(job, "INVALID_PARAMS", "prompt must be a string");
-    return 1;
-  }
-  if (rbee_job_emit_token(job, m->prefix) != 0)
-    return 0; /* cancelled: the stream is already closed */
+  const char *prompt;
+  if (rbee_job_param_string(&prompt, job, "prompt", NULL, 1 << 20) != 0)
+    return 1; /* failed with INVALID_PARAMS and a sentence naming "prompt" */
+  int rc = rbee_job_emit_token(job, m->prefix);
   char word[256];
-  const char *p = prompt->valuestring;
-  while (*p) {
+  const char *p = prompt;
+  while (rc == 0 && *p) {
     size_t n = strcspn(p, " ");
-    if (n > 0) {
-      snprintf(word, sizeof word, " %.*s", (int)(n < 250 ? n : 250), p);
-      if (rbee_job_emit_token(job, word) != 0)
-        return 0;
+    /* A long word goes out in pieces of whole characters: nothing dropped. */
+    for (size_t at = 0; rc == 0 && at < n;) {
+      size_t k = n - at > 250 ? utf8_cut(p + at, 250) : n - at;
+      if (k == 0) /* not UTF-8 at all (the worker checked the body): cut anyway */
+        k = 250;
+      snprintf(word, sizeof word, "%s%.*s", at == 0 ? " " : "", (int)k, p + at);
+      rc = rbee_job_emit_token(job, word);
+      at += k;
     }
     p += n + (p[n] == ' ');
   }
-  return 0;
+  return rc == RBEE_ECANCELED ? 0 : rc;
 }
 
 /* After the drain, with no job running: free the model. */
