@@ -46,8 +46,10 @@ static int on_flag(const char *name, const char *value, void *ud) {
   return 0;
 }
 
-static const rbee_worker_flag flags[] = {
-    {"pace-tps", 1, "tokens per second"}, {"greedy", 0, "no sampling"}, {NULL, 0, NULL}};
+static const rbee_worker_flag flags[] = {{"pace-tps", 1, "tokens per second", "N"},
+                                         {"greedy", 0, "no sampling", NULL},
+                                         {"seed-file", 1, "seeds from this file", NULL},
+                                         {NULL, 0, NULL, NULL}};
 static rbee_worker_callbacks cb = {.version = RBEE_WORKER_CALLBACKS_VERSION,
                                    .type = "llm",
                                    .implementation = "llm-worker-rbee",
@@ -314,8 +316,9 @@ START_TEST(test_worker_cli_help_version_and_argv_order) {
                         "--drain-timeout",
                         "--log-format",
                         "LLORCH_API_TOKEN",
-                        "--pace-tps",
-                        "--greedy",
+                        "--pace-tps N ",
+                        "--greedy ",
+                        "--seed-file VALUE ",
                         "--help",
                         "--version"};
   for (size_t i = 0; i < sizeof must / sizeof must[0]; i++)
@@ -427,6 +430,34 @@ START_TEST(test_worker_sd_notify_absent_or_bad) {
 }
 END_TEST
 
+/* A program built for callbacks version 1 (flags without metavar) still
+ * parses and shows its flags: its version tells the layout. */
+START_TEST(test_worker_cli_flags_v1_layout) {
+  static const struct {
+    const char *name;
+    int has_arg;
+    const char *help;
+  } v1[] = {{"voice", 1, "the voice"}, {"loud", 0, "louder"}, {NULL, 0, NULL}};
+  rbee_worker_callbacks old = {.version = 1, .type = "tts", .on_flag = on_flag};
+  old.flags = (const rbee_worker_flag *)(const void *)v1;
+  char *argv[] = {"w", "--voice", "slt", "--loud", NULL};
+  rbee__worker_args a;
+  seen_flags[0] = '\0';
+  ck_assert_int_eq(rbee__worker_parse(&a, 4, argv, &old, NULL), 0);
+  ck_assert_str_eq(seen_flags, "voice=slt;loud=(none);");
+  rbee__worker_args_clear(&a);
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  rbee__worker_help(f, "tts-worker", &old);
+  fclose(f);
+  ck_assert_ptr_nonnull(strstr(buf, "--voice VALUE "));
+  ck_assert_ptr_nonnull(strstr(buf, "--loud "));
+  ck_assert_ptr_nonnull(strstr(buf, "louder"));
+  free(buf);
+}
+END_TEST
+
 static Suite *cli_suite(void) {
   Suite *s = suite_create("worker_cli");
   TCase *tc = tcase_create("cli");
@@ -439,6 +470,7 @@ static Suite *cli_suite(void) {
   tcase_add_test(tc, test_worker_cli_tokens);
   tcase_add_test(tc, test_worker_cli_help_version_and_argv_order);
   tcase_add_test(tc, test_worker_cli_loopback);
+  tcase_add_test(tc, test_worker_cli_flags_v1_layout);
   tcase_add_test(tc, test_worker_sd_notify_path);
   tcase_add_test(tc, test_worker_sd_notify_abstract_and_watchdog);
   tcase_add_test(tc, test_worker_sd_notify_absent_or_bad);

@@ -31,7 +31,8 @@ typedef struct rbee_heartbeat_options {
   unsigned interval_ms;      /**< period, default 30000 (0: default) */
   unsigned timeout_ms;       /**< per request, default 5000 (0: default);
                                   lowered to 80% of the interval if above */
-  double jitter;             /**< +- fraction of the interval, 0..0.5, default 0.1 */
+  double jitter;             /**< +- fraction of the interval, 0..0.5, default 0.1;
+                                  0: none */
   unsigned backoff_initial_ms; /**< first retry delay ceiling, default 1000
                                     (0: default), at most the interval */
   unsigned final_timeout_ms; /**< deadline of the last beat, default 2000 (0: default) */
@@ -70,6 +71,11 @@ typedef void (*rbee_heartbeat_done_cb)(rbee_heartbeat *hb, int result,
                                        void *userdata);
 
 RBEE_BEGIN_DECLS
+
+/** Fill @p opts with RBEE_HEARTBEAT_OPTIONS_INIT's defaults for @p version
+ * (pass RBEE_HEARTBEAT_OPTIONS_VERSION); the version and zero rule is
+ * rbee_worker_options' (rbee/worker.h). */
+RBEE_EXTERN int rbee_heartbeat_options_init(rbee_heartbeat_options *opts, unsigned version);
 
 /** Blocking: POST @p body (a heartbeat JSON document) once, within
  * opts->timeout_ms. 0 on a 2xx with a valid ack (copied into @p ack when

@@ -22,12 +22,16 @@ typedef struct rbee_worker rbee_worker;
 
 /** An extra command-line flag of a worker type ("--pace-tps 20"). */
 typedef struct rbee_worker_flag {
-  const char *name;  /**< long name without dashes */
-  int has_arg;       /**< 1 if it takes a value */
-  const char *help;  /**< one line for --help */
+  const char *name;    /**< long name without dashes */
+  int has_arg;         /**< 1 if it takes a value */
+  const char *help;    /**< one line for --help */
+  const char *metavar; /**< the value's name in --help ("DIR": "--espeak-data DIR");
+                            NULL: "VALUE". Read from callbacks version 2 on. */
 } rbee_worker_flag;
 
-#define RBEE_WORKER_CALLBACKS_VERSION 1
+/** 2: rbee_worker_flag has metavar. A program built for version 1 (flags
+ * without it) still runs: its version tells the library their layout. */
+#define RBEE_WORKER_CALLBACKS_VERSION 2
 
 /** What a worker type is and does. Only on_job is required. */
 typedef struct rbee_worker_callbacks {
@@ -54,19 +58,32 @@ typedef struct rbee_worker_callbacks {
   void (*on_shutdown)(rbee_worker *w, void *userdata);
 
   /** Extra flags ({NULL} terminated, may be NULL) and their handler, called
-   * during parsing; nonzero from it is a usage error (exit 64). */
+   * during parsing, on the calling thread, before on_init. @p value is NULL
+   * for a flag without one; else it points into argv and stays valid as
+   * long as argv does (main's argv: the whole run), so it may be kept
+   * without a copy. Nonzero from it is a usage error (exit 64): say why
+   * with rbee_error_set() ("--pace: 0 is not above 0"), printed on stderr
+   * as "--pace: 0 is not above 0". */
   const rbee_worker_flag *flags;
   int (*on_flag)(const char *name, const char *value, void *userdata);
 } rbee_worker_callbacks;
 
 #define RBEE_WORKER_OPTIONS_VERSION 1
 
-/** Everything the command line and environment set (CONTRACT section 1). */
+/** Everything the command line and environment set (CONTRACT section 1).
+ *
+ * Versions and zeros, the rule for every option struct of librbee: start
+ * from the INIT macro or the _init function with the version you were
+ * built with; a library accepts any 0 < version <= its own. A numeric
+ * field left 0 (a NULL string) means its default, except where the field
+ * says what its 0 means (port, max_queue, drain_timeout_ms,
+ * stream_grace_ms, job_hang_ms here; jitter in the heartbeat's options);
+ * enums are always taken as given. */
 typedef struct rbee_worker_options {
   unsigned version;        /**< RBEE_WORKER_OPTIONS_VERSION */
   const char *worker_id;   /**< NULL: worker-<type>-<port> */
   const char *model;       /**< passed to on_init via rbee_worker_model() */
-  const char *device;      /**< "cpu", "cuda:0", ... */
+  const char *device;      /**< "cpu", "cuda:0", ...; NULL: "cpu" */
   int port;                /**< 0: a free port, logged */
   const char *bind;        /**< default 127.0.0.1 */
   const char *queen_url;   /**< NULL: standalone, no heartbeats */
@@ -75,13 +92,14 @@ typedef struct rbee_worker_options {
   const char *ca_file;     /**< CA bundle for an https queen */
   unsigned heartbeat_interval_ms; /**< default 30000 */
   unsigned max_jobs;       /**< job slots, default 1 */
-  unsigned max_queue;      /**< waiting jobs, default 16 */
-  unsigned drain_timeout_ms; /**< default 25000 */
+  unsigned max_queue;      /**< waiting jobs, default 16; 0: none wait */
+  unsigned drain_timeout_ms; /**< default 25000; 0: no wait */
   rbee_log_format log_format;
   rbee_log_level log_level;
   const char *log_file;    /**< NULL: stderr */
   size_t max_body_bytes;   /**< POST body limit, default 16 MiB */
-  unsigned stream_grace_ms;  /**< lost client -> cancel after, default 10000 */
+  unsigned stream_grace_ms;  /**< lost client -> cancel after, default 10000;
+                                  0: at once */
   unsigned keepalive_ms;     /**< SSE keep-alive comment, default 15000 */
   unsigned job_hang_ms;      /**< silent job -> degraded, 0 off; default 0 */
   unsigned finished_keep;    /**< finished jobs remembered, default 1024 */
@@ -94,6 +112,13 @@ typedef struct rbee_worker_options {
    (size_t)16 << 20, 10000, 15000, 0, 1024, 600000}
 
 RBEE_BEGIN_DECLS
+
+/** Fill @p opts with the defaults of RBEE_WORKER_OPTIONS_INIT for
+ * @p version (pass RBEE_WORKER_OPTIONS_VERSION). RBEE_EINVAL for a
+ * version this library does not know. */
+RBEE_EXTERN int rbee_worker_options_init(rbee_worker_options *opts, unsigned version);
+/** Zero @p cb and set its version (pass RBEE_WORKER_CALLBACKS_VERSION). */
+RBEE_EXTERN int rbee_worker_callbacks_init(rbee_worker_callbacks *cb, unsigned version);
 
 /** Parse the command line and environment, open and verify the device, run
  * the worker until it is stopped, and return the process exit code

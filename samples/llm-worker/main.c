@@ -284,8 +284,8 @@ static void on_shutdown(rbee_worker *w, void *ud) {
 int main(int argc, char **argv) {
   static const char *const operations[] = {"infer", NULL};
   static const rbee_worker_flag flags[] = {
-      {"pace-tps", 1, "emit at most N tokens a second, like a real LLM (default: unlimited)"},
-      {NULL, 0, NULL}};
+      {"pace-tps", 1, "emit at most N tokens a second, like a real LLM (default: unlimited)", "N"},
+      {NULL, 0, NULL, NULL}};
   rbee_worker_callbacks cb = {
       .version = RBEE_WORKER_CALLBACKS_VERSION,
       .type = "llm",

@@ -306,9 +306,8 @@ int rbee_device_backend_register(rbee_device_kind kind, const rbee_device_backen
     registered[kind] = NULL;
     return 0;
   }
-  if (backend->version != RBEE_DEVICE_BACKEND_VERSION)
-    return rbee__error_set(RBEE_EINVAL, "device backend version %u, this librbee takes %d",
-                           backend->version, RBEE_DEVICE_BACKEND_VERSION);
+  if (rbee__version_check("device backend", backend->version, RBEE_DEVICE_BACKEND_VERSION))
+    return RBEE_EINVAL;
   if (!kind_valid(backend->kind) || backend->kind != kind)
     return rbee__error_set(RBEE_EINVAL, "device backend kind %d does not match %d",
                            (int)backend->kind, (int)kind);

@@ -107,11 +107,8 @@ int rbee__hb_config_init(rbee__hb_config *cfg, const rbee_heartbeat_options *opt
   memset(cfg, 0, sizeof *cfg);
   if (opts == NULL)
     return rbee__error_set(RBEE_EINVAL, "heartbeat: no options given");
-  if (opts->version != RBEE_HEARTBEAT_OPTIONS_VERSION)
-    return rbee__error_set(RBEE_EINVAL,
-                           "heartbeat: options version %u, this library knows %u (start from "
-                           "RBEE_HEARTBEAT_OPTIONS_INIT)",
-                           opts->version, RBEE_HEARTBEAT_OPTIONS_VERSION);
+  if (rbee__version_check("heartbeat options", opts->version, RBEE_HEARTBEAT_OPTIONS_VERSION))
+    return RBEE_EINVAL;
   if (opts->jitter < 0 || opts->jitter > 0.5 || opts->jitter != opts->jitter)
     return rbee__error_set(RBEE_EINVAL, "heartbeat: jitter %g outside 0..0.5", opts->jitter);
   if ((rc = make_endpoint(&cfg->endpoint, opts->queen_url)) == 0)

@@ -43,6 +43,10 @@ RBEE_INTERNAL void rbee__uuid4(char out[37]);
 /* Parse a whole decimal string into [min,max]; RBEE_EINVAL otherwise. */
 RBEE_INTERNAL int rbee__parse_long(long *out, const char *s, long min, long max);
 
+/* The version rule of every versioned struct: 0 < @p version <= @p current
+ * (an older program runs on a newer library). RBEE_EINVAL naming @p what. */
+RBEE_INTERNAL int rbee__version_check(const char *what, unsigned version, unsigned current);
+
 /* Send libevent's own log messages into rbee's log (once per process). */
 RBEE_INTERNAL void rbee__event_log_init(void);
 

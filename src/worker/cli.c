@@ -315,14 +315,18 @@ int rbee__worker_parse(rbee__worker_args *out, int argc, char **argv,
   memset(out, 0, sizeof *out);
   out->opts = init;
   size_t nextra = 0;
-  const rbee_worker_flag *extra = cb ? cb->flags : NULL;
+  rbee_worker_flag *extra = rbee__worker_flags(cb); /* callbacks v1 or v2 */
+  if (cb && cb->flags && extra == NULL)
+    return rbee__error_set(RBEE_ENOMEM, NULL);
   while (extra && extra[nextra].name)
     nextra++;
   struct option *longs = calloc(NDEFS + nextra + 3, sizeof *longs);
   char seen[NDEFS] = {0};
   int rc = 0;
-  if (longs == NULL)
+  if (longs == NULL) {
+    free(extra);
     return rbee__error_set(RBEE_ENOMEM, NULL);
+  }
   size_t k = 0;
   for (size_t i = 0; i < NDEFS; i++)
     longs[k++] = (struct option){defs[i].name, required_argument, NULL, defs[i].id};
@@ -400,15 +404,17 @@ int rbee__worker_parse(rbee__worker_args *out, int argc, char **argv,
   rc = rbee__worker_options_check(&out->opts);
 out:
   free(longs);
+  free(extra);
   if (rc)
     rbee__worker_args_clear(out);
   return rc;
 }
 
 int rbee__worker_options_check(const rbee_worker_options *o) {
-  if (o == NULL || o->version != RBEE_WORKER_OPTIONS_VERSION)
-    return rbee__error_set(RBEE_EINVAL, "options: version %u, this librbee knows %u",
-                           o ? o->version : 0, RBEE_WORKER_OPTIONS_VERSION);
+  if (o == NULL)
+    return rbee__error_set(RBEE_EINVAL, "options: none given");
+  if (rbee__version_check("worker options", o->version, RBEE_WORKER_OPTIONS_VERSION))
+    return RBEE_EINVAL;
   rbee_device_spec spec;
   if (o->device == NULL || rbee_device_spec_parse(&spec, o->device) == RBEE_EINVAL)
     return rbee__error_set(RBEE_EINVAL, "device '%s' is not cpu, cuda:N, metal:N or N",
@@ -445,15 +451,17 @@ void rbee__worker_help(FILE *out, const char *prog, const rbee_worker_callbacks 
               defs[i].env2 ? defs[i].env2 : "");
     fputc('\n', out);
   }
-  const rbee_worker_flag *f = cb ? cb->flags : NULL;
-  if (f && f->name) {
+  rbee_worker_flag *flags = rbee__worker_flags(cb);
+  if (flags && flags->name) {
     fprintf(out, "\nOptions of this worker type:\n");
-    for (; f->name; f++) {
+    for (const rbee_worker_flag *f = flags; f->name; f++) {
       char left[64];
-      snprintf(left, sizeof left, "--%s%s", f->name, f->has_arg ? " VALUE" : "");
+      snprintf(left, sizeof left, "--%s%s%s", f->name, f->has_arg ? " " : "",
+               !f->has_arg ? "" : f->metavar ? f->metavar : "VALUE");
       fprintf(out, "  %-26s %s\n", left, f->help ? f->help : "");
     }
   }
+  free(flags);
   fprintf(out, "\n  %-26s %s\n  %-26s %s\n", "-h, --help", "show this help and exit",
           "-V, --version", "show the version and exit");
   fprintf(out, "\nExit status: 0 stopped cleanly, 64 bad usage, 69 device or model "

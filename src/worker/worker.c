@@ -524,10 +524,17 @@ static void worker_free(rbee_worker *w) {
 
 int rbee_worker_run(const rbee_worker_options *opts, const rbee_worker_callbacks *cb, void *ud) {
   rbee__hold_stdio(); /* before any fd is made: closed 0-2 would be taken */
-  if (cb == NULL || cb->version != RBEE_WORKER_CALLBACKS_VERSION || cb->on_job == NULL) {
-    RBEE_ERROR("worker", "start", "callbacks: version must be %d and on_job is required",
-               RBEE_WORKER_CALLBACKS_VERSION);
+  if (cb == NULL || cb->on_job == NULL ||
+      rbee__version_check("worker callbacks", cb->version, RBEE_WORKER_CALLBACKS_VERSION)) {
+    RBEE_ERROR("worker", "start", "callbacks: %s", cb && cb->on_job ? rbee_error_message()
+                                                                    : "on_job is required");
     return RBEE_EXIT_SOFTWARE;
+  }
+  rbee_worker_options filled;
+  if (opts) {
+    filled = *opts;
+    rbee__worker_options_defaults(&filled);
+    opts = &filled;
   }
   if (rbee__worker_options_check(opts) != 0) {
     RBEE_ERROR("worker", "config", "%s", rbee_error_message());

@@ -34,6 +34,12 @@ void rbee__worker_help(FILE *out, const char *prog, const rbee_worker_callbacks 
 /* Check options filled by a program (rbee_worker_run): ranges, the device
  * spec form, a token for a non-loopback bind. RBEE_EINVAL with a message. */
 int rbee__worker_options_check(const rbee_worker_options *o);
+/* The zero rule (options.c): a numeric field left 0 whose 0 means nothing
+ * of its own, and a NULL device, take their defaults. */
+void rbee__worker_options_defaults(rbee_worker_options *o);
+/* cb->flags in this version's layout whatever cb->version (malloc'd,
+ * {NULL} terminated); NULL when there are none or without memory. */
+rbee_worker_flag *rbee__worker_flags(const rbee_worker_callbacks *cb);
 /* 1 when @p addr is a loopback address (127.0.0.0/8, ::1, localhost). */
 int rbee__addr_is_loopback(const char *addr);
 

@@ -263,22 +263,22 @@ static int on_job(rbee_worker *w, rbee_job *job, void *ud) {
 static void on_shutdown(rbee_worker *w, void *ud) { trace("shutdown\n"); }
 
 static const rbee_worker_flag flags[] = {
-    {"init-ms", 1, "on_init takes this many ms"},
-    {"init-fail", 0, "on_init fails"},
-    {"job-ms", 1, "each job takes about this many ms"},
-    {"emit", 1, "tokens per job"},
-    {"emit-threads", 1, "emit from this many threads at once"},
-    {"ignore-cancel", 0, "jobs never look at cancel"},
-    {"fail-jobs", 0, "jobs fail"},
-    {"silent-ms", 1, "jobs stay silent this long first"},
-    {"health", 1, "health reported in on_ready"},
-    {"trace", 1, "append callback lines to this file"},
-    {"init-gate", 1, "on_init waits until this file exists"},
-    {"job-gate", 1, "jobs wait until this file exists"},
-    {"stop-after-ms", 1, "call rbee_worker_stop this long after ready"},
-    {"device-verify-fail", 0, "the cpu device fails its smoke test"},
-    {"device-fail-after-ms", 1, "the cpu device breaks this long after opening"},
-    {NULL, 0, NULL}};
+    {"init-ms", 1, "on_init takes this many ms", NULL},
+    {"init-fail", 0, "on_init fails", NULL},
+    {"job-ms", 1, "each job takes about this many ms", NULL},
+    {"emit", 1, "tokens per job", NULL},
+    {"emit-threads", 1, "emit from this many threads at once", NULL},
+    {"ignore-cancel", 0, "jobs never look at cancel", NULL},
+    {"fail-jobs", 0, "jobs fail", NULL},
+    {"silent-ms", 1, "jobs stay silent this long first", NULL},
+    {"health", 1, "health reported in on_ready", NULL},
+    {"trace", 1, "append callback lines to this file", NULL},
+    {"init-gate", 1, "on_init waits until this file exists", NULL},
+    {"job-gate", 1, "jobs wait until this file exists", NULL},
+    {"stop-after-ms", 1, "call rbee_worker_stop this long after ready", NULL},
+    {"device-verify-fail", 0, "the cpu device fails its smoke test", NULL},
+    {"device-fail-after-ms", 1, "the cpu device breaks this long after opening", NULL},
+    {NULL, 0, NULL, NULL}};
 
 static const char *const ops[] = {"infer", "echo", NULL};
 
