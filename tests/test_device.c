@@ -119,7 +119,7 @@ START_TEST(test_device_cpu_open_verify_stats) {
 
   rbee_device_usage u;
   memset(&u, 0x5a, sizeof u);
-  ck_assert_int_eq(rbee_device_stats(dev, &u), 0);
+  ck_assert_int_eq(rbee_device_stats(&u, dev), 0);
   ck_assert_int_eq(u.cpu_cores, (int)sysconf(_SC_NPROCESSORS_ONLN));
   ck_assert(u.load1 >= 0.0);
   ck_assert_int_gt(u.rss_bytes, 1 << 20);
@@ -139,12 +139,12 @@ START_TEST(test_device_cpu_open_verify_stats) {
   for (size_t i = 0; i < big; i += 4096)
     vp[i] = 1;
   rbee_device_usage u2;
-  ck_assert_int_eq(rbee_device_stats(dev, &u2), 0);
+  ck_assert_int_eq(rbee_device_stats(&u2, dev), 0);
   ck_assert_int_ge(u2.rss_bytes, u.rss_bytes + (int64_t)(big / 2));
   free(p);
   rbee_device_free(dev);
 
-  ck_assert_int_eq(rbee_device_init_cpu(&dev), 0);
+  ck_assert_int_eq(rbee_device_open_cpu(&dev), 0);
   ck_assert_str_eq(rbee_device_name(dev), "cpu");
   ck_assert_int_eq(rbee_device_verify(dev), 0);
   rbee_device_free(dev);
@@ -159,11 +159,11 @@ START_TEST(test_device_cpu_bad_ordinal) {
   ck_assert_str_eq(rbee_error_message(), "cpu:1 requested, 1 device present");
   ck_assert_ptr_null(dev);
   int n = 0;
-  ck_assert_int_eq(rbee_device_count(RBEE_DEVICE_CPU, &n), 0);
+  ck_assert_int_eq(rbee_device_count(&n, RBEE_DEVICE_CPU), 0);
   ck_assert_int_eq(n, 1);
-  ck_assert_int_eq(rbee_device_count((rbee_device_kind)9, &n), RBEE_EINVAL);
-  ck_assert_int_eq(rbee_device_count(RBEE_DEVICE_CPU, NULL), RBEE_EINVAL);
-  ck_assert_int_eq(rbee_device_init_cuda(&dev, -1),
+  ck_assert_int_eq(rbee_device_count(&n, (rbee_device_kind)9), RBEE_EINVAL);
+  ck_assert_int_eq(rbee_device_count(NULL, RBEE_DEVICE_CPU), RBEE_EINVAL);
+  ck_assert_int_eq(rbee_device_open_cuda(&dev, -1),
                    rbee_device_kind_built(RBEE_DEVICE_CUDA) ? RBEE_EINVAL : RBEE_ENOTSUP);
 }
 END_TEST
@@ -177,8 +177,8 @@ START_TEST(test_device_not_built) {
   if (!rbee_device_kind_built(RBEE_DEVICE_CUDA)) {
     ck_assert_int_eq(rbee_device_open(&dev, "cuda:0"), RBEE_ENOTSUP);
     assert_msg_has("-DRBEE_WITH_CUDA=ON");
-    ck_assert_int_eq(rbee_device_init_cuda(&dev, 0), RBEE_ENOTSUP);
-    ck_assert_int_eq(rbee_device_count(RBEE_DEVICE_CUDA, &n), RBEE_ENOTSUP);
+    ck_assert_int_eq(rbee_device_open_cuda(&dev, 0), RBEE_ENOTSUP);
+    ck_assert_int_eq(rbee_device_count(&n, RBEE_DEVICE_CUDA), RBEE_ENOTSUP);
     assert_msg_has("RBEE_WITH_CUDA");
     checked++;
   }
@@ -186,7 +186,7 @@ START_TEST(test_device_not_built) {
     ck_assert_int_eq(rbee_device_open(&dev, "metal:0"), RBEE_ENOTSUP);
     assert_msg_has("-DRBEE_WITH_METAL=ON");
     assert_msg_has("macOS");
-    ck_assert_int_eq(rbee_device_init_metal(&dev, 0), RBEE_ENOTSUP);
+    ck_assert_int_eq(rbee_device_open_metal(&dev, 0), RBEE_ENOTSUP);
     checked++;
   }
   ck_assert_ptr_null(dev);
@@ -206,11 +206,11 @@ START_TEST(test_device_null_args) {
   ck_assert_int_eq(rbee_device_verify(NULL), RBEE_EINVAL);
   ck_assert_int_eq(rbee_device_check(NULL), RBEE_EINVAL);
   rbee_device_usage u;
-  ck_assert_int_eq(rbee_device_stats(NULL, &u), RBEE_EINVAL);
+  ck_assert_int_eq(rbee_device_stats(&u, NULL), RBEE_EINVAL);
   ck_assert_int_eq(rbee_device_open(NULL, "cpu"), RBEE_EINVAL);
   rbee_device *dev = NULL;
   ck_assert_int_eq(rbee_device_open(&dev, "cpu"), 0);
-  ck_assert_int_eq(rbee_device_stats(dev, NULL), RBEE_EINVAL);
+  ck_assert_int_eq(rbee_device_stats(NULL, dev), RBEE_EINVAL);
   rbee_device_free(dev);
 }
 END_TEST
@@ -290,7 +290,7 @@ START_TEST(test_device_backend_register) {
   ck_assert_str_eq(rbee_device_name(dev), "metal:1");
   ck_assert_str_eq(rbee_device_description(dev), "fake device 1");
   rbee_device_usage u;
-  ck_assert_int_eq(rbee_device_stats(dev, &u), 0);
+  ck_assert_int_eq(rbee_device_stats(&u, dev), 0);
   ck_assert_int_eq(u.mem_total_bytes, 1000);
   ck_assert_int_gt(u.cpu_cores, 0); /* host figures come from the core */
   rbee_device_free(dev);
@@ -307,7 +307,7 @@ START_TEST(test_device_sticky_error) {
   memset(&fake, 0, sizeof fake);
   ck_assert_int_eq(rbee_device_backend_register(RBEE_DEVICE_METAL, &fake_backend), 0);
   rbee_device *dev = NULL;
-  ck_assert_int_eq(rbee_device_init_metal(&dev, 0), 0);
+  ck_assert_int_eq(rbee_device_open_metal(&dev, 0), 0);
   ck_assert_int_eq(rbee_device_verify(dev), 0);
   ck_assert_int_eq(rbee_device_check(dev), 0);
   ck_assert_int_eq(fake.checks, 1);
@@ -322,7 +322,7 @@ START_TEST(test_device_sticky_error) {
   ck_assert_int_eq(rbee_device_verify(dev), RBEE_EDEVICE);
   ck_assert_int_eq(fake.verifies, 1);
   rbee_device_usage u;
-  ck_assert_int_eq(rbee_device_stats(dev, &u), RBEE_EDEVICE);
+  ck_assert_int_eq(rbee_device_stats(&u, dev), RBEE_EDEVICE);
   ck_assert_int_eq(fake.stats, 0);
   ck_assert_int_gt(u.cpu_cores, 0);
   ck_assert_int_eq(u.mem_total_bytes > 0, 1); /* host memory, not the fake's */
@@ -331,7 +331,7 @@ START_TEST(test_device_sticky_error) {
   /* A failed verify marks the device unhealthy too; so does stats. */
   memset(&fake, 0, sizeof fake);
   fake.verify_rc = RBEE_ENOMEM;
-  ck_assert_int_eq(rbee_device_init_metal(&dev, 1), 0);
+  ck_assert_int_eq(rbee_device_open_metal(&dev, 1), 0);
   ck_assert_int_eq(rbee_device_verify(dev), RBEE_ENOMEM);
   ck_assert_int_eq(rbee_device_check(dev), RBEE_ENOMEM);
   ck_assert_str_eq(rbee_error_message(), "fake: verify failed");
@@ -339,8 +339,8 @@ START_TEST(test_device_sticky_error) {
   rbee_device_free(dev);
   memset(&fake, 0, sizeof fake);
   fake.stats_rc = RBEE_EDEVICE;
-  ck_assert_int_eq(rbee_device_init_metal(&dev, 1), 0);
-  ck_assert_int_eq(rbee_device_stats(dev, &u), RBEE_EDEVICE);
+  ck_assert_int_eq(rbee_device_open_metal(&dev, 1), 0);
+  ck_assert_int_eq(rbee_device_stats(&u, dev), RBEE_EDEVICE);
   ck_assert_int_eq(rbee_device_check(dev), RBEE_EDEVICE);
   ck_assert_str_eq(rbee_error_message(), "fake: stats broke");
   rbee_device_free(dev);
@@ -356,7 +356,7 @@ static void *check_thread(void *arg) {
     int rc = rbee_device_check(dev);
     if (rc != 0 && strncmp(rbee_error_message(), "fake: sticky error", 18) != 0)
       return (void *)1;
-    rbee_device_stats(dev, &u);
+    rbee_device_stats(&u, dev);
   }
   return NULL;
 }
@@ -365,7 +365,7 @@ START_TEST(test_device_sticky_threads) {
   memset(&fake, 0, sizeof fake);
   ck_assert_int_eq(rbee_device_backend_register(RBEE_DEVICE_METAL, &fake_backend), 0);
   rbee_device *dev = NULL;
-  ck_assert_int_eq(rbee_device_init_metal(&dev, 0), 0);
+  ck_assert_int_eq(rbee_device_open_metal(&dev, 0), 0);
   fake.check_rc = RBEE_EDEVICE;
   pthread_t t[4];
   for (int i = 0; i < 4; i++)
@@ -423,7 +423,7 @@ static void cuda_absent_path(int count_rc, int n) {
   ck_assert_int_eq(rbee_device_open(&dev, "cuda:0"), want);
   ck_assert_str_eq(rbee_error_message(), msg);
   ck_assert_int_eq(rbee_device_open(&dev, "0"), want);
-  ck_assert_int_eq(rbee_device_init_cuda(&dev, 2), want);
+  ck_assert_int_eq(rbee_device_open_cuda(&dev, 2), want);
   if (want == RBEE_ENODEV)
     ck_assert_str_eq(rbee_error_message(), "cuda:2 requested, 0 devices present");
   ck_assert_ptr_null(dev);
@@ -440,7 +440,7 @@ static void *stats_thread(void *arg) {
   stats_loop *l = arg;
   while (!atomic_load(&l->stop)) {
     rbee_device_usage u;
-    if (rbee_device_stats(l->dev, &u) != 0 || u.mem_total_bytes <= 0 ||
+    if (rbee_device_stats(&u, l->dev) != 0 || u.mem_total_bytes <= 0 ||
         rbee_device_check(l->dev) != 0)
       l->bad++;
     l->rounds++;
@@ -469,7 +469,7 @@ static void cuda_present_path(int n) {
   ck_assert_int_eq(rbee_device_check(dev), 0);
 
   rbee_device_usage u;
-  ck_assert_int_eq(rbee_device_stats(dev, &u), 0);
+  ck_assert_int_eq(rbee_device_stats(&u, dev), 0);
   ck_assert_int_gt(u.mem_total_bytes, (int64_t)1 << 30);
   ck_assert_int_gt(u.mem_free_bytes, 0);
   ck_assert_int_le(u.mem_free_bytes, u.mem_total_bytes);
@@ -525,7 +525,7 @@ START_TEST(test_device_cuda) {
     return;
   }
   int n = -1;
-  int rc = rbee_device_count(RBEE_DEVICE_CUDA, &n);
+  int rc = rbee_device_count(&n, RBEE_DEVICE_CUDA);
   int gpu = rc == 0 && n > 0;
   if (expect_gpu() == 1)
     ck_assert_msg(gpu, "RBEE_TEST_EXPECT_GPU=1 but no GPU: %s (%d devices)",
@@ -545,10 +545,10 @@ END_TEST
 START_TEST(test_device_cuda_sticky) {
   int n = 0;
   if (!rbee_device_kind_built(RBEE_DEVICE_CUDA) ||
-      rbee_device_count(RBEE_DEVICE_CUDA, &n) != 0 || n == 0) {
+      rbee_device_count(&n, RBEE_DEVICE_CUDA) != 0 || n == 0) {
     ck_assert_int_ne(expect_gpu(), 1);
     rbee_device *cpu = NULL;
-    ck_assert_int_eq(rbee_device_init_cpu(&cpu), 0);
+    ck_assert_int_eq(rbee_device_open_cpu(&cpu), 0);
     ck_assert_int_eq(rbee__device_cuda_inject_fault(cpu),
                      rbee_device_kind_built(RBEE_DEVICE_CUDA) ? RBEE_EINVAL : RBEE_ENOTSUP);
     ck_assert_int_eq(rbee_device_check(cpu), 0);
@@ -567,7 +567,7 @@ START_TEST(test_device_cuda_sticky) {
   ck_assert_int_eq(rbee_device_verify(dev), RBEE_EDEVICE);
   ck_assert_str_eq(rbee_error_message(), msg);
   rbee_device_usage u;
-  ck_assert_int_eq(rbee_device_stats(dev, &u), RBEE_EDEVICE);
+  ck_assert_int_eq(rbee_device_stats(&u, dev), RBEE_EDEVICE);
   ck_assert_int_gt(u.cpu_cores, 0);
   rbee_device_free(dev);
 }

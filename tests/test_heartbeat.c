@@ -355,7 +355,7 @@ START_TEST(test_heartbeat_first_beat_at_once) {
   loop_until_requests(base, q, 1);
   rbee_heartbeat_stats st;
   ck_assert(hb_loop_until(base, NULL, NULL, 100) == 0);
-  rbee_heartbeat_get_stats(w.hb, &st);
+  rbee_heartbeat_get_stats(&st, w.hb);
   ck_assert_uint_eq(st.sent, 1);
   ck_assert_uint_eq(st.failed, 0);
   ck_assert_int_gt(st.last_success_us, 0);
@@ -402,7 +402,7 @@ START_TEST(test_heartbeat_poke_sends_at_once) {
   hb_loop_until(base, NULL, NULL, 700);
   ck_assert_uint_eq(queen_server_count(q), 4);
   rbee_heartbeat_stats st;
-  rbee_heartbeat_get_stats(w.hb, &st);
+  rbee_heartbeat_get_stats(&st, w.hb);
   ck_assert_uint_eq(st.sent, 4);
   hb_worker_teardown(&w, base, q);
 }
@@ -437,7 +437,7 @@ START_TEST(test_heartbeat_finish_sends_final_beat) {
   cJSON_Delete(b);
   queen_request_free(r);
   rbee_heartbeat_stats st;
-  rbee_heartbeat_get_stats(w.hb, &st);
+  rbee_heartbeat_get_stats(&st, w.hb);
   ck_assert_uint_eq(st.sent, 3);
   rbee_heartbeat_free(w.hb);
   ck_assert_int_eq(event_base_get_num_events(base, EVENT_BASE_COUNT_ADDED), 0);
@@ -482,7 +482,7 @@ START_TEST(test_heartbeat_finish_refused_reports_failure) {
   ck_assert(hb_loop_until(base, done_called, &w, 30000));
   ck_assert_int_eq(w.done_result, RBEE_EHTTP);
   rbee_heartbeat_stats st;
-  rbee_heartbeat_get_stats(w.hb, &st);
+  rbee_heartbeat_get_stats(&st, w.hb);
   ck_assert_uint_eq(st.failed, 1);
   ck_assert_ptr_nonnull(strstr(st.last_error, "unreachable"));
   hb_worker_teardown(&w, base, q);
@@ -523,7 +523,7 @@ START_TEST(test_heartbeat_payload_skips_and_errors) {
   loop_until_requests(base, q, 1);
   ck_assert_int_ge(w.beats, 3);
   rbee_heartbeat_stats st;
-  rbee_heartbeat_get_stats(w.hb, &st);
+  rbee_heartbeat_get_stats(&st, w.hb);
   ck_assert_uint_eq(st.failed, 0); /* a skipped beat is no failure */
   queen_request *r = queen_server_get(q, 0);
   cJSON *b = check_beat(r, "ready", NULL);
@@ -536,7 +536,7 @@ START_TEST(test_heartbeat_payload_skips_and_errors) {
   for (int i = 0; i < 600 && w.beats < n + 2; i++)
     hb_loop_until(base, NULL, NULL, 50);
   ck_assert_int_ge(w.beats, n + 2);
-  rbee_heartbeat_get_stats(w.hb, &st);
+  rbee_heartbeat_get_stats(&st, w.hb);
   ck_assert_uint_ge(st.failed, 1);
   ck_assert_msg(strstr(st.last_error, "worker info"), "%s", st.last_error);
   hb_worker_teardown(&w, base, q);
@@ -569,7 +569,7 @@ START_TEST(test_heartbeat_callbacks_may_reenter) {
   ck_assert_int_eq(rbee_heartbeat_start(w.hb), 0);
   loop_until_requests(base, q, 2);
   rbee_heartbeat_stats st;
-  rbee_heartbeat_get_stats(w.hb, &st);
+  rbee_heartbeat_get_stats(&st, w.hb);
   ck_assert_uint_eq(st.failed, 0);
   w.status = RBEE_STATUS_BUSY;
   rbee_heartbeat_poke(w.hb); /* seq 2: the payload frees the heartbeat */

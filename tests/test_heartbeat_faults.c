@@ -99,7 +99,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg) {
   if (now - wt->last_us > wt->worst_us)
     wt->worst_us = now - wt->last_us;
   rbee_heartbeat_stats st;
-  rbee_heartbeat_get_stats(wt->w->hb, &st); /* zeros once hb is NULL */
+  rbee_heartbeat_get_stats(&st, wt->w->hb); /* zeros once hb is NULL */
   while (wt->failed < st.failed && wt->failed < HB_WORKER_MAX_BEATS)
     wt->fail_after_us[++wt->failed] = wt->last_us;
   wt->last_us = now;
@@ -117,7 +117,7 @@ typedef struct until {
 static int reached(void *arg) {
   until *u = arg;
   rbee_heartbeat_stats st;
-  rbee_heartbeat_get_stats(u->w->hb, &st);
+  rbee_heartbeat_get_stats(&st, u->w->hb);
   if (u->recovered)
     return st.sent >= (uint64_t)u->recovered && st.consecutive_failures == 0;
   if (u->slow_seen) {
@@ -166,7 +166,7 @@ START_TEST(test_heartbeat_faults_survive_bad_queen) {
   until u = {.w = &w, .q = q, .failed_at_least = 3, .error_has = "unreachable"};
   ck_assert_msg(hb_loop_until(base, reached, &u, 30000), "refused");
   rbee_heartbeat_stats st;
-  rbee_heartbeat_get_stats(w.hb, &st);
+  rbee_heartbeat_get_stats(&st, w.hb);
   ck_assert_uint_eq(st.sent, 0);
   ck_assert_uint_eq(st.consecutive_failures, st.failed);
 
@@ -189,7 +189,7 @@ START_TEST(test_heartbeat_faults_survive_bad_queen) {
   queen_server_set_mode(q, QUEEN_OK);
   u = (until){.w = &w, .q = q, .recovered = 1};
   ck_assert_msg(hb_loop_until(base, reached, &u, 30000), "recovery");
-  rbee_heartbeat_get_stats(w.hb, &st);
+  rbee_heartbeat_get_stats(&st, w.hb);
   ck_assert_str_eq(st.last_error, "");
   ck_assert_int_gt(st.last_success_us, 0);
   uint64_t failures = st.failed;
@@ -198,7 +198,7 @@ START_TEST(test_heartbeat_faults_survive_bad_queen) {
   int first_ok = w.beats - 1;
   u = (until){.w = &w, .q = q, .recovered = 3};
   ck_assert_msg(hb_loop_until(base, reached, &u, 30000), "beats resume");
-  rbee_heartbeat_get_stats(w.hb, &st);
+  rbee_heartbeat_get_stats(&st, w.hb);
   ck_assert_uint_eq(st.failed, failures);
   for (int k = first_ok + 1; k < w.beats && k < HB_WORKER_MAX_BEATS; k++) {
     double gap = (double)(w.beat_us[k] - w.beat_us[k - 1]) / 1000.0;
@@ -290,7 +290,7 @@ __attribute__((visibility("default"))) int getaddrinfo(const char *node, const c
 
 static int failed_once(void *arg) {
   rbee_heartbeat_stats st;
-  rbee_heartbeat_get_stats(((hb_worker *)arg)->hb, &st);
+  rbee_heartbeat_get_stats(&st, ((hb_worker *)arg)->hb);
   return st.failed >= 1;
 }
 
@@ -313,7 +313,7 @@ START_TEST(test_heartbeat_faults_slow_dns_never_blocks) {
   ck_assert_int_eq(rbee_heartbeat_start(w.hb), 0);
   ck_assert(hb_loop_until(base, failed_once, &w, 10000));
   rbee_heartbeat_stats st;
-  rbee_heartbeat_get_stats(w.hb, &st);
+  rbee_heartbeat_get_stats(&st, w.hb);
   ck_assert_msg(strstr(st.last_error, "did not answer within 300 ms"), "%s", st.last_error);
   /* The retry is looking the name up again: free it mid-lookup. */
   int n = atomic_load(&slow_started);

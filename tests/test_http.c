@@ -54,7 +54,7 @@ static void snapshot(rbee__snapshot *s, void *ud) {
   s->worker_type = "test";
   s->uptime_us = 1500000;
   s->has_device = 1;
-  s->device = (rbee_device_usage){2, 0.5, 1 << 20, 8LL << 30, 4LL << 30, -1, -1, -1};
+  s->device = (rbee_device_usage){2, 0.5, 1 << 20, 8LL << 30, 4LL << 30, -1, -1, -1, {0}};
 }
 
 static void set_state(rbee_worker_status st, rbee_health h, const char *reason) {

@@ -124,14 +124,20 @@ START_TEST(test_worker_api_bad_options_and_callbacks) {
   o.port = 65536;
   ck_assert_int_eq(rbee_worker_run(&o, &cb, &c), RBEE_EXIT_USAGE);
   o.port = 0;
-  o.max_jobs = 0;
+  o.heartbeat_interval_ms = 10; /* 0 would be the default (the zero rule) */
   ck_assert_int_eq(rbee_worker_run(&o, &cb, &c), RBEE_EXIT_USAGE);
-  o.max_jobs = 1;
+  o.heartbeat_interval_ms = 30000;
+  o.version = 0;
+  ck_assert_int_eq(rbee_worker_run(&o, &cb, &c), RBEE_EXIT_USAGE);
+  o.version = RBEE_WORKER_OPTIONS_VERSION;
   cb.on_job = NULL;
   ck_assert_int_eq(rbee_worker_run(&o, &cb, &c), RBEE_EXIT_SOFTWARE);
   cb = callbacks();
   cb.version = 99;
   ck_assert_int_eq(rbee_worker_run(&o, &cb, &c), RBEE_EXIT_SOFTWARE);
+  cb.version = 0;
+  ck_assert_int_eq(rbee_worker_run(&o, &cb, &c), RBEE_EXIT_SOFTWARE);
+  cb = callbacks();
   ck_assert_int_eq(rbee_worker_run(&o, NULL, &c), RBEE_EXIT_SOFTWARE);
   /* None of these got as far as a callback. */
   ck_assert_int_eq(c.init + c.ready + c.shutdown, 0);

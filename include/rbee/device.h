@@ -29,7 +29,8 @@ typedef struct rbee_device_spec {
 } rbee_device_spec;
 
 /** Live figures for the heartbeat and /metrics. A field the backend cannot
- * know is -1. */
+ * know is -1. Caller-allocated: fields to come take the reserved room, so
+ * the struct's size stays. */
 typedef struct rbee_device_usage {
   int cpu_cores;           /**< online cores */
   double load1;            /**< 1-minute load average */
@@ -39,6 +40,7 @@ typedef struct rbee_device_usage {
   int utilization_pct;     /**< GPU busy %, from NVML */
   int temperature_c;       /**< from NVML */
   int power_mw;            /**< from NVML */
+  int64_t reserved[8];     /**< room to grow without a new layout; zero */
 } rbee_device_usage;
 
 typedef struct rbee_device rbee_device;
@@ -55,9 +57,9 @@ RBEE_EXTERN int rbee_device_spec_parse(rbee_device_spec *out, const char *s);
  * RBEE_ENODRIVER, RBEE_ENODEV (bad ordinal: "cuda:3 requested, 1 device
  * present"), RBEE_EDEVICE. */
 RBEE_EXTERN int rbee_device_open(rbee_device **out, const char *spec);
-RBEE_EXTERN int rbee_device_init_cpu(rbee_device **out);
-RBEE_EXTERN int rbee_device_init_cuda(rbee_device **out, int gpu_id);
-RBEE_EXTERN int rbee_device_init_metal(rbee_device **out, int gpu_id);
+RBEE_EXTERN int rbee_device_open_cpu(rbee_device **out);
+RBEE_EXTERN int rbee_device_open_cuda(rbee_device **out, int gpu_id);
+RBEE_EXTERN int rbee_device_open_metal(rbee_device **out, int gpu_id);
 
 /** Run the backend's smoke test and check its result. On failure the
  * device is marked unhealthy and rbee_error_message() says why (for CUDA,
@@ -67,7 +69,7 @@ RBEE_EXTERN int rbee_device_verify(rbee_device *dev);
  * procfs reads, one driver query, NVML where loaded). On an unhealthy
  * device the host figures are still filled and the sticky error is
  * returned; a newly found sticky error marks the device unhealthy. */
-RBEE_EXTERN int rbee_device_stats(rbee_device *dev, rbee_device_usage *out);
+RBEE_EXTERN int rbee_device_stats(rbee_device_usage *out, rbee_device *dev);
 /** 0 while healthy; else the sticky error that made it unhealthy (the
  * first one; it never clears), with its message. Probes the device quickly
  * (for CUDA, a query of the device's idle stream). */
@@ -83,7 +85,7 @@ RBEE_EXTERN const char *rbee_device_kind_str(rbee_device_kind kind);
 /** 1 when this build has a backend for @p kind. */
 RBEE_EXTERN int rbee_device_kind_built(rbee_device_kind kind);
 /** Number of devices of @p kind present (1 for cpu). */
-RBEE_EXTERN int rbee_device_count(rbee_device_kind kind, int *out);
+RBEE_EXTERN int rbee_device_count(int *out, rbee_device_kind kind);
 /** Close and free. Accepts NULL. */
 RBEE_EXTERN void rbee_device_free(rbee_device *dev);
 

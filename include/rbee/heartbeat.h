@@ -41,13 +41,15 @@ typedef struct rbee_heartbeat_options {
 #define RBEE_HEARTBEAT_OPTIONS_INIT                                            \
   {RBEE_HEARTBEAT_OPTIONS_VERSION, NULL, NULL, NULL, 30000, 5000, 0.1, 1000, 2000}
 
-/** Counters, readable at any time from the loop thread. */
+/** Counters, readable at any time from the loop thread. Caller-allocated:
+ * fields to come take the reserved room, so the struct's size stays. */
 typedef struct rbee_heartbeat_stats {
   uint64_t sent;                 /**< beats acknowledged by the queen */
   uint64_t failed;               /**< beats that failed, all causes */
   uint64_t consecutive_failures; /**< since the last success */
   int64_t last_success_us;       /**< wall clock; 0 = never */
   char last_error[256];          /**< "" when the last beat succeeded */
+  uint64_t reserved[8];          /**< room to grow without a new layout; zero */
 } rbee_heartbeat_stats;
 
 typedef struct rbee_heartbeat rbee_heartbeat;
@@ -71,6 +73,19 @@ typedef void (*rbee_heartbeat_done_cb)(rbee_heartbeat *hb, int result,
                                        void *userdata);
 
 RBEE_BEGIN_DECLS
+
+/** The heartbeat envelope {"worker":{...},"timestamp":"..."} plus every
+ * member of @p extra (an object, may be NULL) beside them. @p time_us is
+ * the wall clock in microseconds; the timestamp is RFC 3339 UTC with
+ * microseconds. @p out is malloc'd; release it with rbee_free(). */
+RBEE_EXTERN int rbee_heartbeat_to_json(char **out, const rbee_worker_info *info,
+                                       const struct cJSON *extra,
+                                       int64_t time_us);
+/** Parse a heartbeat as the queen does: strict on the contract fields,
+ * tolerant of extra ones. @p time_us may be NULL. */
+RBEE_EXTERN int rbee_heartbeat_from_json(rbee_worker_info *info,
+                                         int64_t *time_us, const char *json,
+                                         size_t len);
 
 /** Fill @p opts with RBEE_HEARTBEAT_OPTIONS_INIT's defaults for @p version
  * (pass RBEE_HEARTBEAT_OPTIONS_VERSION); the version and zero rule is
@@ -112,8 +127,7 @@ RBEE_EXTERN void rbee_heartbeat_poke(rbee_heartbeat *hb);
 RBEE_EXTERN int rbee_heartbeat_finish(rbee_heartbeat *hb,
                                       rbee_heartbeat_done_cb done,
                                       void *userdata);
-RBEE_EXTERN void rbee_heartbeat_get_stats(const rbee_heartbeat *hb,
-                                          rbee_heartbeat_stats *out);
+RBEE_EXTERN void rbee_heartbeat_get_stats(rbee_heartbeat_stats *out, const rbee_heartbeat *hb);
 /** Stop at once (nothing more is sent) and free. Safe with a request in
  * flight. Accepts NULL. Loop thread only. */
 RBEE_EXTERN void rbee_heartbeat_free(rbee_heartbeat *hb);

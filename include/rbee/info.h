@@ -1,6 +1,7 @@
 /* Worker info: the worker-contract record a worker reports about itself,
- * its states, its health, and their JSON (the info object, the heartbeat
- * envelope and the queen's acknowledgement). See docs/protocol.md. */
+ * its states, its health, and their JSON (the info object and the queen's
+ * acknowledgement; the heartbeat envelope is in heartbeat.h, timestamps in
+ * timestamp.h). See docs/protocol.md. */
 #ifndef RBEE_INFO_H
 #define RBEE_INFO_H
 
@@ -84,31 +85,12 @@ RBEE_EXTERN struct cJSON *rbee_worker_info_to_cjson(const rbee_worker_info *info
 RBEE_EXTERN int rbee_worker_info_from_cjson(rbee_worker_info *out,
                                             const struct cJSON *obj);
 
-/** The heartbeat envelope {"worker":{...},"timestamp":"..."} plus every
- * member of @p extra (an object, may be NULL) beside them. @p time_us is
- * the wall clock in microseconds; the timestamp is RFC 3339 UTC with
- * microseconds. @p out is malloc'd; release it with rbee_free(). */
-RBEE_EXTERN int rbee_heartbeat_to_json(char **out, const rbee_worker_info *info,
-                                       const struct cJSON *extra,
-                                       int64_t time_us);
-/** Parse a heartbeat as the queen does: strict on the contract fields,
- * tolerant of extra ones. @p time_us may be NULL. */
-RBEE_EXTERN int rbee_heartbeat_from_json(rbee_worker_info *info,
-                                         int64_t *time_us, const char *json,
-                                         size_t len);
-
 RBEE_EXTERN int rbee_queen_ack_to_json(char **out, const rbee_queen_ack *ack);
 /** Parse the queen's answer: an object with a string "status", and an
  * optional string "message". */
 RBEE_EXTERN int rbee_queen_ack_from_json(rbee_queen_ack *out, const char *json,
                                          size_t len);
 RBEE_EXTERN void rbee_queen_ack_clear(rbee_queen_ack *ack);
-
-/** Format @p time_us as RFC 3339 UTC with microseconds into @p buf
- * (at least 28 bytes): "2026-11-26T12:00:00.123456Z". */
-RBEE_EXTERN int rbee_time_format(char *buf, size_t len, int64_t time_us);
-/** Parse RFC 3339 ("Z" or "+hh:mm", optional fraction). */
-RBEE_EXTERN int rbee_time_parse(int64_t *time_us, const char *s);
 
 /** Free memory that librbee handed out (JSON strings). Accepts NULL. */
 RBEE_EXTERN void rbee_free(void *ptr);

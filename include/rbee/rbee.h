@@ -6,6 +6,7 @@
 #include "version.h"
 #include "errors.h"
 #include "log.h"
+#include "timestamp.h"
 #include "info.h"
 #include "device.h"
 #include "heartbeat.h"

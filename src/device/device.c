@@ -144,7 +144,7 @@ int rbee_device_spec_parse(rbee_device_spec *out, const char *s) {
   return 0;
 }
 
-int rbee_device_count(rbee_device_kind kind, int *out) {
+int rbee_device_count(int *out, rbee_device_kind kind) {
   if (out == NULL)
     return rbee__error_set(RBEE_EINVAL, "rbee_device_count: out is NULL");
   *out = 0;
@@ -207,13 +207,13 @@ int rbee_device_open(rbee_device **out, const char *spec) {
   return open_kind(out, ds.kind, ds.ordinal);
 }
 
-int rbee_device_init_cpu(rbee_device **out) { return open_kind(out, RBEE_DEVICE_CPU, 0); }
+int rbee_device_open_cpu(rbee_device **out) { return open_kind(out, RBEE_DEVICE_CPU, 0); }
 
-int rbee_device_init_cuda(rbee_device **out, int gpu_id) {
+int rbee_device_open_cuda(rbee_device **out, int gpu_id) {
   return open_kind(out, RBEE_DEVICE_CUDA, gpu_id);
 }
 
-int rbee_device_init_metal(rbee_device **out, int gpu_id) {
+int rbee_device_open_metal(rbee_device **out, int gpu_id) {
   return open_kind(out, RBEE_DEVICE_METAL, gpu_id);
 }
 
@@ -252,7 +252,7 @@ int rbee_device_verify(rbee_device *dev) {
   return 0;
 }
 
-int rbee_device_stats(rbee_device *dev, rbee_device_usage *out) {
+int rbee_device_stats(rbee_device_usage *out, rbee_device *dev) {
   if (dev == NULL || out == NULL)
     return rbee__error_set(RBEE_EINVAL, "rbee_device_stats: device or out is NULL");
   rbee__device_host_stats(out);

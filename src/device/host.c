@@ -34,6 +34,7 @@ static int64_t meminfo_bytes(const char *text, const char *key) {
 }
 
 void rbee__device_host_stats(rbee_device_usage *out) {
+  memset(out->reserved, 0, sizeof out->reserved);
   out->cpu_cores = -1;
   out->load1 = -1.0;
   out->rss_bytes = -1;

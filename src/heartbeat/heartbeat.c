@@ -351,7 +351,7 @@ int rbee_heartbeat_finish(rbee_heartbeat *hb, rbee_heartbeat_done_cb done, void 
   return 0;
 }
 
-void rbee_heartbeat_get_stats(const rbee_heartbeat *hb, rbee_heartbeat_stats *out) {
+void rbee_heartbeat_get_stats(rbee_heartbeat_stats *out, const rbee_heartbeat *hb) {
   if (out == NULL)
     return;
   if (hb == NULL)

@@ -5,7 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rbee/heartbeat.h"
 #include "rbee/info.h"
+#include "rbee/timestamp.h"
 #include "../util/util.h"
 
 cJSON *rbee_worker_info_to_cjson(const rbee_worker_info *info) {

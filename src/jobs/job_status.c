@@ -4,6 +4,7 @@
 
 #include "jobs/jobs_internal.h"
 #include "rbee/info.h"
+#include "rbee/timestamp.h"
 #include "util/util.h"
 
 static const char *const phase_names[] = {"new", "queued", "running", "ended", "finalized"};

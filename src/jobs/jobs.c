@@ -8,6 +8,7 @@
 
 #include "jobs/jobs_internal.h"
 #include "rbee/info.h"
+#include "rbee/timestamp.h"
 #include "util/util.h"
 
 const double rbee__job_bucket_le[RBEE__JOB_BUCKETS] = {0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300};

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "rbee/info.h"
+#include "rbee/timestamp.h"
 #include "rbee/log.h"
 #include "util.h"
 

@@ -4,6 +4,7 @@
 #include <time.h>
 
 #include "rbee/info.h"
+#include "rbee/timestamp.h"
 #include "util.h"
 
 int64_t rbee__now_us(void) {

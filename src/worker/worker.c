@@ -343,7 +343,7 @@ static int start(rbee_worker *w) {
   }
   RBEE_INFO("worker", "device", "device %s verified: %s", rbee_device_name(w->dev),
             rbee_device_description(w->dev));
-  if (rbee_device_stats(w->dev, &w->usage) == 0)
+  if (rbee_device_stats(&w->usage, w->dev) == 0)
     w->has_usage = 1;
   evthread_use_pthreads();
   w->base = event_base_new();

@@ -139,7 +139,7 @@ void rbee__worker_snapshot(rbee__snapshot *out, void *userdata) {
   out->uptime_us = rbee__mono_us() - w->start_mono;
   if (w->hb) {
     out->has_heartbeat = 1;
-    rbee_heartbeat_get_stats(w->hb, &out->heartbeat);
+    rbee_heartbeat_get_stats(&out->heartbeat, w->hb);
   }
   if (w->has_usage) {
     out->has_device = 1;
@@ -254,7 +254,7 @@ void rbee__worker_tick(rbee_worker *w) {
    * Either failing means the device broke for good. */
   if (w->dev == NULL)
     return;
-  int rc = rbee_device_stats(w->dev, &w->usage);
+  int rc = rbee_device_stats(&w->usage, w->dev);
   if (rc == 0)
     w->has_usage = 1;
   int64_t now_mono = rbee__mono_us();

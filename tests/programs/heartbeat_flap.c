@@ -55,7 +55,7 @@ static int set_mode(queen_mode mode) {
 static int settled(void *arg) {
   hb_worker *w = arg;
   rbee_heartbeat_stats st;
-  rbee_heartbeat_get_stats(w->hb, &st);
+  rbee_heartbeat_get_stats(&st, w->hb);
   return st.sent + st.failed >= 1;
 }
 

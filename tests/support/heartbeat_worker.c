@@ -11,7 +11,7 @@ int hb_worker_payload(rbee_worker_info *info, cJSON *extra, uint64_t seq, void *
   hb_worker *w = ud;
   if (w->beats < HB_WORKER_MAX_BEATS) {
     rbee_heartbeat_stats st;
-    rbee_heartbeat_get_stats(w->hb, &st);
+    rbee_heartbeat_get_stats(&st, w->hb);
     w->beat_us[w->beats] = rbee__mono_us();
     w->beat_seq[w->beats] = seq;
     w->beat_failures[w->beats] = st.consecutive_failures;

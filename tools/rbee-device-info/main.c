@@ -73,7 +73,7 @@ static int list(int json) {
   for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
     const char *kname = rbee_device_kind_str(kinds[k]);
     int n = 0;
-    int rc = rbee_device_count(kinds[k], &n);
+    int rc = rbee_device_count(&n, kinds[k]);
     cJSON *b = NULL, *devs = NULL;
     if (json) {
       b = cJSON_CreateObject();
@@ -91,9 +91,9 @@ static int list(int json) {
     }
     for (int i = 0; rc == 0 && i < n; i++) {
       rbee_device *dev = NULL;
-      int orc = kinds[k] == RBEE_DEVICE_CPU    ? rbee_device_init_cpu(&dev)
-                : kinds[k] == RBEE_DEVICE_CUDA ? rbee_device_init_cuda(&dev, i)
-                                               : rbee_device_init_metal(&dev, i);
+      int orc = kinds[k] == RBEE_DEVICE_CPU    ? rbee_device_open_cpu(&dev)
+                : kinds[k] == RBEE_DEVICE_CUDA ? rbee_device_open_cuda(&dev, i)
+                                               : rbee_device_open_metal(&dev, i);
       char name[32];
       snprintf(name, sizeof name, kinds[k] == RBEE_DEVICE_CPU ? "%s" : "%s:%d", kname, i);
       const char *what = orc == 0 ? rbee_device_description(dev) : rbee_error_message();
@@ -184,7 +184,7 @@ static int show(const char *spec, int json, int verify) {
     }
   }
   rbee_device_usage u;
-  int src = rbee_device_stats(dev, &u);
+  int src = rbee_device_stats(&u, dev);
   int healthy = rbee_device_check(dev) == 0;
   if (json) {
     add_stats_json(root, &u);

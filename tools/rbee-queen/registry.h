@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include <rbee/info.h>
+#include <rbee/timestamp.h>
 
 struct cJSON;
 

@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include <rbee/errors.h>
+#include <rbee/heartbeat.h>
 #include <rbee/log.h>
 
 #include "queen.h"
