@@ -37,21 +37,16 @@ static int on_init(rbee_worker *w, void *ud) {
   const char *paths[] = {hmm, lm, dict}, *what[] = {"acoustic model", "language model",
                                                      "dictionary"};
   for (int i = 0; i < 3; i++)
-    if (access(paths[i], R_OK) != 0) {
-      rbee_log(RBEE_LOG_ERROR, "asr", "init", NULL,
-               "the %s is missing: %s (install pocketsphinx-en-us)", what[i], paths[i]);
-      return 1;
-    }
+    if (access(paths[i], R_OK) != 0) /* on_init's reason, shown everywhere */
+      return rbee_error_set(RBEE_EINIT, "the %s is missing: %s (install pocketsphinx-en-us)",
+                            what[i], paths[i]);
   rbee_worker_set_progress(w, "loading the en-us model", 0.2);
   cmd_ln_t *cfg = cmd_ln_init(NULL, ps_args(), TRUE, "-hmm", hmm, "-lm", lm, "-dict", dict,
                               "-logfn", "/dev/null", NULL);
   a->ps = cfg ? ps_init(cfg) : NULL;
   cmd_ln_free_r(cfg); /* the decoder holds its own reference */
-  if (a->ps == NULL) {
-    rbee_log(RBEE_LOG_ERROR, "asr", "init", NULL, "pocketsphinx did not load the model in %s",
-             dir);
-    return 1;
-  }
+  if (a->ps == NULL)
+    return rbee_error_set(RBEE_EINIT, "pocketsphinx did not load the model in %s", dir);
   rbee_log(RBEE_LOG_INFO, "asr", "init", NULL, "pocketsphinx ready: model %s", dir);
   return 0;
 }

@@ -42,28 +42,22 @@ static int on_init(rbee_worker *w, void *ud) {
   tts *t = ud;
   const char *model = rbee_worker_model(w) ? rbee_worker_model(w) : "flite";
   const char *voice = "rms";
-  if (strncmp(model, "flite", 5) != 0 || (model[5] != '\0' && model[5] != ':')) {
-    rbee_log(RBEE_LOG_ERROR, "tts", "init", NULL,
-             "unknown engine '%s': this worker has flite (--model flite or flite:VOICE)", model);
-    return 1;
-  }
+  /* The sentence is on_init's reason: the log, /health and the heartbeat. */
+  if (strncmp(model, "flite", 5) != 0 || (model[5] != '\0' && model[5] != ':'))
+    return rbee_error_set(RBEE_EINIT,
+                          "unknown engine '%s': this worker has flite (--model flite or flite:VOICE)",
+                          model);
   if (model[5] == ':')
     voice = model + 6;
-  if ((t->def = voice_index(voice)) < 0) {
-    rbee_log(RBEE_LOG_ERROR, "tts", "init", NULL,
-             "unknown voice '%s': flite has rms, slt, awb, kal", voice);
-    return 1;
-  }
+  if ((t->def = voice_index(voice)) < 0)
+    return rbee_error_set(RBEE_EINIT, "unknown voice '%s': flite has rms, slt, awb, kal", voice);
   rbee_worker_set_progress(w, "loading flite", 0.1);
   flite_init();
   cst_voice *(*reg[NVOICES])(const char *) = {register_cmu_us_rms, register_cmu_us_slt,
                                               register_cmu_us_awb, register_cmu_us_kal};
   for (int i = 0; i < NVOICES; i++) {
-    if ((t->voices[i] = reg[i](NULL)) == NULL) {
-      rbee_log(RBEE_LOG_ERROR, "tts", "init", NULL, "flite voice '%s' did not load",
-               voice_names[i]);
-      return 1;
-    }
+    if ((t->voices[i] = reg[i](NULL)) == NULL)
+      return rbee_error_set(RBEE_EINIT, "flite voice '%s' did not load", voice_names[i]);
     rbee_worker_set_progress(w, voice_names[i], 0.1 + 0.2 * (i + 1));
   }
   rbee_log(RBEE_LOG_INFO, "tts", "init", NULL, "flite ready: voices rms slt awb kal, default %s",
