@@ -27,6 +27,13 @@ start_worker t-template "$bin" --model hello
 wait_status t-template ready
 stream "$QURL" '{"model":"hello","operation":"echo","prompt":"one small step"}' "$TMP/e.sse"
 [ "$(tokens "$TMP/e.sse" | tr -d '\n')" = "[hello] one small step" ] || fail "echo: $(tokens "$TMP/e.sse")"
+# A 301-byte word of two-byte characters: sent in pieces of whole
+# characters, nothing cut or dropped.
+long="$(printf '\303\251%.0s' $(seq 150))x"
+stream "$QURL" "{\"model\":\"hello\",\"operation\":\"echo\",\"prompt\":\"a $long b\"}" "$TMP/long.sse"
+assert_contains "$TMP/long.sse" 'data: [DONE]' "long word"
+[ "$(tokens "$TMP/long.sse" | tr -d '\n')" = "[hello] a $long b" ] || fail "long word: $(tokens "$TMP/long.sse")"
 stream "$QURL" '{"model":"hello","operation":"echo","prompt":3}' "$TMP/bad.sse"
 assert_contains "$TMP/bad.sse" '"code":"INVALID_PARAMS"' "bad prompt"
+assert_contains "$TMP/bad.sse" 'prompt must be a string of at most 1048576 bytes (got a number)' "bad prompt"
 echo "template checks passed"
