@@ -53,24 +53,24 @@ static void on_progress(double fraction, const char *what, void *ud) {
   rbee_worker_set_progress(((llm_worker *)ud)->w, what, fraction);
 }
 
-/* The whole file at @p path; NULL with a logged reason. */
+/* The whole file at @p path; NULL with the reason in rbee_error_message(). */
 static char *read_file(const char *path, size_t *len) {
   FILE *f = fopen(path, "rb");
   char *buf = NULL;
   struct stat st;
   if (f == NULL || fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-    rbee_log(RBEE_LOG_ERROR, "llm", "init", NULL, "cannot read model text %s: %s", path,
-             f ? "not a regular file" : strerror(errno));
+    rbee_error_set(RBEE_EINIT, "cannot read model text %s: %s", path,
+                   f ? "not a regular file" : strerror(errno));
     goto out;
   }
   if ((size_t)st.st_size > LLM_MAX_TEXT) {
-    rbee_log(RBEE_LOG_ERROR, "llm", "init", NULL, "model text %s is %lld bytes; at most %u",
-             path, (long long)st.st_size, LLM_MAX_TEXT);
+    rbee_error_set(RBEE_EINIT, "model text %s is %lld bytes; at most %u", path,
+                   (long long)st.st_size, LLM_MAX_TEXT);
     goto out;
   }
   if ((buf = malloc((size_t)st.st_size + 1)) == NULL ||
       fread(buf, 1, (size_t)st.st_size, f) != (size_t)st.st_size) {
-    rbee_log(RBEE_LOG_ERROR, "llm", "init", NULL, "cannot read model text %s", path);
+    rbee_error_set(RBEE_EINIT, "cannot read model text %s", path);
     free(buf);
     buf = NULL;
     goto out;
@@ -93,21 +93,18 @@ static int on_init(rbee_worker *w, void *ud) {
     len = strlen(text);
   } else if (strchr(name, '/') || access(name, F_OK) == 0) {
     if ((text = owned = read_file(name, &len)) == NULL)
-      return 1;
+      return RBEE_EINIT; /* read_file's sentence is on_init's reason */
   } else {
-    rbee_log(RBEE_LOG_ERROR, "llm", "init", NULL,
-             "unknown model '%s': bundled models are %s; or give a path to a UTF-8 text file",
-             name, llm_bundled_names());
-    rbee_worker_set_health(w, RBEE_HEALTH_UNHEALTHY, "unknown model");
-    return 1;
+    return rbee_error_set(RBEE_EINIT,
+                          "unknown model '%s': bundled models are %s; or give a path to a "
+                          "UTF-8 text file",
+                          name, llm_bundled_names());
   }
   rbee_worker_set_progress(w, "reading the text", 0.0);
   int rc = llm_model_build(&lw->model, text, len, on_progress, lw, err, sizeof err);
   free(owned);
-  if (rc != 0) {
-    rbee_log(RBEE_LOG_ERROR, "llm", "init", NULL, "cannot build model '%s': %s", name, err);
-    return 1;
-  }
+  if (rc != 0)
+    return rbee_error_set(RBEE_EINIT, "cannot build model '%s': %s", name, err);
   rbee_log(RBEE_LOG_INFO, "llm", "init", NULL,
            "model '%s' built: %zu words of text, %zu distinct, order %d", name,
            llm_model_tokens(lw->model), llm_model_vocab_size(lw->model), LLM_ORDER);
