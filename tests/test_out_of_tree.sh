@@ -115,6 +115,10 @@ grep -q '^event: progress$' "$tmp/one.sse" || fail "no progress event"
 grep -qF '{"type":"progress","phase":"synthesizing","progress":0.5}' "$tmp/one.sse" \
   || fail "progress lacks phase and fraction: $(cat "$tmp/one.sse")"
 grep -qF '"rate":1.5,"state":"running"' "$tmp/one.sse" || fail "the flag's default rate or the job state is missing"
+id=$(sed -n 's/^data: {"type":"started","job_id":"\([^"]*\)".*/\1/p' "$tmp/one.sse")
+[ -n "$id" ] || fail "no job id in the stream"
+curl -s "http://127.0.0.1:$port/v1/jobs/$id" >"$tmp/status.json"
+grep -qF '"progress":1,"phase":"done"' "$tmp/status.json" || fail "GET /v1/jobs/{id} lacks the phase: $(cat "$tmp/status.json")"
 b64=$(sed -n 's/^data: {"format":"text".*"bytes":11,"audio":"\([^"]*\)"}$/\1/p' "$tmp/one.sse")
 [ -n "$b64" ] || fail "no audio event of 11 bytes: $(cat "$tmp/one.sse")"
 [ "$(printf '%s' "$b64" | base64 -d)" = "HELLO WORLD" ] || fail "the audio does not decode to the text"

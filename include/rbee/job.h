@@ -47,7 +47,8 @@ RBEE_EXTERN int rbee_job_emit_token(rbee_job *job, const char *text);
  * job is alive to the hang detector. The quiet form: emits nothing on the
  * stream. */
 RBEE_EXTERN int rbee_job_set_progress(rbee_job *job, double fraction);
-/** Progress in one call: recorded as rbee_job_set_progress() does, and
+/** Progress in one call: recorded as rbee_job_set_progress() does (and
+ * the phase, shown as "phase" by GET /v1/jobs/{id}), and
  * sent as a "progress" event {"type":"progress","phase":@p phase,
  * "progress":@p fraction} plus the members of @p extra (an object, may be
  * NULL; e.g. {"step":3,"total":20}). @p phase NULL: no "phase" member.

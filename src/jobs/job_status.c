@@ -58,6 +58,8 @@ cJSON *rbee__job_status_json(rbee_job *job) {
   cJSON_AddStringToObject(o, "state", rbee_job_state_str(job->state));
   cJSON_AddStringToObject(o, "operation", job->operation);
   cJSON_AddNumberToObject(o, "progress", job->state == RBEE_JOB_DONE ? 1.0 : job->progress);
+  if (job->progress_phase[0])
+    cJSON_AddStringToObject(o, "phase", job->progress_phase);
   add_time(o, "created_at", job->created_us);
   add_time(o, "started_at", job->started_us);
   add_time(o, "finished_at", job->finished_us);

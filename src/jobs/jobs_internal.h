@@ -85,6 +85,7 @@ struct rbee_job {
                       next event wakes the loop (others wait for a read) */
   char *error_code, *error_message;
   double progress;
+  char progress_phase[64]; /* rbee_job_emit_progress's phase, "" none */
   int64_t created_us, started_us, finished_us; /* wall clock */
   int64_t started_mono, finished_mono, activity_mono;
   uint64_t tokens;
@@ -141,6 +142,8 @@ rbee__sse_event *rbee__job_event_new(const char *event, size_t dlen);
  * if the memory was taken (used or freed), else the caller frees it. */
 int rbee__job_append_event_locked(rbee_job *job, const char *event, const char *json, size_t len,
                                   int force, rbee__sse_event **e);
+/* Record the phase rbee_job_emit_progress reports (job_state.c; takes mu). */
+void rbee__job_set_progress_phase(rbee_job *job, const char *phase);
 /* Append the terminal marker matching job->state (mu held). */
 int rbee__job_end_locked(rbee_job *job, rbee_job_state state);
 /* Tell the loop this job has news (mu held); events do so only while

@@ -1,8 +1,9 @@
-/* One call for a job's progress: recorded for GET /v1/jobs/{id} and sent
- * on the stream as a "progress" event (include/rbee/job.h). */
+/* One call for a job's progress: recorded for GET /v1/jobs/{id} (fraction
+ * and phase) and sent on the stream as a "progress" event (rbee/job.h). */
 #include <cjson/cJSON.h>
 #include <math.h>
 
+#include "jobs/jobs_internal.h"
 #include "rbee/job.h"
 #include "util/util.h"
 
@@ -15,6 +16,7 @@ int rbee_job_emit_progress(rbee_job *job, const char *phase, double fraction,
   int rc = rbee_job_set_progress(job, fraction);
   if (rc)
     return rc == RBEE_ESTATE && rbee_job_cancelled(job) ? RBEE_ECANCELED : rc;
+  rbee__job_set_progress_phase(job, phase);
   cJSON *o = cJSON_CreateObject();
   if (o == NULL || !cJSON_AddStringToObject(o, "type", "progress") ||
       (phase && !cJSON_AddStringToObject(o, "phase", phase)) ||
