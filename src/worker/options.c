@@ -1,6 +1,7 @@
 /* Option structs: init functions beside the INIT macros, the version rule
  * (0 < version <= this library's) and the zero rule (0 in a numeric field
  * means its default unless the field gives 0 a meaning of its own). */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,7 +28,8 @@ int rbee_worker_callbacks_init(rbee_worker_callbacks *cb, unsigned version) {
   int rc = rbee__version_check("worker callbacks", version, RBEE_WORKER_CALLBACKS_VERSION);
   if (rc)
     return rc;
-  memset(cb, 0, sizeof *cb);
+  /* Only the fields that version has: an older program's struct is smaller. */
+  memset(cb, 0, version < 3 ? offsetof(rbee_worker_callbacks, on_engine) : sizeof *cb);
   cb->version = version;
   return 0;
 }

@@ -98,7 +98,20 @@ struct rbee_worker {
   char progress_what[128];
   int stop_requested;
   int base_gone; /* loop events freed (threads left running) */
+
+  /* The batching engine (worker_engine.c), NULL with on_job. Loop thread. */
+  rbee_engine *engine;
+  int engine_stuck; /* its thread did not return when stopped */
 };
+
+/* worker_engine.c: the engine's hooks; each does nothing without one. */
+int rbee__worker_uses_engine(const rbee_worker_callbacks *cb);
+int rbee__worker_engine_new(rbee_worker *w);   /* after the job table */
+int rbee__worker_engine_start(rbee_worker *w); /* when ready */
+void rbee__worker_engine_drain(rbee_worker *w);
+/* 1 when on_engine did not return within @p wait_ms (then it is stuck). */
+int rbee__worker_engine_stop(rbee_worker *w, unsigned wait_ms);
+void rbee__worker_engine_free(rbee_worker *w);
 
 /* worker_state.c */
 void rbee__worker_effective_health(rbee_worker *w, rbee_health *h, char *reason, size_t len);
