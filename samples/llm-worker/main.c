@@ -4,6 +4,7 @@
  * as {"type":"token","t":...,"i":N} and closed by an "end" event. */
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,12 +29,19 @@ int64_t llm_now_us(void) {
   return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* The simulated device runs one step at a time, as a GPU runs one kernel
+ * launch after the other: slot threads queue for it, a batched step
+ * advances every sequence for the price of one. */
+static pthread_mutex_t device_mu = PTHREAD_MUTEX_INITIALIZER;
+
 void llm_step_cost(const llm_worker *lw) {
   if (lw->step_cost_ms <= 0)
     return;
   struct timespec ts = {(time_t)(lw->step_cost_ms / 1000), (long)(lw->step_cost_ms % 1000) * 1000000L};
+  pthread_mutex_lock(&device_mu);
   while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
     ;
+  pthread_mutex_unlock(&device_mu);
 }
 
 static int on_flag(const char *name, const char *value, void *ud) {
