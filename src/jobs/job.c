@@ -178,6 +178,8 @@ static int add_event_locked(rbee_job *job, const char *event, const char *data, 
  * 0 when there is room, or why the job takes no more events. */
 static int wait_room_locked(rbee_job *job) {
   rbee__jobs *jobs = job->jobs;
+  if (job->no_stream && job->unread_bytes > jobs->cfg.stream_buffer_bytes)
+    rbee__job_shed_locked(job); /* result.c: nobody needs to read it */
   /* A job held back by a slow reader is not hung: the hang detector
    * skips waiting jobs, and the wait ends as activity. */
   if (job->unread_bytes > jobs->cfg.stream_buffer_bytes) {
@@ -217,6 +219,7 @@ int rbee__job_end_locked(rbee_job *job, rbee_job_state state) {
     return RBEE_ESTATE;
   if (rbee__job_phase_set_locked(job, RBEE__JP_ENDED) != 0)
     return RBEE_ESTATE;
+  state = rbee__job_end_hook_locked(job, state); /* cancel.c */
   job->state = state;
   job->finished_us = rbee__now_us();
   job->finished_mono = rbee__mono_us();

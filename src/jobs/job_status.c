@@ -75,6 +75,7 @@ cJSON *rbee__job_status_json(rbee_job *job) {
   } else {
     cJSON_AddNullToObject(o, "error");
   }
+  rbee__job_status_extra_locked(job, o); /* result.c */
   pthread_mutex_unlock(&jobs->mu);
   return o;
 }

@@ -98,7 +98,17 @@ struct rbee_worker {
   char progress_what[128];
   int stop_requested;
   int base_gone; /* loop events freed (threads left running) */
+  /* fault.c, under mu: a restart asked for (a device fault, recycle). */
+  rbee_device_fault fault;   /* CONTEXT or LOST once seen */
+  int fault_pending;         /* the loop has not acted on it yet */
+  int recycle_requested;
+  int restarting;            /* loop thread: exit 75 after the drain */
 };
+
+/* worker.c: begin a drain (loop thread), as SIGTERM does. */
+void rbee__worker_begin_drain(rbee_worker *w, const char *why);
+/* fault.c: act on a device fault or a recycle asked for (loop thread). */
+void rbee__worker_fault_check(rbee_worker *w);
 
 /* worker_state.c */
 void rbee__worker_effective_health(rbee_worker *w, rbee_health *h, char *reason, size_t len);
