@@ -22,6 +22,7 @@
  *                     after it was opened
  * Job fields (the request body) for job control tests:
  *   "fault": "oom"|"job"|"context"|"lost"  fail with rbee_job_fail_device
+ *                        (after the --job-gate opens with "gated": true)
  *   "result": true       set {"tokens":N,"text":...} as the result
  *   "result_bytes": N    set a result of about N bytes (trace "result-rc ID RC")
  *   "cancel_fd": true    wait in poll() on rbee_job_cancel_fd (trace
@@ -247,6 +248,10 @@ static int job_control(rbee_worker *w, rbee_job *job, int *rc) {
     rbee_worker_recycle(w);
   const cJSON *f = cJSON_GetObjectItemCaseSensitive(p, "fault");
   if (cJSON_IsString(f)) {
+    /* "gated": the fault waits for the gate, so a test can fill the queue. */
+    while (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(p, "gated")) && C.job_gate &&
+           access(C.job_gate, F_OK) != 0 && !rbee_job_cancelled(job))
+      sleep_ms(10);
     static const char *const names[] = {"none", "oom", "job", "context", "lost"};
     for (int i = 1; i < 5; i++)
       if (strcmp(f->valuestring, names[i]) == 0)
