@@ -204,8 +204,10 @@ void rbee__jobs_drop_results(rbee__jobs *jobs, size_t budget);
 /* result.c: a "stream": false job over its buffer drops what nobody read
  * instead of waiting (mu held). */
 void rbee__job_shed_locked(rbee_job *job);
-/* result.c: control fields of GET /v1/jobs/{id} (mu held). */
-void rbee__job_status_extra_locked(rbee_job *job, struct cJSON *o);
+/* result.c: control fields of GET /v1/jobs/{id} (mu held); returns the
+ * result text for rbee__job_status_add_result after unlocking, or NULL. */
+const char *rbee__job_status_extra_locked(rbee_job *job, struct cJSON *o);
+void rbee__job_status_add_result(struct cJSON *o, const char *result);
 /* jobs.c: the loop's side of a job's end, and forgetting old ones. */
 void rbee__jobs_finalize(rbee__jobs *jobs, rbee_job *job);
 void rbee__jobs_forget_old(rbee__jobs *jobs);

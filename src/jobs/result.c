@@ -104,7 +104,7 @@ static int retryable(const char *code) {
                   strcmp(code, "DEVICE_LOST") == 0);
 }
 
-void rbee__job_status_extra_locked(rbee_job *job, cJSON *o) {
+const char *rbee__job_status_extra_locked(rbee_job *job, cJSON *o) {
   cJSON *e = cJSON_GetObjectItemCaseSensitive(o, "error");
   if (cJSON_IsObject(e) && retryable(job->error_code))
     cJSON_AddTrueToObject(e, "retryable");
@@ -122,13 +122,17 @@ void rbee__job_status_extra_locked(rbee_job *job, cJSON *o) {
     cJSON_AddNumberToObject(o, "deadline_ms", (double)job->deadline_ms);
   if (job->no_stream)
     cJSON_AddFalseToObject(o, "stream");
-  if (job->state == RBEE_JOB_DONE && job->result) {
-    cJSON *r = cJSON_Parse(job->result);
-    if (r)
-      cJSON_AddItemToObject(o, "result", r);
-  }
   if (job->result_dropped)
     cJSON_AddStringToObject(o, "result_dropped", job->result_dropped);
+  /* Parsed after the lock: done, the result no longer changes, and only
+   * the loop thread (this one) frees it. */
+  return job->state == RBEE_JOB_DONE ? job->result : NULL;
+}
+
+void rbee__job_status_add_result(cJSON *o, const char *result) {
+  cJSON *r = result ? cJSON_Parse(result) : NULL;
+  if (r && !cJSON_AddItemToObject(o, "result", r))
+    cJSON_Delete(r);
 }
 
 void rbee__job_watch_add(rbee__job_watch *wt, rbee_job *job) {
