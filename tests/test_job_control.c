@@ -13,8 +13,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <rbee/rbee.h>
+
 #include "http_client.h"
 #include "proc_spawn.h"
+#include "prom_check.h"
 #include "queen_server.h"
 #include "testutil.h"
 #include "worker_proc.h"
@@ -138,6 +141,11 @@ START_TEST(test_control_cancel_requested_and_metrics) {
   ck_assert(metric_has(port, "rbee_job_cancels_total{reason=\"deadline\"} 0\n"));
   ck_assert(metric_has(port, "rbee_job_cancel_latency_seconds_count 1\n"));
   ck_assert(metric_has(port, "rbee_job_cancel_latency_seconds_bucket{le=\"+Inf\"} 1\n"));
+  tc_response m;
+  tc_request(&m, port, "GET", "/metrics", NULL, NULL, 0, NULL, 5000);
+  char perr[256];
+  ck_assert_msg(prom_check(m.body, perr, sizeof perr) == 0, "%s", perr);
+  tc_response_free(&m);
   proc_kill(&p, SIGTERM);
   ck_assert_int_eq(proc_wait(&p, WP_EXIT_MS), 0);
   proc_cleanup(&p);
@@ -599,6 +607,21 @@ START_TEST(test_control_recycle_exits_75) {
 }
 END_TEST
 
+/* The CUDA mapping compares numbers: it works (and is tested) without CUDA. */
+START_TEST(test_control_cuda_fault_mapping) {
+  ck_assert_int_eq(rbee_device_cuda_fault(0), RBEE_FAULT_NONE);
+  ck_assert_int_eq(rbee_device_cuda_fault(2), RBEE_FAULT_OOM);     /* MemoryAllocation */
+  ck_assert_int_eq(rbee_device_cuda_fault(700), RBEE_FAULT_CONTEXT); /* IllegalAddress */
+  ck_assert_int_eq(rbee_device_cuda_fault(719), RBEE_FAULT_CONTEXT); /* LaunchFailure */
+  ck_assert_int_eq(rbee_device_cuda_fault(214), RBEE_FAULT_LOST);  /* ECCUncorrectable */
+  ck_assert_int_eq(rbee_device_cuda_fault(1), RBEE_FAULT_JOB);     /* InvalidValue */
+  ck_assert_int_eq(rbee_device_cuda_fault(701), RBEE_FAULT_JOB);   /* LaunchOutOfResources */
+  ck_assert_str_eq(rbee_device_fault_str(RBEE_FAULT_OOM), "oom");
+  ck_assert_str_eq(rbee_cancel_reason_str(RBEE_CANCEL_CLIENT_GONE), "client_gone");
+  ck_assert_int_eq(rbee_worker_device_fault(NULL, RBEE_FAULT_CONTEXT, "x"), RBEE_EINVAL);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("job_control");
   TCase *tc = tcase_create("process");
@@ -617,6 +640,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, test_control_fault_oom);
   tcase_add_test(tc, test_control_fault_context_exits_75);
   tcase_add_test(tc, test_control_recycle_exits_75);
+  tcase_add_test(tc, test_control_cuda_fault_mapping);
   suite_add_tcase(s, tc);
   return s;
 }

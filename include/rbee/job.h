@@ -80,8 +80,9 @@ RBEE_EXTERN int rbee_job_emit_progress(rbee_job *job, const char *phase, double 
  * already ended. */
 RBEE_EXTERN int rbee_job_fail(rbee_job *job, const char *code,
                               const char *fmt, ...) RBEE_PRINTF(3, 4);
-/** Nonzero once the job was cancelled (DELETE, lost client, drain
- * deadline). Long loops should check it and return. */
+/** Nonzero once the job was cancelled (DELETE, lost client, its deadline,
+ * the drain deadline, a device fault: rbee_job_cancel_reason says which).
+ * Long loops should check it and return. */
 RBEE_EXTERN int rbee_job_cancelled(const rbee_job *job);
 /** Why the job was cancelled, RBEE_CANCEL_NONE while it was not. */
 RBEE_EXTERN rbee_cancel_reason rbee_job_cancel_reason(const rbee_job *job);
