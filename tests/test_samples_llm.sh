@@ -138,6 +138,16 @@ curl -s --max-time 30 -H 'Accept: text/event-stream' -X POST "$W/v1/jobs" \
 assert_contains "$TMP/nostream.sse" '"type":"text","text":"' "text event"
 grep -q '"type":"token"' "$TMP/nostream.sse" && fail "tokens with stream false"
 
+step "a client that polls: stream false runs past the grace (1 s) unread; GET ?wait= has the result"
+curl -s --max-time 10 -X POST "$W3/v1/jobs" -H 'Content-Type: application/json' \
+  -d '{"operation":"infer","max_tokens":100,"ignore_eos":true,"stream":false}' >"$TMP/poll.json"
+id=$(sed -n 's/.*"job_id":"\([^"]*\)".*/\1/p' "$TMP/poll.json")
+[ -n "$id" ] || fail "no job id in $(cat "$TMP/poll.json")"
+curl -s --max-time 70 "$W3/v1/jobs/$id?wait=60" >"$TMP/poll-status.json"
+assert_contains "$TMP/poll-status.json" '"state":"done"' "polled job done"
+assert_contains "$TMP/poll-status.json" '"result":{"text":"' "result text"
+assert_contains "$TMP/poll-status.json" '"stop_reason":"max_tokens","tokens_out":100' "result stop reason"
+
 # A million in the plain build; a tenth under the sanitizers (slower).
 LONG_TOKENS=1000000
 [ -n "${RBEE_SANITIZE:-}" ] && LONG_TOKENS=100000

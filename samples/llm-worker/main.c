@@ -21,6 +21,7 @@
 
 #define MAX_TOKENS_LIMIT 10000000LL   /* streamed: the model has no context limit */
 #define MAX_TOKENS_COLLECTED 100000LL /* stream:false gathers the text in memory */
+#define RESULT_TEXT_MAX ((size_t)4 << 20) /* a streamed job's result keeps this much text */
 #define MAX_PROMPT (1u << 20)
 
 int64_t llm_now_us(void) {
@@ -256,6 +257,9 @@ static int on_job(rbee_worker *w, rbee_job *job, void *ud) {
         stop = "error";
         break;
       }
+      /* The result (GET /v1/jobs/{id}) keeps the text too, up to a bound. */
+      if (text_len < RESULT_TEXT_MAX)
+        (void)llm_append(&text, &text_len, &text_cap, tok);
     } else if (llm_append(&text, &text_len, &text_cap, tok) != 0) {
       rbee_job_fail(job, "OUT_OF_MEMORY", "no memory for %lld tokens of text", n + 1);
       rc = 1;
@@ -277,6 +281,20 @@ static int on_job(rbee_worker *w, rbee_job *job, void *ud) {
         rc = 1, rbee_job_fail(job, "OUT_OF_MEMORY", "no memory for the text event");
       cJSON_Delete(o);
     }
+    /* The result for clients that poll: the text and why it stopped. */
+    cJSON *res = cJSON_CreateObject();
+    if (res && cJSON_AddStringToObject(res, "text", text ? text : "") &&
+        cJSON_AddStringToObject(res, "stop_reason", stop) &&
+        cJSON_AddNumberToObject(res, "tokens_out", (double)n) &&
+        (!ip.stream || text_len < RESULT_TEXT_MAX ||
+         cJSON_AddTrueToObject(res, "text_truncated"))) {
+      char *rs = cJSON_PrintUnformatted(res);
+      if (rs && rbee_job_set_result(job, rs) != 0)
+        rbee_log(RBEE_LOG_WARN, "llm", "result", rbee_job_id(job), "result not kept: %s",
+                 rbee_error_message());
+      cJSON_free(rs);
+    }
+    cJSON_Delete(res);
     /* After a cancel the stream is closed; the end event is for the log. */
     char end[256];
     snprintf(end, sizeof end,

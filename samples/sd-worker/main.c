@@ -82,6 +82,27 @@ static int fail(rbee_job *job, const char *code, const char *msg) {
   return 1;
 }
 
+/* The final PNG as the job's result, for clients that poll GET
+ * /v1/jobs/{id}: the complete event's fields and "image" in base64. A
+ * result that cannot be kept is logged; the stream has the image anyway. */
+static void set_image_result(rbee_job *job, const cJSON *meta, const uint8_t *png,
+                             size_t png_len) {
+  cJSON *r = cJSON_Duplicate(meta, 1);
+  char *b64 = malloc(RBEE_BASE64_LEN(png_len) + 1);
+  char *text = NULL;
+  if (r)
+    cJSON_DeleteItemFromObjectCaseSensitive(r, "type");
+  if (r && b64 && rbee_base64_encode(b64, RBEE_BASE64_LEN(png_len) + 1, png, png_len) == 0 &&
+      cJSON_AddStringToObject(r, "image", b64) && (text = cJSON_PrintUnformatted(r)) != NULL) {
+    if (rbee_job_set_result(job, text) != 0)
+      rbee_log(RBEE_LOG_WARN, "sd", "result", rbee_job_id(job), "result not kept: %s",
+               rbee_error_message());
+  }
+  cJSON_free(text);
+  free(b64);
+  cJSON_Delete(r);
+}
+
 /* Colour the engine's state, encode it, and emit it as @p event: 0 sent,
  * RBEE_ECANCELED, another emit error (the job is already failed), or
  * SD_FAILED with a sentence in @p err. */
@@ -108,6 +129,8 @@ static int emit_image(rbee_job *job, sd_engine *e, const image_params *ip, uint8
     rc = rbee_job_emit_binary(job, event, o, "image", png, png_len);
   else
     snprintf(err, errlen, "out of memory for the image event");
+  if (rc == 0 && strcmp(event, "complete") == 0)
+    set_image_result(job, o, png, png_len);
   cJSON_Delete(o);
   free(png);
   return rc;

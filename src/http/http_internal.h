@@ -59,7 +59,23 @@ struct rbee__http {
   struct rbee__sse *streams; /* open SSE connections, for shutdown */
   unsigned nstreams;
   struct evhttp_bound_socket *sock; /* server.c: its listener pauses on accept errors */
+  struct rbee__job_waiter *waiters;  /* job_wait.c: held GET ?wait= requests */
 };
+
+/* job_control.c: the framework-level fields of a job request; -1 with a
+ * sentence for the 400 answer in @p err. */
+#define RBEE__IDEM_KEY_MAX 255
+int rbee__job_ctl_parse(rbee__job_ctl *out, struct evhttp_request *req, const struct cJSON *body,
+                        char *err, size_t len);
+/* Idempotency-Key of @p req into *out (NULL: none); -1 with a sentence
+ * when it is too long or not printable. */
+int rbee__idem_key_check(const char **out, struct evhttp_request *req, char *err, size_t len);
+uint64_t rbee__idem_hash(const void *data, size_t len);
+/* job_wait.c: GET ?wait=S on a job that has not ended: 1 when the request
+ * was taken (held, or answered 400), 0 when the caller answers now. */
+int rbee__http_job_wait(rbee__http *h, struct evhttp_request *req, rbee_job *job);
+/* Answer every held request with the status of now (shutdown). */
+void rbee__http_job_wait_close_all(rbee__http *h);
 
 /* Replies. Every error is {"error":{"code":...,"message":...}}. Every
  * reply goes through rbee__http_send: a HEAD gets headers only. */

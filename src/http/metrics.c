@@ -67,6 +67,25 @@ int rbee__metrics_format(struct evbuffer *b, const rbee__snapshot *s,
 
   if (c->has_engine)
     engine_metrics(b, c);
+  head(b, "rbee_job_cancels_total", "counter", "Jobs cancelled, by reason.");
+  for (int r = RBEE_CANCEL_REQUESTED; r < RBEE__CANCEL_REASONS; r++)
+    evbuffer_add_printf(b, "rbee_job_cancels_total{reason=\"%s\"} %llu\n",
+                        rbee_cancel_reason_str((rbee_cancel_reason)r),
+                        (unsigned long long)c->cancel_reason[r]);
+  head(b, "rbee_job_cancel_latency_seconds", "histogram",
+       "Time from a job's cancel to its on_job returning (0 for a job that never started).");
+  for (int i = 0; i < RBEE__CANCEL_BUCKETS; i++)
+    evbuffer_add_printf(b, "rbee_job_cancel_latency_seconds_bucket{le=\"%g\"} %llu\n",
+                        rbee__cancel_bucket_le[i], (unsigned long long)c->cancel_bucket[i]);
+  evbuffer_add_printf(b, "rbee_job_cancel_latency_seconds_bucket{le=\"+Inf\"} %llu\n",
+                      (unsigned long long)c->cancel_count);
+  evbuffer_add_printf(b, "rbee_job_cancel_latency_seconds_sum %.17g\n", c->cancel_sum);
+  evbuffer_add_printf(b, "rbee_job_cancel_latency_seconds_count %llu\n",
+                      (unsigned long long)c->cancel_count);
+  head(b, "rbee_job_idempotent_replays_total", "counter",
+       "POST /v1/jobs answered with the job an earlier request of the same Idempotency-Key made.");
+  evbuffer_add_printf(b, "rbee_job_idempotent_replays_total %llu\n",
+                      (unsigned long long)c->idempotent_replays);
 
   head(b, "rbee_heartbeats_total", "counter", "Heartbeats to the queen, by result.");
   evbuffer_add_printf(b, "rbee_heartbeats_total{result=\"sent\"} %llu\n",

@@ -87,6 +87,7 @@ static void fail_locked(rbee_job *job, const char *code, const char *msg) {
  * does when on_job returns. */
 static void release_locked(rbee_engine *e, rbee_job *job) {
   rbee__jobs *jobs = e->jobs;
+  rbee__job_after_run_locked(job); /* cancel.c: latency, callback gone */
   job->in_pool = 0;
   if (!rbee__job_ended(job))
     rbee__job_end_locked(job, job->cancelled ? RBEE_JOB_CANCELLED

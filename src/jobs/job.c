@@ -180,6 +180,8 @@ _Thread_local int rbee__emit_nowait;
  * 0 when there is room, or why the job takes no more events. */
 static int wait_room_locked(rbee_job *job) {
   rbee__jobs *jobs = job->jobs;
+  if (job->no_stream && job->unread_bytes > jobs->cfg.stream_buffer_bytes)
+    rbee__job_shed_locked(job); /* result.c: nobody needs to read it */
   if (rbee__emit_nowait && job->unread_bytes > jobs->cfg.stream_buffer_bytes &&
       !job->cancelled && !rbee__job_ended(job) && !job->failed && !jobs->shutdown) {
     job->activity_mono = activity_now(job); /* held back by its reader, not hung */
@@ -224,6 +226,7 @@ int rbee__job_end_locked(rbee_job *job, rbee_job_state state) {
     return RBEE_ESTATE;
   if (rbee__job_phase_set_locked(job, RBEE__JP_ENDED) != 0)
     return RBEE_ESTATE;
+  state = rbee__job_end_hook_locked(job, state); /* cancel.c */
   job->state = state;
   job->finished_us = rbee__now_us();
   job->finished_mono = rbee__mono_us();

@@ -75,7 +75,9 @@ cJSON *rbee__job_status_json(rbee_job *job) {
   } else {
     cJSON_AddNullToObject(o, "error");
   }
+  const char *result = rbee__job_status_extra_locked(job, o); /* result.c */
   pthread_mutex_unlock(&jobs->mu);
+  rbee__job_status_add_result(o, result);
   return o;
 }
 

@@ -33,6 +33,7 @@ enum {
   O_STREAM_GRACE,
   O_JOB_HANG,
   O_MAX_BODY,
+  O_JOB_TIMEOUT,
   O_EXTRA = 2000 /* + index into cb->flags */
 };
 
@@ -81,6 +82,8 @@ static const flag_def defs[] = {
      "a job silent this long makes the worker degraded (default 0: off)"},
     {"max-body", O_MAX_BODY, "RBEE_MAX_BODY", NULL, "BYTES",
      "largest job request body (default 16777216)"},
+    {"job-timeout", O_JOB_TIMEOUT, "RBEE_JOB_TIMEOUT", NULL, "S",
+     "deadline of a job that names none, from acceptance (default 0: none)"},
 };
 #define NDEFS (sizeof defs / sizeof defs[0])
 
@@ -292,6 +295,11 @@ static int apply(rbee__worker_args *a, int id, const char *v, const char *what) 
     if (parse_seconds(&ms, v, 0, 86400))
       return bad(what, v, "not a hang timeout (0 to 86400 seconds)");
     o->job_hang_ms = ms;
+    return 0;
+  case O_JOB_TIMEOUT:
+    if (parse_seconds(&ms, v, 0, 86400))
+      return bad(what, v, "not a job timeout (0 to 86400 seconds)");
+    o->job_timeout_ms = ms;
     return 0;
   case O_MAX_BODY:
     if (rbee__parse_long(&n, v, 1024, 1L << 30))

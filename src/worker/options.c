@@ -17,9 +17,23 @@ int rbee_worker_options_init(rbee_worker_options *opts, unsigned version) {
   if (rc)
     return rc;
   rbee_worker_options init = RBEE_WORKER_OPTIONS_INIT;
-  *opts = init;
+  /* A program built for an older version has a shorter struct. */
+  memcpy(opts, &init, rbee__worker_options_size(version));
   opts->version = version;
   return 0;
+}
+
+size_t rbee__worker_options_size(unsigned version) {
+  if (version < 2)
+    return offsetof(rbee_worker_options, job_timeout_ms);
+  return sizeof(rbee_worker_options);
+}
+
+void rbee__worker_options_copy(rbee_worker_options *out, const rbee_worker_options *in) {
+  rbee_worker_options init = RBEE_WORKER_OPTIONS_INIT;
+  *out = init;
+  out->job_timeout_ms = 0; /* fields after the caller's version: their zero */
+  memcpy(out, in, rbee__worker_options_size(in->version));
 }
 
 int rbee_worker_callbacks_init(rbee_worker_callbacks *cb, unsigned version) {

@@ -174,6 +174,8 @@ static void begin_drain(rbee_worker *w, const char *why) {
   drain_check(w);
 }
 
+void rbee__worker_begin_drain(rbee_worker *w, const char *why) { begin_drain(w, why); }
+
 static void signal_cb(evutil_socket_t sig, short what, void *arg) {
   rbee_worker *w = arg;
   if (sig == SIGHUP) {
@@ -260,6 +262,7 @@ static void state_cb(evutil_socket_t fd, short what, void *arg) {
   pthread_mutex_unlock(&w->mu);
   rbee__worker_progress_changed(w);
   rbee__worker_health_changed(w);
+  rbee__worker_fault_check(w); /* fault.c */
   if (stop)
     begin_drain(w, "rbee_worker_stop");
 }
@@ -366,6 +369,7 @@ static int start(rbee_worker *w) {
                           .finished_keep = o->finished_keep,
                           .finished_ttl_ms = o->finished_ttl_ms,
                           .engine = rbee__worker_uses_engine(w->cb),
+                          .default_deadline_ms = o->job_timeout_ms,
                           .run = run_job,
                           .on_change = jobs_changed,
                           .userdata = w};
@@ -550,8 +554,8 @@ int rbee_worker_run(const rbee_worker_options *opts, const rbee_worker_callbacks
     return RBEE_EXIT_SOFTWARE;
   }
   rbee_worker_options filled;
-  if (opts) {
-    filled = *opts;
+  if (opts && opts->version > 0 && opts->version <= RBEE_WORKER_OPTIONS_VERSION) {
+    rbee__worker_options_copy(&filled, opts);
     rbee__worker_options_defaults(&filled);
     opts = &filled;
   }

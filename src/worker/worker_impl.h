@@ -102,6 +102,11 @@ struct rbee_worker {
   /* The batching engine (worker_engine.c), NULL with on_job. Loop thread. */
   rbee_engine *engine;
   int engine_stuck; /* its thread did not return when stopped */
+  /* fault.c, under mu: a restart asked for (a device fault, recycle). */
+  rbee_device_fault fault;   /* CONTEXT or LOST once seen */
+  int fault_pending;         /* the loop has not acted on it yet */
+  int recycle_requested;
+  int restarting;            /* loop thread: exit 75 after the drain */
 };
 
 /* worker_engine.c: the engine's hooks; each does nothing without one. */
@@ -112,6 +117,11 @@ void rbee__worker_engine_drain(rbee_worker *w);
 /* 1 when on_engine did not return within @p wait_ms (then it is stuck). */
 int rbee__worker_engine_stop(rbee_worker *w, unsigned wait_ms);
 void rbee__worker_engine_free(rbee_worker *w);
+
+/* worker.c: begin a drain (loop thread), as SIGTERM does. */
+void rbee__worker_begin_drain(rbee_worker *w, const char *why);
+/* fault.c: act on a device fault or a recycle asked for (loop thread). */
+void rbee__worker_fault_check(rbee_worker *w);
 
 /* worker_state.c */
 void rbee__worker_effective_health(rbee_worker *w, rbee_health *h, char *reason, size_t len);

@@ -252,7 +252,7 @@ void rbee__worker_tick(rbee_worker *w) {
   }
   /* Device: live figures every tick, the sticky-error probe every 5 s.
    * Either failing means the device broke for good. */
-  if (w->dev == NULL)
+  if (w->dev == NULL || w->restarting)
     return;
   int rc = rbee_device_stats(&w->usage, w->dev);
   if (rc == 0)
@@ -264,14 +264,8 @@ void rbee__worker_tick(rbee_worker *w) {
   }
   if (rc == 0)
     return;
-  pthread_mutex_lock(&w->mu);
-  int was = w->health[RBEE__HS_DEVICE] == RBEE_HEALTH_UNHEALTHY;
-  if (!was) {
-    w->health[RBEE__HS_DEVICE] = RBEE_HEALTH_UNHEALTHY;
-    snprintf(w->reason[RBEE__HS_DEVICE], sizeof w->reason[0], "device %s: %s",
-             rbee_device_name(w->dev), rbee_error_message());
-  }
-  pthread_mutex_unlock(&w->mu);
-  if (!was)
-    rbee__worker_health_changed(w);
+  /* Sticky: the context is gone for good; restart (fault.c, exit 75). */
+  char why[300];
+  snprintf(why, sizeof why, "device %s: %s", rbee_device_name(w->dev), rbee_error_message());
+  rbee_worker_device_fault(w, RBEE_FAULT_CONTEXT, why);
 }
