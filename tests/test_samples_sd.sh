@@ -65,4 +65,8 @@ grep -q '^event: progress' "$TMP/cancel.sse" || fail "no progress before the can
 wait "$reader" || true
 assert_contains "$TMP/cancel.sse" 'data: [CANCELLED]' "cancelled"
 grep -q 'event: complete' "$TMP/cancel.sse" && fail "a cancelled job completed"
+step "sd-worker's own metrics on /metrics"
+curl -s "$W/metrics" >"$TMP/metrics.txt"
+grep -qE '^sd_steps_total [1-9]' "$TMP/metrics.txt" || fail "sd_steps_total: $(grep sd_ "$TMP/metrics.txt")"
+grep -qE '^sd_image_bytes_total\{kind="complete"\} [1-9]' "$TMP/metrics.txt" || fail "sd_image_bytes_total"
 echo "all sd-worker checks passed"

@@ -14,5 +14,6 @@
 #include "params.h"
 #include "binary.h"
 #include "worker.h"
+#include "metrics.h"
 
 #endif

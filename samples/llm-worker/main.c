@@ -23,6 +23,7 @@
 
 typedef struct llm_worker {
   double pace_tps; /* --pace-tps, 0: unlimited */
+  rbee_metric *tokens, *tps; /* on /metrics beside the framework's */
   llm_model *model;
   rbee_worker *w;
 } llm_worker;
@@ -244,6 +245,9 @@ static int on_job(rbee_worker *w, rbee_job *job, void *ud) {
   }
   llm_gen_free(&g);
   int64_t dt = now_us() - t0;
+  rbee_metric_add(lw->tokens, NULL, (double)n);
+  if (n > 0 && dt > 0)
+    rbee_metric_observe(lw->tps, NULL, (double)n * 1e6 / (double)dt);
   if (rc == 0) {
     if (!ip.stream) {
       cJSON *o = cJSON_CreateObject();
@@ -296,5 +300,14 @@ int main(int argc, char **argv) {
       .on_flag = on_flag,
   };
   llm_worker lw = {0};
+  static const double tps_le[] = {1, 5, 10, 20, 50, 100, 200, 500, 1000, 5000, 20000, 100000};
+  if (rbee_metric_counter_new(&lw.tokens, "llm_tokens_generated_total",
+                              "Tokens generated, streamed or collected.", NULL, 0) != 0 ||
+      rbee_metric_histogram_new(&lw.tps, "llm_tokens_per_second",
+                                "Tokens a second of each finished job.", NULL, 0, tps_le,
+                                sizeof tps_le / sizeof tps_le[0]) != 0) {
+    fprintf(stderr, "llm-worker: %s\n", rbee_error_message());
+    return RBEE_EXIT_SOFTWARE;
+  }
   return rbee_worker_main(argc, argv, &cb, &lw);
 }
