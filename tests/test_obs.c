@@ -11,6 +11,7 @@
 #include "http_client.h"
 #include "proc_spawn.h"
 #include "prom_check.h"
+#include "queen_server.h"
 #include "rbee/rbee.h"
 
 static proc P;
@@ -141,6 +142,68 @@ START_TEST(test_obs_metrics_exported) {
 }
 END_TEST
 
+/* The number after "name": in @p json, or -1. */
+static double json_num(const char *json, const char *name) {
+  char key[64];
+  snprintf(key, sizeof key, "\"%s\":", name);
+  const char *p = strstr(json, key);
+  return p ? strtod(p + strlen(key), NULL) : -1;
+}
+
+START_TEST(test_obs_loading_phase_elapsed_expected) {
+  queen_server *q = queen_server_start(QUEEN_OK);
+  ck_assert_ptr_nonnull(q);
+  int port = start((const char *const[]){"--init-ms", "4000", "--expected-s", "42.5",
+                                         "--queen-url", queen_server_url(q),
+                                         "--heartbeat-interval", "1", NULL});
+  double first = -1, last = -1;
+  char body[2048] = "";
+  for (int i = 0; i < 300; i++) {
+    tc_response r;
+    tc_request(&r, port, "GET", "/ready", NULL, NULL, 0, NULL, 2000);
+    if (r.status == 503 && strstr(r.body, "\"phase\":\"loading weights\"")) {
+      snprintf(body, sizeof body, "%s", r.body);
+      double el = json_num(r.body, "elapsed_s");
+      if (first < 0)
+        first = el;
+      last = el;
+    }
+    tc_response_free(&r);
+    if (first >= 0 && last - first >= 0.2)
+      break;
+    usleep(20000);
+  }
+  ck_assert_msg(first >= 0, "no /ready with the phase: %s", body);
+  ck_assert_msg(last > first, "elapsed_s does not grow: %g then %g", first, last);
+  ck_assert(json_num(body, "expected_s") == 42.5);
+  ck_assert(json_num(body, "progress") >= 0 && json_num(body, "progress") <= 1);
+  ck_assert_ptr_nonnull(strstr(body, "\"state\":\"starting\""));
+  /* The heartbeat while loading carries the same. */
+  int found = 0;
+  for (int i = 0; i < 300 && !found; i++) {
+    size_t n = queen_server_count(q);
+    for (size_t k = 0; k < n && !found; k++) {
+      queen_request *b = queen_server_get(q, k);
+      if (b && strstr(b->body, "\"phase\":\"loading weights\"") &&
+          strstr(b->body, "\"expected_s\":42.5") && json_num(b->body, "elapsed_s") > 0)
+        found = 1;
+      queen_request_free(b);
+    }
+    if (!found)
+      usleep(20000);
+  }
+  ck_assert_msg(found, "no heartbeat with phase, elapsed_s and expected_s");
+  wait_ready(port);
+  tc_response r;
+  tc_request(&r, port, "GET", "/ready", NULL, NULL, 0, NULL, 2000);
+  ck_assert_ptr_null(strstr(r.body, "elapsed_s")); /* loading is over */
+  tc_response_free(&r);
+  proc_kill(&P, SIGTERM);
+  ck_assert_int_eq(proc_wait(&P, 30000), 0);
+  queen_server_stop(q);
+}
+END_TEST
+
 static Suite *obs_suite(void) {
   Suite *s = suite_create("obs");
   TCase *tc = tcase_create("obs");
@@ -148,6 +211,7 @@ static Suite *obs_suite(void) {
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, test_obs_metrics_declare_errors);
   tcase_add_test(tc, test_obs_metrics_exported);
+  tcase_add_test(tc, test_obs_loading_phase_elapsed_expected);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -425,6 +425,9 @@ static int start(rbee_worker *w) {
   }
   rbee__sd_notify(&w->sd, "STATUS=loading");
   w->init_running = 1;
+  pthread_mutex_lock(&w->mu);
+  w->init_start_mono = rbee__mono_us();
+  pthread_mutex_unlock(&w->mu);
   if (pthread_create(&w->init_thread, NULL, init_main, w) != 0) {
     w->init_running = 0;
     RBEE_ERROR("worker", "init", "cannot start the on_init thread");

@@ -64,6 +64,8 @@ static int declare(void) {
 
 static int on_init(rbee_worker *w, void *ud) {
   (void)ud;
+  if (expected_s > 0 && rbee_worker_set_expected_s(w, expected_s) != 0)
+    return -1;
   if (init_ms > 0) {
     for (long t = 0; t < init_ms; t += 50) {
       rbee_worker_set_progress(w, "loading weights", (double)t / (double)init_ms);
