@@ -15,5 +15,7 @@
 #include "binary.h"
 #include "worker.h"
 #include "metrics.h"
+#include "trace.h"
+#include "summary.h"
 
 #endif

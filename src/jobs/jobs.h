@@ -32,6 +32,8 @@ typedef struct rbee__jobs_config {
   size_t finished_bytes;       /* ... and while their kept events take no
                                   more than this in all; 0: 64 MiB */
   unsigned max_readers;        /* open readers per job; 0: 64 */
+  int summary;                 /* a summary event before each terminal
+                                  marker (the worker's table: on) */
   /* Runs one job on a job thread: the worker's on_job. */
   int (*run)(rbee_job *job, void *userdata);
   /* Loop thread: a job started or ended (slots or queue changed). */
@@ -65,6 +67,11 @@ void rbee__jobs_free(rbee__jobs *jobs);
  * RBEE_EBUSY when max_queue jobs already wait. *out is borrowed like the
  * result of rbee__jobs_find. */
 int rbee__jobs_submit(rbee__jobs *jobs, struct cJSON *body, rbee_job **out);
+/* The same with the request's trace context (util/trace.h; NULL: a new
+ * trace): the job's span is a child of it. */
+struct rbee__trace;
+int rbee__jobs_submit_traced(rbee__jobs *jobs, struct cJSON *body, const struct rbee__trace *trace,
+                             rbee_job **out);
 /* A new table accepts jobs; the worker turns this off until it is ready
  * and again when it drains. */
 void rbee__jobs_set_accepting(rbee__jobs *jobs, int accepting);

@@ -12,6 +12,8 @@
 #include <stdatomic.h>
 
 #include "jobs/jobs.h"
+#include "jobs/summary.h"
+#include "util/trace.h"
 
 struct event;
 
@@ -98,6 +100,8 @@ struct rbee_job {
   size_t unread_bytes; /* bytes of events with id > read_id */
   size_t kept_bytes;   /* bytes of every kept event */
   size_t fin_bytes;    /* kept_bytes when it finished (loop thread) */
+  rbee__trace trace;   /* set before the job is shared, then read-only */
+  rbee__job_obs obs;   /* summary.c, under mu */
 };
 
 struct rbee__jobs {

@@ -358,6 +358,7 @@ static int start(rbee_worker *w) {
                           .stream_grace_ms = o->stream_grace_ms,
                           .finished_keep = o->finished_keep,
                           .finished_ttl_ms = o->finished_ttl_ms,
+                          .summary = 1,
                           .run = run_job,
                           .on_change = jobs_changed,
                           .userdata = w};
