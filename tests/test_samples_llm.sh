@@ -38,6 +38,13 @@ stream "$W" "$job" "$TMP/a.sse"
 assert_contains "$TMP/a.sse" '"type":"started"' "started event"
 assert_contains "$TMP/a.sse" '"i":29}' "token numbering"
 assert_contains "$TMP/a.sse" '"tokens_out":30,' "end event"
+
+step "llm-worker's own metrics on /metrics"
+curl -s "$W/metrics" >"$TMP/metrics.txt"
+grep -qE '^llm_tokens_generated_total (3[0-9]|[4-9][0-9]|[0-9]{3,})$' "$TMP/metrics.txt" ||
+  fail "llm_tokens_generated_total missing or under 30: $(grep llm_ "$TMP/metrics.txt")"
+grep -q '^llm_tokens_per_second_count [1-9]' "$TMP/metrics.txt" || fail "tokens-per-second histogram"
+grep -q '^# TYPE llm_tokens_per_second histogram$' "$TMP/metrics.txt" || fail "histogram TYPE"
 assert_contains "$TMP/a.sse" '"stop_reason":"max_tokens","seed":11}' "stop reason"
 [ "$(tail -n 2 "$TMP/a.sse" | head -n 1)" = "data: [DONE]" ] || fail "the stream does not end with [DONE]"
 

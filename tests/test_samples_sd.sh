@@ -77,4 +77,8 @@ sed -n 's/.*"image":"\([^"]*\)".*/\1/p' "$TMP/poll-status.json" | base64 -d >"$T
   fail "the result's image is not base64"
 [ "$(head -c 8 "$TMP/poll.png" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ] ||
   fail "the result's image is not a PNG"
+step "sd-worker's own metrics on /metrics"
+curl -s "$W/metrics" >"$TMP/metrics.txt"
+grep -qE '^sd_steps_total [1-9]' "$TMP/metrics.txt" || fail "sd_steps_total: $(grep sd_ "$TMP/metrics.txt")"
+grep -qE '^sd_image_bytes_total\{kind="complete"\} [1-9]' "$TMP/metrics.txt" || fail "sd_image_bytes_total"
 echo "all sd-worker checks passed"

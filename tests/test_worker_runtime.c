@@ -147,7 +147,7 @@ START_TEST(test_worker_emit_from_threads) {
   ck_assert_int_eq(worker_stream_finish(&s, WP_EXIT_MS), 0);
   static worker_sse_event ev[512];
   int n = worker_sse_parse(s.body, s.body_len, ev, 512);
-  ck_assert_int_eq(n, 1 + 400 + 1);
+  ck_assert_int_eq(n, 1 + 400 + 1 + 1); /* started, tokens, summary, [DONE] */
   for (int i = 0; i < n; i++)
     ck_assert_int_eq(ev[i].id, i);
   for (int i = 1; i <= 400; i++) {
@@ -155,6 +155,8 @@ START_TEST(test_worker_emit_from_threads) {
     ck_assert_int_eq(cJSON_GetObjectItem(o, "i")->valueint, i - 1);
     cJSON_Delete(o);
   }
+  ck_assert_ptr_nonnull(strstr(ev[n - 2].data, "\"type\":\"summary\""));
+  ck_assert_ptr_nonnull(strstr(ev[n - 2].data, "\"events\":401,"));
   ck_assert_str_eq(ev[n - 1].data, "[DONE]");
   worker_sse_free(ev, n);
   worker_stream_close(&s);

@@ -15,5 +15,8 @@
 #include "binary.h"
 #include "engine.h"
 #include "worker.h"
+#include "metrics.h"
+#include "trace.h"
+#include "summary.h"
 
 #endif

@@ -152,6 +152,11 @@ RBEE_EXTERN int rbee_worker_run(const rbee_worker_options *opts,
  * /ready, the heartbeat and the log. Any thread. (Jobs have the same
  * order: rbee_job_emit_progress(job, phase, fraction, extra).) */
 RBEE_EXTERN int rbee_worker_set_progress(rbee_worker *w, const char *phase, double fraction);
+/** How long loading is expected to take in all, in seconds (> 0; 0
+ * clears it): shown as "expected_s" beside "elapsed_s" (seconds since
+ * on_init started) in /ready and the heartbeat while the worker starts.
+ * Any thread; typically once at the top of on_init. */
+RBEE_EXTERN int rbee_worker_set_expected_s(rbee_worker *w, double seconds);
 /** Report health from worker code (reason copied; NULL for healthy). An
  * unhealthy worker is not ready. Any thread. */
 RBEE_EXTERN int rbee_worker_set_health(rbee_worker *w, rbee_health health,

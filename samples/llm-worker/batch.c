@@ -77,9 +77,11 @@ static void seq_start(llm_worker *lw, rbee_engine *e, batch *b, rbee_job *job) {
 }
 
 /* Hand the job back and drop the sequence at @p i (order kept). */
-static void seq_end(rbee_engine *e, batch *b, size_t i, int failed) {
+static void seq_end(llm_worker *lw, rbee_engine *e, batch *b, size_t i, int failed) {
   seq *q = b->s[i];
   int64_t dt = llm_now_us() - q->t0;
+  llm_job_over(lw, q->job, q->text, q->text_len, q->ip.stream,
+               failed ? "error" : q->stop ? q->stop : "cancelled", q->n, dt);
   rbee_log(RBEE_LOG_INFO, "llm", "infer", rbee_job_id(q->job),
            "%lld tokens in %.3f s (%s, batched), seed %lld", q->n, (double)dt / 1e6,
            q->stop ? q->stop : "cancelled", q->ip.seed);
@@ -165,6 +167,9 @@ static int seq_step(seq *q) {
     }
     if (rc != 0)
       return -1;
+    /* The result (GET /v1/jobs/{id}) keeps the text too, up to a bound. */
+    if (q->text_len < LLM_RESULT_TEXT_MAX)
+      (void)llm_append(&q->text, &q->text_len, &q->text_cap, q->tok);
   } else if (llm_append(&q->text, &q->text_len, &q->text_cap, q->tok) != 0) {
     return -1;
   }
@@ -211,7 +216,7 @@ int llm_on_engine(rbee_worker *w, rbee_engine *e, void *ud) {
       for (int i = 0; i < k; i++) {
         long at = find(&b, fresh[i]);
         if (at >= 0)
-          seq_end(e, &b, (size_t)at, 0); /* ends [CANCELLED] */
+          seq_end(lw, e, &b, (size_t)at, 0); /* ends [CANCELLED] */
       }
     if (b.n == 0)
       continue;
@@ -222,7 +227,7 @@ int llm_on_engine(rbee_worker *w, rbee_engine *e, void *ud) {
     for (size_t i = 0; i < b.n;) {
       int rc = seq_step(b.s[i]);
       if (rc != 0)
-        seq_end(e, &b, i, rc < 0);
+        seq_end(lw, e, &b, i, rc < 0);
       else
         i++;
     }

@@ -16,6 +16,7 @@ typedef struct llm_worker {
   long step_cost_ms; /* --step-cost-ms: one simulated device step */
   int batch;         /* --engine batch */
   rbee_worker_callbacks *cb; /* main's, so --engine can set on_engine */
+  rbee_metric *tokens, *tps; /* on /metrics beside the framework's */
   llm_model *model;
   rbee_worker *w;
 } llm_worker;
@@ -32,6 +33,12 @@ int llm_read_params(const cJSON *p, infer_params *ip, char *err, size_t errlen);
 /* Append @p s to a growing buffer; -1 on out of memory. */
 int llm_append(char **buf, size_t *len, size_t *cap, const char *s);
 int64_t llm_now_us(void);
+/* A streamed job's result keeps this much of its text. */
+#define LLM_RESULT_TEXT_MAX ((size_t)4 << 20)
+/* A generation is over, in either mode: count its tokens on /metrics and
+ * set the job's result for clients that poll (the text, why it stopped). */
+void llm_job_over(llm_worker *lw, rbee_job *job, const char *text, size_t text_len,
+                  int stream, const char *stop, long long n, int64_t dt_us);
 /* One simulated device step: --step-cost-ms, however many sequences it
  * advances. */
 void llm_step_cost(const llm_worker *lw);

@@ -21,8 +21,29 @@
 
 #define MAX_TOKENS_LIMIT 10000000LL   /* streamed: the model has no context limit */
 #define MAX_TOKENS_COLLECTED 100000LL /* stream:false gathers the text in memory */
-#define RESULT_TEXT_MAX ((size_t)4 << 20) /* a streamed job's result keeps this much text */
 #define MAX_PROMPT (1u << 20)
+
+void llm_job_over(llm_worker *lw, rbee_job *job, const char *text, size_t text_len,
+                  int stream, const char *stop, long long n, int64_t dt_us) {
+  rbee_metric_add(lw->tokens, NULL, (double)n);
+  if (n > 0 && dt_us > 0)
+    rbee_metric_observe(lw->tps, NULL, (double)n * 1e6 / (double)dt_us);
+  if (strcmp(stop, "cancelled") == 0 || strcmp(stop, "error") == 0)
+    return; /* nobody polls for a job that did not end done */
+  cJSON *res = cJSON_CreateObject();
+  if (res && cJSON_AddStringToObject(res, "text", text ? text : "") &&
+      cJSON_AddStringToObject(res, "stop_reason", stop) &&
+      cJSON_AddNumberToObject(res, "tokens_out", (double)n) &&
+      (!stream || text_len < LLM_RESULT_TEXT_MAX ||
+       cJSON_AddTrueToObject(res, "text_truncated"))) {
+    char *rs = cJSON_PrintUnformatted(res);
+    if (rs && rbee_job_set_result(job, rs) != 0)
+      rbee_log(RBEE_LOG_WARN, "llm", "result", rbee_job_id(job), "result not kept: %s",
+               rbee_error_message());
+    cJSON_free(rs);
+  }
+  cJSON_Delete(res);
+}
 
 int64_t llm_now_us(void) {
   struct timespec ts;
@@ -258,7 +279,7 @@ static int on_job(rbee_worker *w, rbee_job *job, void *ud) {
         break;
       }
       /* The result (GET /v1/jobs/{id}) keeps the text too, up to a bound. */
-      if (text_len < RESULT_TEXT_MAX)
+      if (text_len < LLM_RESULT_TEXT_MAX)
         (void)llm_append(&text, &text_len, &text_cap, tok);
     } else if (llm_append(&text, &text_len, &text_cap, tok) != 0) {
       rbee_job_fail(job, "OUT_OF_MEMORY", "no memory for %lld tokens of text", n + 1);
@@ -281,20 +302,6 @@ static int on_job(rbee_worker *w, rbee_job *job, void *ud) {
         rc = 1, rbee_job_fail(job, "OUT_OF_MEMORY", "no memory for the text event");
       cJSON_Delete(o);
     }
-    /* The result for clients that poll: the text and why it stopped. */
-    cJSON *res = cJSON_CreateObject();
-    if (res && cJSON_AddStringToObject(res, "text", text ? text : "") &&
-        cJSON_AddStringToObject(res, "stop_reason", stop) &&
-        cJSON_AddNumberToObject(res, "tokens_out", (double)n) &&
-        (!ip.stream || text_len < RESULT_TEXT_MAX ||
-         cJSON_AddTrueToObject(res, "text_truncated"))) {
-      char *rs = cJSON_PrintUnformatted(res);
-      if (rs && rbee_job_set_result(job, rs) != 0)
-        rbee_log(RBEE_LOG_WARN, "llm", "result", rbee_job_id(job), "result not kept: %s",
-                 rbee_error_message());
-      cJSON_free(rs);
-    }
-    cJSON_Delete(res);
     /* After a cancel the stream is closed; the end event is for the log. */
     char end[256];
     snprintf(end, sizeof end,
@@ -306,6 +313,7 @@ static int on_job(rbee_worker *w, rbee_job *job, void *ud) {
     if (rc == RBEE_ECANCELED)
       rc = 0; /* the job ends cancelled */
   }
+  llm_job_over(lw, job, text, text_len, ip.stream, stop, n, dt);
   free(text);
   rbee_log(RBEE_LOG_INFO, "llm", "infer", rbee_job_id(job),
            "%lld tokens in %.3f s (%s), seed %lld", n, (double)dt / 1e6, stop, ip.seed);
@@ -343,5 +351,14 @@ int main(int argc, char **argv) {
   /* --engine batch sets cb.on_engine while the flags are parsed, before
    * the worker starts and reads the callbacks. */
   llm_worker lw = {.cb = &cb};
+  static const double tps_le[] = {1, 5, 10, 20, 50, 100, 200, 500, 1000, 5000, 20000, 100000};
+  if (rbee_metric_counter_new(&lw.tokens, "llm_tokens_generated_total",
+                              "Tokens generated, streamed or collected.", NULL, 0) != 0 ||
+      rbee_metric_histogram_new(&lw.tps, "llm_tokens_per_second",
+                                "Tokens a second of each finished job.", NULL, 0, tps_le,
+                                sizeof tps_le / sizeof tps_le[0]) != 0) {
+    fprintf(stderr, "llm-worker: %s\n", rbee_error_message());
+    return RBEE_EXIT_SOFTWARE;
+  }
   return rbee_worker_main(argc, argv, &cb, &lw);
 }

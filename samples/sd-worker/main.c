@@ -102,6 +102,8 @@ static void set_image_result(rbee_job *job, const cJSON *meta, const uint8_t *pn
   free(b64);
   cJSON_Delete(r);
 }
+/* On /metrics beside the framework's (declared in main). */
+static rbee_metric *m_steps, *m_image_bytes;
 
 /* Colour the engine's state, encode it, and emit it as @p event: 0 sent,
  * RBEE_ECANCELED, another emit error (the job is already failed), or
@@ -126,8 +128,13 @@ static int emit_image(rbee_job *job, sd_engine *e, const image_params *ip, uint8
       cJSON_AddStringToObject(o, "device", e->device) &&
       cJSON_AddNumberToObject(o, "png_bytes", (double)png_len) &&
       cJSON_AddNumberToObject(o, "duration_ms", (double)((now_us() - t0) / 1000)))
+  {
     rc = rbee_job_emit_binary(job, event, o, "image", png, png_len);
-  else
+    if (rc == 0) {
+      const char *const kind[] = {event};
+      rbee_metric_add(m_image_bytes, kind, (double)png_len);
+    }
+  } else
     snprintf(err, errlen, "out of memory for the image event");
   if (rc == 0 && strcmp(event, "complete") == 0)
     set_image_result(job, o, png, png_len);
@@ -183,6 +190,7 @@ static int on_job(rbee_worker *w, rbee_job *job, void *ud) {
       rc = SD_FAILED;
       break;
     }
+    rbee_metric_add(m_steps, NULL, 1);
     cJSON *at = cJSON_CreateObject();
     if (at == NULL || !cJSON_AddNumberToObject(at, "step", (double)k) ||
         !cJSON_AddNumberToObject(at, "total", (double)ip.steps)) {
@@ -234,5 +242,12 @@ int main(int argc, char **argv) {
       .on_ready = on_ready,
       .on_job = on_job,
   };
+  static const char *const kind[] = {"kind", NULL};
+  if (rbee_metric_counter_new(&m_steps, "sd_steps_total", "Denoising steps run.", NULL, 0) != 0 ||
+      rbee_metric_counter_new(&m_image_bytes, "sd_image_bytes_total",
+                              "PNG bytes sent, previews and final images.", kind, 2) != 0) {
+    fprintf(stderr, "sd-worker: %s\n", rbee_error_message());
+    return RBEE_EXIT_SOFTWARE;
+  }
   return rbee_worker_main(argc, argv, &cb, NULL);
 }

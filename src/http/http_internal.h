@@ -104,5 +104,8 @@ void rbee__sse_close_all(rbee__http *h);
 /* Prometheus text exposition of the worker's state into @p out. */
 int rbee__metrics_format(struct evbuffer *out, const rbee__snapshot *snap,
                          const rbee__jobs_counts *jobs);
+/* The metrics worker code declared (rbee/metrics.h), after the framework's
+ * (worker_metrics.c). */
+void rbee__worker_metrics_format(struct evbuffer *out);
 
 #endif

@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "http_internal.h"
+#include "rbee/trace.h"
+#include "util/trace.h"
 #include "util/util.h"
 
 /* 503 when the worker would not take a job now; 0 when it would. */
@@ -99,6 +101,13 @@ void rbee__http_job_submit(rbee__http *h, struct evhttp_request *req) {
   }
   ctl.idem_key = key;
   ctl.idem_hash = hash;
+  /* W3C trace context: a malformed traceparent is ignored (a new trace),
+   * never an error. */
+  struct evkeyvalq *in_h = evhttp_request_get_input_headers(req);
+  rbee__trace tc;
+  rbee__trace_from_headers(&tc, evhttp_find_header(in_h, "traceparent"),
+                           evhttp_find_header(in_h, "tracestate"));
+  ctl.trace = &tc;
   rbee_job *job = NULL;
   int rc = rbee__jobs_submit_ctl(h->jobs, body, &ctl, &job);
   if (rc == RBEE_EBUSY) {
@@ -117,7 +126,11 @@ void rbee__http_job_submit(rbee__http *h, struct evhttp_request *req) {
     return;
   }
   const char *id = rbee_job_id(job);
-  evhttp_add_header(evhttp_request_get_output_headers(req), "X-Job-Id", id);
+  struct evkeyvalq *out_h = evhttp_request_get_output_headers(req);
+  evhttp_add_header(out_h, "X-Job-Id", id);
+  evhttp_add_header(out_h, "traceparent", rbee_job_traceparent(job));
+  if (rbee_job_tracestate(job)[0])
+    evhttp_add_header(out_h, "tracestate", rbee_job_tracestate(job));
   if (wants_stream(req)) {
     rbee__sse_start(h, req, job, -1);
     return;

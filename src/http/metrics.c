@@ -118,5 +118,6 @@ int rbee__metrics_format(struct evbuffer *b, const rbee__snapshot *s,
     if (s->device.temperature_c >= 0)
       gauge(b, "rbee_device_temperature_celsius", "GPU temperature.", s->device.temperature_c);
   }
+  rbee__worker_metrics_format(b);
   return 0;
 }

@@ -48,8 +48,14 @@ void rbee__http_ready(rbee__http *h, struct evhttp_request *req) {
   if (why != NULL) {
     cJSON_AddStringToObject(o, "reason", why);
     /* While on_init loads, progress is always there: 0 until it reports. */
-    if (s.status == RBEE_STATUS_STARTING)
+    if (s.status == RBEE_STATUS_STARTING) {
       cJSON_AddNumberToObject(o, "progress", s.progress > 0 ? s.progress : 0);
+      if (s.progress_what[0])
+        cJSON_AddStringToObject(o, "phase", s.progress_what);
+      cJSON_AddNumberToObject(o, "elapsed_s", s.load_elapsed_s);
+      if (s.load_expected_s > 0)
+        cJSON_AddNumberToObject(o, "expected_s", s.load_expected_s);
+    }
   }
   rbee__http_reply_json(req, why == NULL ? 200 : 503, o);
 }

@@ -152,6 +152,12 @@ static void append_obj_locked(rbee_job *job, cJSON *o) {
   cJSON_Delete(o);
 }
 
+rbee_job_state rbee__job_end_state(const rbee_job *job, rbee_job_state state) {
+  return state == RBEE_JOB_CANCELLED && job->cancel_reason == RBEE_CANCEL_DEADLINE
+             ? RBEE_JOB_FAILED
+             : state;
+}
+
 rbee_job_state rbee__job_end_hook_locked(rbee_job *job, rbee_job_state state) {
   if (state != RBEE_JOB_CANCELLED)
     return state;
@@ -180,7 +186,7 @@ rbee_job_state rbee__job_end_hook_locked(rbee_job *job, rbee_job_state state) {
   cJSON_AddStringToObject(e, "code", "DEADLINE_EXCEEDED");
   cJSON_AddStringToObject(e, "message", msg ? msg : "the job's deadline passed");
   append_obj_locked(job, e);
-  return RBEE_JOB_FAILED;
+  return rbee__job_end_state(job, state);
 }
 
 void rbee__jobs_count_end(rbee__jobs *jobs, rbee_job *job) {

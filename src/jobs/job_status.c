@@ -64,6 +64,7 @@ cJSON *rbee__job_status_json(rbee_job *job) {
   add_time(o, "started_at", job->started_us);
   add_time(o, "finished_at", job->finished_us);
   cJSON_AddNumberToObject(o, "events", (double)job->next_id);
+  rbee__job_timings_add_locked(job, o);
   if (job->cancelled && !rbee__job_ended(job))
     cJSON_AddTrueToObject(o, "cancelling");
   if (job->error_message) {

@@ -28,10 +28,12 @@ static rbee_job *take_queued_locked(rbee__jobs *jobs);
 void rbee__job_ref(rbee_job *job) { atomic_fetch_add(&job->refs, 1); }
 
 static void job_free(rbee_job *job) {
+  rbee__trace_forget(job->id);
   if (job->grace)
     event_free(job->grace);
   rbee__job_events_free(job);
   rbee__job_control_free(job);
+  rbee__job_obs_free(&job->obs);
   pthread_cond_destroy(&job->room);
   cJSON_Delete(job->body);
   free(job->operation);
@@ -330,6 +332,7 @@ void rbee__jobs_finalize(rbee__jobs *jobs, rbee_job *job) {
   }
   RBEE_LOG(RBEE_LOG_INFO, "jobs", "end", job->id, "job %s %s", job->operation,
            rbee_job_state_str(job->state));
+  rbee__job_span_log(job);
   /* on_job has returned: the request body (borrowed for the job's life)
    * is not kept with the finished job, only its events count. */
   pthread_mutex_lock(&jobs->mu);
@@ -463,9 +466,15 @@ int rbee__jobs_submit_ctl(rbee__jobs *jobs, cJSON *body, const rbee__job_ctl *ct
   job->read_id = -1;
   job->progress = 0;
   job->created_us = rbee__now_us();
+  rbee__job_obs_start(&job->obs, body);
   job->grace = evtimer_new(jobs->base, grace_cb, job);
   rbee__job_control_init(job);
-  if (job->grace == NULL || job->operation == NULL || rbee__job_deadline_arm(job, ctl) != 0) {
+  if (ctl && ctl->trace)
+    job->trace = *ctl->trace;
+  else
+    rbee__trace_from_headers(&job->trace, NULL, NULL);
+  if (job->grace == NULL || job->operation == NULL ||
+      rbee__trace_register(job->id, &job->trace) != 0 || rbee__job_deadline_arm(job, ctl) != 0) {
     job_free(job);
     return rbee__error_set(RBEE_ENOMEM, NULL);
   }

@@ -36,6 +36,8 @@ typedef struct rbee__jobs_config {
   int engine; /* no job threads: an engine (engine.c) takes handed-off jobs */
   unsigned default_deadline_ms; /* --job-timeout: a job without its own
                                    deadline gets this one; 0: none */
+  int summary;                 /* a summary event before each terminal
+                                  marker (the worker's table: on) */
   /* Runs one job on a job thread: the worker's on_job. */
   int (*run)(rbee_job *job, void *userdata);
   /* Loop thread: a job started or ended (slots or queue changed). */
@@ -86,6 +88,8 @@ typedef struct rbee__job_ctl {
   int no_stream;        /* "stream": false: runs to its end unread */
   const char *idem_key; /* Idempotency-Key (copied), NULL none */
   uint64_t idem_hash;   /* of the request body */
+  const struct rbee__trace *trace; /* the request's trace context
+                                      (util/trace.h); NULL: a new trace */
 } rbee__job_ctl;
 
 /* @p base must have been created after evthread_use_pthreads(): job

@@ -12,6 +12,8 @@
 #include <stdatomic.h>
 
 #include "jobs/jobs.h"
+#include "jobs/summary.h"
+#include "util/trace.h"
 
 struct event;
 
@@ -118,6 +120,8 @@ struct rbee_job {
   char *idem_key;                   /* loop thread */
   uint64_t idem_hash;
   struct rbee__job_watch *watchers; /* loop thread: told when it ends */
+  rbee__trace trace;   /* set before the job is shared, then read-only */
+  rbee__job_obs obs;   /* summary.c, under mu */
 };
 
 
@@ -197,6 +201,8 @@ int rbee__job_deadline_arm(rbee_job *job, const rbee__job_ctl *ctl);
  * the "cancelled" event of a cancelled job, and a deadline's error.
  * Returns the state to end in (a deadline ends failed). */
 rbee_job_state rbee__job_end_hook_locked(rbee_job *job, rbee_job_state state);
+/* cancel.c: the state a job ending @p state ends in (a deadline: failed). */
+rbee_job_state rbee__job_end_state(const rbee_job *job, rbee_job_state state);
 /* cancel.c: on_job returned (mu held; may wait for a cancel callback). */
 void rbee__job_after_run_locked(rbee_job *job);
 /* cancel.c: count the end of @p job in the cancel metrics (loop thread). */

@@ -370,6 +370,7 @@ static int start(rbee_worker *w) {
                           .finished_ttl_ms = o->finished_ttl_ms,
                           .engine = rbee__worker_uses_engine(w->cb),
                           .default_deadline_ms = o->job_timeout_ms,
+                          .summary = 1,
                           .run = run_job,
                           .on_change = jobs_changed,
                           .userdata = w};
@@ -441,6 +442,9 @@ static int start(rbee_worker *w) {
   }
   rbee__sd_notify(&w->sd, "STATUS=loading");
   w->init_running = 1;
+  pthread_mutex_lock(&w->mu);
+  w->init_start_mono = rbee__mono_us();
+  pthread_mutex_unlock(&w->mu);
   if (pthread_create(&w->init_thread, NULL, init_main, w) != 0) {
     w->init_running = 0;
     RBEE_ERROR("worker", "init", "cannot start the on_init thread");

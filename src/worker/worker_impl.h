@@ -96,6 +96,8 @@ struct rbee_worker {
   char reason[RBEE__HS_N][256];
   double progress; /* -1: none reported */
   char progress_what[128];
+  int64_t init_start_mono; /* on_init started (loading.c) */
+  double expected_s;       /* rbee_worker_set_expected_s, 0: none */
   int stop_requested;
   int base_gone; /* loop events freed (threads left running) */
 
@@ -137,6 +139,9 @@ int rbee__worker_heartbeat_payload(rbee_worker_info *info, struct cJSON *extra, 
                                    void *userdata);
 /* Loop thread: log progress and tell systemd (rate-limited). */
 void rbee__worker_progress_changed(rbee_worker *w);
+/* loading.c: seconds since on_init started and the expected total (0:
+ * none given); both 0 before on_init starts. */
+void rbee__worker_loading(rbee_worker *w, double *elapsed_s, double *expected_s);
 /* The tick: hang detection, device check, live figures. */
 void rbee__worker_tick(rbee_worker *w);
 

@@ -129,6 +129,8 @@ void rbee__worker_snapshot(rbee__snapshot *out, void *userdata) {
   out->progress = w->status == RBEE_STATUS_STARTING ? w->progress : -1;
   snprintf(out->progress_what, sizeof out->progress_what, "%s", w->progress_what);
   pthread_mutex_unlock(&w->mu);
+  if (w->status == RBEE_STATUS_STARTING)
+    rbee__worker_loading(w, &out->load_elapsed_s, &out->load_expected_s);
   if (out->reason[0] == '\0' && w->status == RBEE_STATUS_STARTING)
     snprintf(out->reason, sizeof out->reason, "loading the model%s%s",
              out->progress_what[0] ? ": " : "", out->progress_what);
@@ -174,6 +176,13 @@ int rbee__worker_heartbeat_payload(rbee_worker_info *info, cJSON *extra, uint64_
     if (pr) {
       cJSON_AddNumberToObject(pr, "fraction", p);
       cJSON_AddStringToObject(pr, "what", what);
+      double el, ex;
+      rbee__worker_loading(w, &el, &ex);
+      if (what[0])
+        cJSON_AddStringToObject(pr, "phase", what);
+      cJSON_AddNumberToObject(pr, "elapsed_s", el);
+      if (ex > 0)
+        cJSON_AddNumberToObject(pr, "expected_s", ex);
     }
   }
   rbee__jobs_counts c;
