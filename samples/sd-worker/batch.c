@@ -202,6 +202,7 @@ int sd_on_engine(rbee_worker *w, rbee_engine *e, void *ud) {
   sd_engine **step = NULL;
   size_t step_cap = 0;
   int device_broken = 0;
+  long long steps = 0, launches = 0, image_steps = 0;
   char err[512] = "";
   for (;;) {
     int n = rbee_engine_admit(e, got, ADMIT_MAX, b.n ? 0 : 1000);
@@ -250,7 +251,13 @@ int sd_on_engine(rbee_worker *w, rbee_engine *e, void *ud) {
       continue;
     }
     /* The step: one call to the device for every image that takes one. */
-    if (sd_engine_step_batch(step, (int)ns, err, sizeof err) < 0) {
+    int l = sd_engine_step_batch(step, (int)ns, err, sizeof err);
+    if (l >= 0) {
+      steps++;
+      launches += l;
+      image_steps += (long long)ns;
+    }
+    if (l < 0) {
       char why[600];
       snprintf(why, sizeof why, "batched step on %s: %s", step[0]->device, err);
       if (strcmp(step[0]->device, "cpu") != 0) {
@@ -283,6 +290,10 @@ int sd_on_engine(rbee_worker *w, rbee_engine *e, void *ud) {
       err[0] = '\0';
     }
   }
+  /* scripts/gpu-check.sh reads this line: one launch per step. */
+  rbee_log(RBEE_LOG_INFO, "sd", "engine", NULL,
+           "batched: %lld steps, %lld kernel launches, %lld image steps", steps, launches,
+           image_steps);
   for (size_t i = 0; i < b.n; i++)
     img_free(b.v[i]);
   free(b.v);
