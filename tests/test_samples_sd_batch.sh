@@ -16,6 +16,7 @@ step "start a slots sd-worker and a batched one"
 start_queen
 start_worker t-slots "$SD_BIN" --model julia --max-jobs 4
 start_worker t-batch "$SD_BIN" --model julia --max-jobs 8 --engine batch
+BATCH_PID=$LAST_PID
 wait_status t-slots ready
 wait_status t-batch ready
 WS=$(worker_url t-slots)
@@ -66,6 +67,13 @@ wait "$beside" || true
 assert_contains "$TMP/cancel.sse" 'data: [CANCELLED]' "cancelled"
 grep -q 'event: complete' "$TMP/cancel.sse" && fail "a cancelled job completed"
 [ "$(tail -n 2 "$TMP/beside.sse" | head -n 1)" = "data: [DONE]" ] || fail "the image beside did not complete"
+
+step "SIGTERM: the batched worker drains and exits 0"
+kill -TERM "$BATCH_PID"
+rc=0
+wait "$BATCH_PID" || rc=$?
+[ "$rc" = 0 ] || fail "the batched worker exited $rc"
+grep -q 'batched: [0-9]* steps' "$TMP/t-batch.log" || fail "no step summary in the log"
 
 if [ "${RBEE_WITH_CUDA:-}" = ON ] && ! nvidia-smi -L >/dev/null 2>&1; then
   step "a CUDA build without a GPU: --device cuda:0 --engine batch is a clear error, exit 69"
