@@ -12,6 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <rbee/rbee.h>
+
 #include "http_client.h"
 #include "prom_check.h"
 #include "proc_spawn.h"
@@ -334,6 +336,24 @@ START_TEST(test_engine_failing_fails_its_jobs) {
 }
 END_TEST
 
+/* A version 2 program's struct ends before on_engine: init must not
+ * write there, and a version 2 struct is never read for it. */
+START_TEST(test_engine_callbacks_version_2_untouched) {
+  rbee_worker_callbacks cb;
+  memset(&cb, 0xab, sizeof cb);
+  ck_assert_int_eq(rbee_worker_callbacks_init(&cb, 2), 0);
+  ck_assert_uint_eq(cb.version, 2);
+  ck_assert_ptr_null(cb.on_job);
+  const unsigned char *tail = (const unsigned char *)&cb.on_engine;
+  for (size_t i = 0; i < sizeof cb.on_engine; i++)
+    ck_assert_uint_eq(tail[i], 0xab);
+  ck_assert_int_eq(rbee_worker_callbacks_init(&cb, RBEE_WORKER_CALLBACKS_VERSION), 0);
+  ck_assert(cb.on_engine == NULL);
+  /* Neither on_job nor on_engine: a clear refusal, not a crash. */
+  ck_assert_int_eq(rbee_worker_run(NULL, &cb, NULL), 70);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("engine");
   TCase *tc = tcase_create("engine");
@@ -347,6 +367,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, test_engine_drain_deadline_cancels_active_jobs);
   tcase_add_test(tc, test_engine_returning_early_fails_its_jobs);
   tcase_add_test(tc, test_engine_failing_fails_its_jobs);
+  tcase_add_test(tc, test_engine_callbacks_version_2_untouched);
   suite_add_tcase(s, tc);
   return s;
 }
