@@ -618,6 +618,29 @@ START_TEST(test_control_fault_context_exits_75) {
 }
 END_TEST
 
+/* A lost device: the job's own stream says DEVICE_LOST, the worker exits 75. */
+START_TEST(test_control_fault_lost_exits_75) {
+  proc p;
+  int port = wp_start_worker(&p, WP_ARGS("--emit", "1"));
+  ck_assert_int_eq(wp_wait_ready(port), 0);
+  worker_stream s;
+  ck_assert_int_eq(
+      worker_stream_post(&s, port, "{\"operation\":\"infer\",\"fault\":\"lost\"}", NULL, 5000), 0);
+  ck_assert_int_eq(s.status, 200);
+  ck_assert_int_eq(worker_stream_finish(&s, 20000), 0);
+  char before[512], last[256];
+  stream_tail(&s, before, sizeof before, last, sizeof last);
+  ck_assert_msg(strncmp(last, "[ERROR] test fault: lost", 24) == 0, "%s", last);
+  ck_assert_msg(strstr(before, "\"code\":\"DEVICE_LOST\"") != NULL, "%s", before);
+  worker_stream_close(&s);
+  ck_assert_int_eq(proc_wait(&p, WP_EXIT_MS), 75);
+  char *err = proc_stderr(&p);
+  ck_assert_msg(strstr(err, "device lost (lost): test fault: lost") != NULL, "%s", err);
+  free(err);
+  proc_cleanup(&p);
+}
+END_TEST
+
 START_TEST(test_control_recycle_exits_75) {
   proc p;
   int port = wp_start_worker(&p, WP_ARGS("--emit", "3"));
@@ -671,6 +694,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, test_control_idempotent_create);
   tcase_add_test(tc, test_control_fault_oom);
   tcase_add_test(tc, test_control_fault_context_exits_75);
+  tcase_add_test(tc, test_control_fault_lost_exits_75);
   tcase_add_test(tc, test_control_recycle_exits_75);
   tcase_add_test(tc, test_control_cuda_fault_mapping);
   suite_add_tcase(s, tc);
