@@ -410,6 +410,37 @@ START_TEST(test_control_results_and_wait) {
 }
 END_TEST
 
+/* A client that hangs up while its GET ?wait= is held: nothing breaks,
+ * nothing leaks (the sanitizer builds check the worker's exit). */
+START_TEST(test_control_wait_client_hangs_up) {
+  proc p;
+  int port = wp_start_worker(&p, WP_ARGS("--job-gate", wp_gate_path));
+  ck_assert_int_eq(wp_wait_ready(port), 0);
+  char id[64];
+  ck_assert_int_eq(post(port, NULL, "{\"operation\":\"infer\",\"stream\":false}", id, sizeof id,
+                        NULL),
+                   200);
+  for (int i = 0; i < 3; i++) {
+    int fd = tc_connect(port);
+    ck_assert_int_ge(fd, 0);
+    char req[256];
+    int n = snprintf(req, sizeof req, "GET /v1/jobs/%s?wait=30 HTTP/1.1\r\nHost: x\r\n\r\n", id);
+    ck_assert_int_eq(tc_send_all(fd, req, (size_t)n), 0);
+    usleep(100000);
+    close(fd);
+  }
+  /* One that stays gets its answer when the job ends. */
+  wp_open_gate();
+  cJSON *o = ended(port, id);
+  ck_assert_str_eq(jstr(o, "state", NULL), "done");
+  cJSON_Delete(o);
+  ck_assert_int_eq(wp_get_status(port, "/health", NULL, 0), 200);
+  proc_kill(&p, SIGTERM);
+  ck_assert_int_eq(proc_wait(&p, WP_EXIT_MS), 0);
+  proc_cleanup(&p);
+}
+END_TEST
+
 /* Results over the finished-jobs bound: the oldest one's result goes, the
  * job stays and says why. */
 START_TEST(test_control_result_dropped_for_memory) {
@@ -589,6 +620,29 @@ START_TEST(test_control_fault_context_exits_75) {
 }
 END_TEST
 
+/* A lost device: the job's own stream says DEVICE_LOST, the worker exits 75. */
+START_TEST(test_control_fault_lost_exits_75) {
+  proc p;
+  int port = wp_start_worker(&p, WP_ARGS("--emit", "1"));
+  ck_assert_int_eq(wp_wait_ready(port), 0);
+  worker_stream s;
+  ck_assert_int_eq(
+      worker_stream_post(&s, port, "{\"operation\":\"infer\",\"fault\":\"lost\"}", NULL, 5000), 0);
+  ck_assert_int_eq(s.status, 200);
+  ck_assert_int_eq(worker_stream_finish(&s, 20000), 0);
+  char before[512], last[256];
+  stream_tail(&s, before, sizeof before, last, sizeof last);
+  ck_assert_msg(strncmp(last, "[ERROR] test fault: lost", 24) == 0, "%s", last);
+  ck_assert_msg(strstr(before, "\"code\":\"DEVICE_LOST\"") != NULL, "%s", before);
+  worker_stream_close(&s);
+  ck_assert_int_eq(proc_wait(&p, WP_EXIT_MS), 75);
+  char *err = proc_stderr(&p);
+  ck_assert_msg(strstr(err, "device lost (lost): test fault: lost") != NULL, "%s", err);
+  free(err);
+  proc_cleanup(&p);
+}
+END_TEST
+
 START_TEST(test_control_recycle_exits_75) {
   proc p;
   int port = wp_start_worker(&p, WP_ARGS("--emit", "3"));
@@ -637,10 +691,12 @@ static Suite *suite(void) {
   tcase_add_loop_test(tc, test_control_bad_inputs, 0, (int)(sizeof bad / sizeof bad[0]));
   tcase_add_test(tc, test_control_results_and_wait);
   tcase_add_test(tc, test_control_result_dropped_for_memory);
+  tcase_add_test(tc, test_control_wait_client_hangs_up);
   tcase_add_test(tc, test_control_stream_false_polling_client);
   tcase_add_test(tc, test_control_idempotent_create);
   tcase_add_test(tc, test_control_fault_oom);
   tcase_add_test(tc, test_control_fault_context_exits_75);
+  tcase_add_test(tc, test_control_fault_lost_exits_75);
   tcase_add_test(tc, test_control_recycle_exits_75);
   tcase_add_test(tc, test_control_cuda_fault_mapping);
   suite_add_tcase(s, tc);

@@ -155,6 +155,24 @@ assert_contains "$TMP/poll-status.json" '"state":"done"' "polled job done"
 assert_contains "$TMP/poll-status.json" '"result":{"text":"' "result text"
 assert_contains "$TMP/poll-status.json" '"stop_reason":"max_tokens","tokens_out":100' "result stop reason"
 
+step "through the queen: Idempotency-Key and X-Rbee-Deadline-Ms reach the worker, ?wait= waits there"
+qjob='{"model":"tiny","operation":"infer","max_tokens":7,"seed":3}'
+curl -s -N --max-time 30 -D "$TMP/idem1.h" -H 'Accept: text/event-stream' -H 'Idempotency-Key: llm-idem-1' \
+  -H 'X-Rbee-Deadline-Ms: 50000' -X POST "$QURL/v1/jobs" -d "$qjob" >"$TMP/idem1.sse"
+id=$(sed -n 's/.*"job_id":"\([^"]*\)".*/\1/p' "$TMP/idem1.sse" | head -n 1)
+[ -n "$id" ] || fail "no job id through the queen"
+curl -s --max-time 40 "$QURL/v1/jobs/$id?wait=30" >"$TMP/idem-status.json"
+assert_contains "$TMP/idem-status.json" '"state":"done"' "status through the queen"
+assert_contains "$TMP/idem-status.json" '"deadline_ms":50000' "deadline header relayed"
+assert_contains "$TMP/idem-status.json" '"stop_reason":"max_tokens","tokens_out":7' "result through the queen"
+curl -s -N --max-time 30 -H 'Accept: text/event-stream' -H 'Idempotency-Key: llm-idem-1' \
+  -X POST "$W/v1/jobs" -d "$qjob" >"$TMP/idem2.sse"
+[ "$(sed -n 's/.*"job_id":"\([^"]*\)".*/\1/p' "$TMP/idem2.sse" | head -n 1)" = "$id" ] ||
+  fail "a retry with the key got another job"
+code=$(curl -s -o "$TMP/idem3.json" -w '%{http_code}' -H 'Idempotency-Key: llm-idem-1' \
+  -X POST "$W/v1/jobs" -d '{"operation":"infer","max_tokens":8}')
+[ "$code" = 409 ] && grep -q IDEMPOTENCY_MISMATCH "$TMP/idem3.json" || fail "mismatch: $code"
+
 # A million in the plain build; a tenth under the sanitizers (slower).
 LONG_TOKENS=1000000
 [ -n "${RBEE_SANITIZE:-}" ] && LONG_TOKENS=100000
