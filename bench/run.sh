@@ -10,7 +10,8 @@
 # Environment: RBEE_BENCH_BUILD (build dir, default build-bench),
 # RBEE_BENCH_NO_DOCS=1 (print the table only), RBEE_BENCH_OUT=DIR (write
 # benchmarks.md and .png there instead of docs/), RBEE_BENCH_QUICK=1 (short
-# windows, for trying the script out: writes no docs unless RBEE_BENCH_OUT).
+# windows, for trying the script out: writes no docs unless RBEE_BENCH_OUT),
+# RBEE_BENCH_ONLY=engine (only the batching rows, table printed, no docs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -45,6 +46,9 @@ fi
 MAX_JOBS=2 # job slots for both servers (2 cores)
 
 die() { echo "bench: $*" >&2; exit 1; }
+only=${RBEE_BENCH_ONLY:-}
+[ -z "$only" ] || [ "$only" = engine ] || die "RBEE_BENCH_ONLY: '$only' is not engine"
+[ -z "$only" ] || RBEE_BENCH_NO_DOCS=1
 have_worker=1
 [ -x "$bin/bench_worker" ] || die "no $bin/bench_worker after the build"
 field() { sed -n "s/.*\\b$2=\\([^ ]*\\).*/\\1/p" <<<"$1"; } # line, key
@@ -94,6 +98,14 @@ results=$tmp/results.tsv
 : >"$results"
 row() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$results"; }
 
+# median VAR FILE: VAR = the line of FILE with the median rate.
+median() {
+  local n
+  n=$(wc -l <"$2")
+  printf -v "$1" %s "$(awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^rate=/) print substr($i, 6), $0 }' "$2" |
+    sort -g | sed -n "$(((n + 1) / 2))p" | cut -d' ' -f2-)"
+}
+if [ -z "$only" ]; then
 servers=(base)
 [ $have_worker = 1 ] && servers+=(lib)
 start base "$bin/bench_baseline" --port 0 --max-jobs $MAX_JOBS
@@ -105,13 +117,6 @@ fi
 
 # measure KEY: run "$@" (a loadgen argument list) against each server in
 # turn, back to back, leaving the line in line_base / line_lib.
-# median VAR FILE: VAR = the line of FILE with the median rate.
-median() {
-  local n
-  n=$(wc -l <"$2")
-  printf -v "$1" %s "$(awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^rate=/) print substr($i, 6), $0 }' "$2" |
-    sort -g | sed -n "$(((n + 1) / 2))p" | cut -d' ' -f2-)"
-}
 measure() {
   local s port_var r
   line_lib=""
@@ -276,6 +281,46 @@ if [ $have_worker = 1 ]; then
     "$(field "$hb_none" rate)" "$h" hi none "" "no queen vs healthy"
 fi
 
+fi # the rows against the baseline
+
+echo "bench: (e) batching: 16 jobs of 100 tokens, a device step of 2 ms" >&2
+# bench_engine in three set-ups, each its own process; every job is 100
+# device steps (sleeps of 2 ms, one at a time). Median of ROUNDS, the
+# set-ups taking turns.
+ENG_JOBS=16 ENG_TOKENS=100 ENG_STEP=2
+eng_setups=(batch slots1 slots16)
+for e in "${eng_setups[@]}"; do : >"$tmp/eng_$e"; done
+for ((r = 0; r < ROUNDS; r++)); do
+  for e in "${eng_setups[@]}"; do
+    case $e in
+    batch) eargs=(--engine batch --max-jobs $ENG_JOBS) ;;
+    slots1) eargs=(--engine slots --max-jobs 1) ;;
+    slots16) eargs=(--engine slots --max-jobs $ENG_JOBS) ;;
+    esac
+    start "eng_$e" "$bin/bench_engine" --port 0 --max-queue 64 --step-cost-ms $ENG_STEP "${eargs[@]}"
+    ready "eng_$e"
+    pv=port_eng_$e pidv=pid_eng_$e
+    loadgen l "${!pv}" jobs -c $ENG_JOBS -n $ENG_JOBS -w 0 -t 60 --tokens 20 --sse # warm-up
+    loadgen l "${!pv}" jobs -c $ENG_JOBS -n $ENG_JOBS -w 0 -t 60 --tokens $ENG_TOKENS --sse \
+      --pid "${!pidv}"
+    echo "$l" >>"$tmp/eng_$e"
+    stop "eng_$e"
+  done
+done
+for e in "${eng_setups[@]}"; do median "eng_line_$e" "$tmp/eng_$e"; done
+eng() { local v=eng_line_$1; field "${!v}" "$2"; } # SETUP KEY
+per_tok() { awk -v v="$1" -v n=$ENG_TOKENS 'BEGIN { printf "%.2f", v / n / 1000 }'; }
+row eng_rate_1 "batched (on_engine, capacity 16) vs one at a time (--max-jobs 1): jobs/s" \
+  "jobs/s" "$(eng batch rate)" "$(eng slots1 rate)" hi ratio_ge 10 "batched vs 1 slot"
+row eng_rate_16 "batched vs 16 slots (--max-jobs 16, one device): jobs/s" "jobs/s" \
+  "$(eng batch rate)" "$(eng slots16 rate)" hi none "" "batched vs 16 slots"
+row eng_tok_1 "per-token latency (job's POST to [DONE] / 100, median), batched vs 1 slot" "ms" \
+  "$(per_tok "$(eng batch p50_us)")" "$(per_tok "$(eng slots1 p50_us)")" lo none ""
+row eng_tok_16 "per-token latency, batched vs 16 slots" "ms" \
+  "$(per_tok "$(eng batch p50_us)")" "$(per_tok "$(eng slots16 p50_us)")" lo none ""
+row eng_cpu_1 "server CPU per job, batched vs 1 slot" "us" \
+  "$(eng batch server_cpu_us)" "$(eng slots1 server_cpu_us)" lo none ""
+
 # The table: ratio = librbee / baseline; "ok" checks the target.
 table=$tmp/table.md
 awk -F'\t' -v chart="$tmp/chart.dat" '
@@ -315,7 +360,7 @@ awk -F'\t' -v chart="$tmp/chart.dat" '
 
 echo
 cat "$table"
-[ -n "$queen_note" ] && echo && echo "heartbeats seen:$queen_note"
+[ -n "${queen_note:-}" ] && echo && echo "heartbeats seen:$queen_note"
 
 [ "${RBEE_BENCH_NO_DOCS:-0}" = 1 ] && exit 0
 out_dir=${RBEE_BENCH_OUT:-docs}
@@ -384,6 +429,18 @@ How each row is measured:
   \`bench_queen --hung\` (accepts, never answers), and with no queen;
   16 clients, 0.5 s warm-up, ${HB_T} s; ${ROUNDS} rounds of healthy,
   hung, none in turn, the median of each (heartbeat counts: last round).${queen_note:+ Heartbeats seen:$queen_note}
+- batching rows: here "librbee" is \`bench_engine --engine batch\` (on_engine,
+  capacity 16) and "baseline" the same program serving with on_job slots
+  (\`--max-jobs 1\`, or 16). $ENG_JOBS clients at once, each one job of
+  $ENG_TOKENS tokens, one round trip; every token costs one step of a
+  simulated device (\`--step-cost-ms $ENG_STEP\`: a ${ENG_STEP} ms sleep, one step
+  at a time, as a GPU runs one launch after another). A batched step
+  advances every active job, so 16 jobs take about as long as one; slot
+  threads each need their own step and queue for the device, so 16 slots
+  are no faster than 1. A fresh process per set-up, a 20-token warm-up,
+  ${ROUNDS} rounds taking turns, the median. Per-token latency is the
+  median job's time from POST to [DONE] over its $ENG_TOKENS tokens
+  (queueing for a slot included).
 
 ![librbee relative to the baseline](benchmarks.png)
 EOF

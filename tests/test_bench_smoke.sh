@@ -125,4 +125,14 @@ if [ -x "$bench/bench_worker" ]; then
 else
   fail "bench_worker missing beside bench_baseline in $bench"
 fi
+
+# The batching rows' worker, in both modes: 4 jobs of 5 tokens each.
+for mode in batch slots; do
+  start "engine_$mode" "$bench/bench_engine" --port 0 --engine $mode --max-jobs 4 --step-cost-ms 1
+  "$bench/bench_procstat" wait-ready --port "$PORT" -t 10 || fail "bench_engine $mode not ready"
+  l=$("$bench/bench_loadgen" jobs --port "$PORT" -c 4 -n 4 -w 0 -t 10 --tokens 5 --sse)
+  [ "$(field "$l" units)" = 4 ] && [ "$(field "$l" errors)" = 0 ] || fail "bench_engine $mode: $l"
+  kill -TERM "$PID"
+  wait "$PID" || fail "bench_engine $mode exited $? on SIGTERM"
+done
 echo "bench smoke: ok"

@@ -13,6 +13,7 @@
 #include "job.h"
 #include "params.h"
 #include "binary.h"
+#include "engine.h"
 #include "worker.h"
 
 #endif

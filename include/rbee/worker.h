@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 #include "device.h"
+#include "engine.h"
 #include "export.h"
 #include "info.h"
 #include "job.h"
@@ -32,10 +33,12 @@ typedef struct rbee_worker_flag {
 } rbee_worker_flag;
 
 /** 2: rbee_worker_flag has metavar. A program built for version 1 (flags
- * without it) still runs: its version tells the library their layout. */
-#define RBEE_WORKER_CALLBACKS_VERSION 2
+ * without it) still runs: its version tells the library their layout.
+ * 3: on_engine (read only from a version 3 struct, so a version 2 program
+ * still runs). */
+#define RBEE_WORKER_CALLBACKS_VERSION 3
 
-/** What a worker type is and does. Only on_job is required. */
+/** What a worker type is and does. on_job or on_engine is required. */
 typedef struct rbee_worker_callbacks {
   unsigned version;           /**< RBEE_WORKER_CALLBACKS_VERSION */
   const char *type;           /**< "llm": default id is worker-llm-<port> */
@@ -68,6 +71,14 @@ typedef struct rbee_worker_callbacks {
    * as "--pace: 0 is not above 0". */
   const rbee_worker_flag *flags;
   int (*on_flag)(const char *name, const char *value, void *userdata);
+
+  /** (callbacks version 3) Serve every job from one engine thread,
+   * stepping many at once (rbee/engine.h), instead of on_job on a thread
+   * per slot; when set, on_job is not called. Called once when the worker
+   * turns ready; runs until rbee_engine_admit() returns RBEE_EOF. A return
+   * before that (any value) fails the jobs it held and makes the worker
+   * unhealthy; it drains and exits 70. */
+  int (*on_engine)(rbee_worker *w, rbee_engine *e, void *userdata);
 } rbee_worker_callbacks;
 
 /** 2: job_timeout_ms. */

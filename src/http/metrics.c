@@ -13,6 +13,32 @@ static void gauge(struct evbuffer *b, const char *name, const char *help, double
   evbuffer_add_printf(b, "%s %.17g\n", name, v);
 }
 
+/* A worker with on_engine: its steps, batch sizes and admission waits. */
+static void engine_metrics(struct evbuffer *b, const rbee__jobs_counts *c) {
+  gauge(b, "rbee_engine_capacity", "Jobs the engine may hold at once.", c->slots);
+  head(b, "rbee_engine_steps_total", "counter", "Engine steps (admissions with a job active).");
+  evbuffer_add_printf(b, "rbee_engine_steps_total %llu\n", (unsigned long long)c->engine_steps);
+  head(b, "rbee_engine_batch_size", "histogram", "Active jobs per engine step.");
+  for (int i = 0; i < RBEE__ENGINE_BATCH_BUCKETS; i++)
+    evbuffer_add_printf(b, "rbee_engine_batch_size_bucket{le=\"%g\"} %llu\n",
+                        rbee__engine_batch_le[i], (unsigned long long)c->batch_bucket[i]);
+  evbuffer_add_printf(b, "rbee_engine_batch_size_bucket{le=\"+Inf\"} %llu\n",
+                      (unsigned long long)c->batch_count);
+  evbuffer_add_printf(b, "rbee_engine_batch_size_sum %llu\n", (unsigned long long)c->batch_sum);
+  evbuffer_add_printf(b, "rbee_engine_batch_size_count %llu\n",
+                      (unsigned long long)c->batch_count);
+  head(b, "rbee_engine_admission_wait_seconds", "histogram",
+       "Time from a job's acceptance to its admission by the engine.");
+  for (int i = 0; i < RBEE__ENGINE_WAIT_BUCKETS; i++)
+    evbuffer_add_printf(b, "rbee_engine_admission_wait_seconds_bucket{le=\"%g\"} %llu\n",
+                        rbee__engine_wait_le[i], (unsigned long long)c->wait_bucket[i]);
+  evbuffer_add_printf(b, "rbee_engine_admission_wait_seconds_bucket{le=\"+Inf\"} %llu\n",
+                      (unsigned long long)c->wait_count);
+  evbuffer_add_printf(b, "rbee_engine_admission_wait_seconds_sum %.17g\n", c->wait_sum);
+  evbuffer_add_printf(b, "rbee_engine_admission_wait_seconds_count %llu\n",
+                      (unsigned long long)c->wait_count);
+}
+
 int rbee__metrics_format(struct evbuffer *b, const rbee__snapshot *s,
                          const rbee__jobs_counts *c) {
   head(b, "rbee_jobs_total", "counter", "Jobs that ended, by outcome.");
@@ -39,6 +65,8 @@ int rbee__metrics_format(struct evbuffer *b, const rbee__snapshot *s,
   evbuffer_add_printf(b, "rbee_job_duration_seconds_count %llu\n",
                       (unsigned long long)c->duration_count);
 
+  if (c->has_engine)
+    engine_metrics(b, c);
   head(b, "rbee_job_cancels_total", "counter", "Jobs cancelled, by reason.");
   for (int r = RBEE_CANCEL_REQUESTED; r < RBEE__CANCEL_REASONS; r++)
     evbuffer_add_printf(b, "rbee_job_cancels_total{reason=\"%s\"} %llu\n",

@@ -174,12 +174,19 @@ static int add_event_locked(rbee_job *job, const char *event, const char *data, 
   return 0;
 }
 
+_Thread_local int rbee__emit_nowait;
+
 /* Wait while the unread bytes exceed the stream buffer (backpressure).
  * 0 when there is room, or why the job takes no more events. */
 static int wait_room_locked(rbee_job *job) {
   rbee__jobs *jobs = job->jobs;
   if (job->no_stream && job->unread_bytes > jobs->cfg.stream_buffer_bytes)
     rbee__job_shed_locked(job); /* result.c: nobody needs to read it */
+  if (rbee__emit_nowait && job->unread_bytes > jobs->cfg.stream_buffer_bytes &&
+      !job->cancelled && !rbee__job_ended(job) && !job->failed && !jobs->shutdown) {
+    job->activity_mono = activity_now(job); /* held back by its reader, not hung */
+    return rbee__error_set(RBEE_EAGAIN, "job %s: its stream buffer is full", job->id);
+  }
   /* A job held back by a slow reader is not hung: the hang detector
    * skips waiting jobs, and the wait ends as activity. */
   if (job->unread_bytes > jobs->cfg.stream_buffer_bytes) {
@@ -388,7 +395,7 @@ static int job_emit_token_impl(rbee_job *job, const char *text) {
 /* A failed emit other than a cancel or an ended job (out of memory, bad
  * data) fails the job: it must not end "done" with an event missing. */
 static int emit_checked(rbee_job *job, int rc) {
-  if (rc == 0 || rc == RBEE_ECANCELED || rc == RBEE_ESTATE || job == NULL)
+  if (rc == 0 || rc == RBEE_ECANCELED || rc == RBEE_ESTATE || rc == RBEE_EAGAIN || job == NULL)
     return rc;
   char why[300];
   snprintf(why, sizeof why, "%s", rbee_error_message());

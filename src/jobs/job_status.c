@@ -98,6 +98,7 @@ rbee_job_state rbee__job_state(rbee_job *job) {
 void rbee__jobs_get_counts(rbee__jobs *jobs, rbee__jobs_counts *out) {
   pthread_mutex_lock(&jobs->mu);
   *out = jobs->counts;
+  out->slots = jobs->cfg.max_jobs;
   pthread_mutex_unlock(&jobs->mu);
 }
 

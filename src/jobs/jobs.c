@@ -72,7 +72,7 @@ int rbee__jobs_new(rbee__jobs **out, struct event_base *base, const rbee__jobs_c
   ms = ms < 50 ? 50 : ms > 10000 ? 10000 : ms;
   struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
   event_add(jobs->sweep, &tv);
-  for (unsigned i = 0; i < cfg->max_jobs; i++) {
+  for (unsigned i = 0; i < (cfg->engine ? 0u : cfg->max_jobs); i++) {
     if (pthread_create(&jobs->threads[i], NULL, pool_main, jobs) != 0) {
       rbee__jobs_free(jobs);
       return rbee__error_set(RBEE_EINTERNAL, "job table: cannot start job thread %u of %u", i + 1,
@@ -273,6 +273,17 @@ static rbee_job *take_queued_locked(rbee__jobs *jobs) {
   jobs->counts.queued--;
   start_locked(jobs, job);
   return job;
+}
+
+/* The engine's refill (any thread, mu held): queued jobs into free slots,
+ * handed to the engine; the loop arms their grace timers as for the pool. */
+void rbee__jobs_refill_locked(rbee__jobs *jobs) {
+  rbee_job *job;
+  while ((job = take_queued_locked(jobs)) != NULL) {
+    job->pool_started = 1;
+    rbee__job_notify_locked(job);
+    hand_off_locked(jobs, job);
+  }
 }
 
 /* Fill free slots from the queue (loop thread): a pool thread passes its

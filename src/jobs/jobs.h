@@ -33,6 +33,7 @@ typedef struct rbee__jobs_config {
   size_t finished_bytes;       /* ... and while their kept events take no
                                   more than this in all; 0: 64 MiB */
   unsigned max_readers;        /* open readers per job; 0: 64 */
+  int engine; /* no job threads: an engine (engine.c) takes handed-off jobs */
   unsigned default_deadline_ms; /* --job-timeout: a job without its own
                                    deadline gets this one; 0: none */
   /* Runs one job on a job thread: the worker's on_job. */
@@ -51,6 +52,17 @@ typedef struct rbee__jobs_counts {
   uint64_t duration_bucket[RBEE__JOB_BUCKETS]; /* le = rbee__job_bucket_le[i] */
   uint64_t duration_count;
   double duration_sum;
+  unsigned slots; /* max_jobs now: an engine may change it at run time */
+  /* The batching engine (engine.c), zero without one. */
+#define RBEE__ENGINE_BATCH_BUCKETS 10
+#define RBEE__ENGINE_WAIT_BUCKETS 10
+  int has_engine;
+  uint64_t engine_steps;
+  uint64_t batch_bucket[RBEE__ENGINE_BATCH_BUCKETS]; /* le rbee__engine_batch_le[i] */
+  uint64_t batch_count, batch_sum;
+  uint64_t wait_bucket[RBEE__ENGINE_WAIT_BUCKETS]; /* le rbee__engine_wait_le[i] */
+  uint64_t wait_count;
+  double wait_sum;
   /* Cancels by reason (index: rbee_cancel_reason) and their latency, the
    * cancel to on_job returning (seconds). */
 #define RBEE__CANCEL_REASONS 6
@@ -61,6 +73,9 @@ typedef struct rbee__jobs_counts {
   double cancel_sum;
   uint64_t idempotent_replays; /* POSTs answered with an existing job */
 } rbee__jobs_counts;
+
+extern const double rbee__engine_batch_le[RBEE__ENGINE_BATCH_BUCKETS];
+extern const double rbee__engine_wait_le[RBEE__ENGINE_WAIT_BUCKETS];
 
 extern const double rbee__job_bucket_le[RBEE__JOB_BUCKETS];
 extern const double rbee__cancel_bucket_le[RBEE__CANCEL_BUCKETS];

@@ -180,6 +180,12 @@ rbee__sse_event *rbee__job_event_locked(rbee_job *job, int64_t id);
 /* Free every kept event. */
 void rbee__job_events_free(rbee_job *job);
 
+/* engine.c hooks. On this thread while rbee_job_try_emit* runs: a full
+ * stream buffer returns RBEE_EAGAIN instead of waiting (job.c). */
+extern _Thread_local int rbee__emit_nowait;
+/* jobs.c: start queued jobs while slots are free and hand them to the
+ * engine (mu held; any thread). */
+void rbee__jobs_refill_locked(rbee__jobs *jobs);
 /* cancel.c: a new job's control fields (before it is visible), and
  * their release in job_free. */
 void rbee__job_control_init(rbee_job *job);

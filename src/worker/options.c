@@ -42,7 +42,8 @@ int rbee_worker_callbacks_init(rbee_worker_callbacks *cb, unsigned version) {
   int rc = rbee__version_check("worker callbacks", version, RBEE_WORKER_CALLBACKS_VERSION);
   if (rc)
     return rc;
-  memset(cb, 0, sizeof *cb);
+  /* Only the fields that version has: an older program's struct is smaller. */
+  memset(cb, 0, version < 3 ? offsetof(rbee_worker_callbacks, on_engine) : sizeof *cb);
   cb->version = version;
   return 0;
 }

@@ -98,12 +98,25 @@ struct rbee_worker {
   char progress_what[128];
   int stop_requested;
   int base_gone; /* loop events freed (threads left running) */
+
+  /* The batching engine (worker_engine.c), NULL with on_job. Loop thread. */
+  rbee_engine *engine;
+  int engine_stuck; /* its thread did not return when stopped */
   /* fault.c, under mu: a restart asked for (a device fault, recycle). */
   rbee_device_fault fault;   /* CONTEXT or LOST once seen */
   int fault_pending;         /* the loop has not acted on it yet */
   int recycle_requested;
   int restarting;            /* loop thread: exit 75 after the drain */
 };
+
+/* worker_engine.c: the engine's hooks; each does nothing without one. */
+int rbee__worker_uses_engine(const rbee_worker_callbacks *cb);
+int rbee__worker_engine_new(rbee_worker *w);   /* after the job table */
+int rbee__worker_engine_start(rbee_worker *w); /* when ready */
+void rbee__worker_engine_drain(rbee_worker *w);
+/* 1 when on_engine did not return within @p wait_ms (then it is stuck). */
+int rbee__worker_engine_stop(rbee_worker *w, unsigned wait_ms);
+void rbee__worker_engine_free(rbee_worker *w);
 
 /* worker.c: begin a drain (loop thread), as SIGTERM does. */
 void rbee__worker_begin_drain(rbee_worker *w, const char *why);

@@ -101,7 +101,7 @@ void rbee__worker_update_status(rbee_worker *w) {
   rbee__jobs_set_accepting(w->jobs, h != RBEE_HEALTH_UNHEALTHY);
   rbee__jobs_counts c;
   rbee__jobs_get_counts(w->jobs, &c);
-  rbee__worker_set_status(w, c.running >= w->opts.max_jobs ? RBEE_STATUS_BUSY : RBEE_STATUS_READY);
+  rbee__worker_set_status(w, c.running >= c.slots ? RBEE_STATUS_BUSY : RBEE_STATUS_READY);
 }
 
 void rbee__worker_health_changed(rbee_worker *w) {
@@ -185,7 +185,7 @@ int rbee__worker_heartbeat_payload(rbee_worker_info *info, cJSON *extra, uint64_
     cJSON_AddNumberToObject(j, "done", (double)c.done);
     cJSON_AddNumberToObject(j, "failed", (double)c.failed);
     cJSON_AddNumberToObject(j, "cancelled", (double)c.cancelled);
-    cJSON_AddNumberToObject(j, "slots", w->opts.max_jobs);
+    cJSON_AddNumberToObject(j, "slots", c.slots);
   }
   if (w->has_usage) {
     cJSON *d = cJSON_AddObjectToObject(extra, "device_stats");

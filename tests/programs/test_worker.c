@@ -368,6 +368,7 @@ int main(int argc, char **argv) {
                               on_job,
                               on_shutdown,
                               flags,
-                              on_flag};
+                              on_flag,
+                              NULL};
   return rbee_worker_main(argc, argv, &cb, NULL);
 }
