@@ -92,6 +92,12 @@ int rbee__metrics_format(struct evbuffer *b, const rbee__snapshot *s,
                       (unsigned long long)(s->has_heartbeat ? s->heartbeat.sent : 0));
   evbuffer_add_printf(b, "rbee_heartbeats_total{result=\"failed\"} %llu\n",
                       (unsigned long long)(s->has_heartbeat ? s->heartbeat.failed : 0));
+  evbuffer_add_printf(b, "rbee_heartbeats_total{result=\"declined\"} %llu\n",
+                      (unsigned long long)(s->has_heartbeat ? s->heartbeat.declined : 0));
+  if (s->has_heartbeat)
+    gauge(b, "rbee_queen_takes_heartbeats",
+          "0 while the queen answers heartbeats 404/405 (it has no heartbeat route).",
+          s->heartbeat.not_taken ? 0 : 1);
 
   head(b, "rbee_worker_state", "gauge", "1 for the worker's current state.");
   for (int st = RBEE_STATUS_STARTING; st <= RBEE_STATUS_STOPPED; st++)

@@ -68,6 +68,16 @@ void rbee__http_info(rbee__http *h, struct evhttp_request *req) {
     rbee__http_reply_error(req, 503, "NOT_READY", "worker info is not available yet");
     return;
   }
+  /* Beside WorkerInfo's fields: how heartbeats fare (docs/http.md). */
+  cJSON *hb = s.has_heartbeat ? cJSON_AddObjectToObject(o, "heartbeat") : NULL;
+  if (hb != NULL) {
+    cJSON_AddBoolToObject(hb, "queen_takes_heartbeats", !s.heartbeat.not_taken);
+    cJSON_AddNumberToObject(hb, "sent", (double)s.heartbeat.sent);
+    cJSON_AddNumberToObject(hb, "failed", (double)s.heartbeat.failed);
+    cJSON_AddNumberToObject(hb, "declined", (double)s.heartbeat.declined);
+    if (s.heartbeat.last_error[0])
+      cJSON_AddStringToObject(hb, "last_error", s.heartbeat.last_error);
+  }
   rbee__http_reply_json(req, 200, o);
 }
 

@@ -17,6 +17,11 @@
  *   --init-gate FILE  on_init waits until FILE exists (tests release it)
  *   --job-gate FILE   each job waits silently until FILE exists (or a
  *                     cancel), then does its work
+ *   --stall-gate FILE on_ready (on the loop thread) sees FILE: removes it
+ *                     and blocks the loop for an hour (a stuck loop, for
+ *                     the systemd watchdog)
+ *   --tempfail-gate FILE  once FILE exists: remove it and exit 75 at once
+ *                     (the "restart me" status, for supervisors' tests)
  *   --device-verify-fail      the cpu device fails its smoke test
  *   --device-fail-after-ms N  the cpu device reports a sticky error N ms
  *                     after it was opened
@@ -54,7 +59,7 @@ typedef struct {
   int init_fail, ignore_cancel, fail_jobs;
   const char *health;
   const char *trace;
-  const char *init_gate, *job_gate;
+  const char *init_gate, *job_gate, *stall_gate, *tempfail_gate;
   pthread_mutex_t mu;
 } config;
 
@@ -165,6 +170,10 @@ static int on_flag(const char *name, const char *value, void *ud) {
     return (C.init_gate = value) == NULL;
   else if (strcmp(name, "job-gate") == 0)
     return (C.job_gate = value) == NULL;
+  else if (strcmp(name, "stall-gate") == 0)
+    return (C.stall_gate = value) == NULL;
+  else if (strcmp(name, "tempfail-gate") == 0)
+    return (C.tempfail_gate = value) == NULL;
   else if (strcmp(name, "health") == 0)
     return (C.health = value) == NULL;
   if (target == NULL)
@@ -201,8 +210,26 @@ static void *stopper(void *arg) {
   return NULL;
 }
 
+static void *tempfailer(void *arg) {
+  while (access(C.tempfail_gate, F_OK) != 0)
+    sleep_ms(20);
+  unlink(C.tempfail_gate);
+  trace("tempfail\n");
+  _exit(75);
+}
+
 static void on_ready(rbee_worker *w, void *ud) {
   trace("ready\n");
+  if (C.tempfail_gate) {
+    pthread_t t;
+    if (pthread_create(&t, NULL, tempfailer, NULL) == 0)
+      pthread_detach(t);
+  }
+  if (C.stall_gate && access(C.stall_gate, F_OK) == 0) {
+    unlink(C.stall_gate);
+    trace("stall\n");
+    sleep_ms(3600000); /* the loop thread: no watchdog ping, no HTTP */
+  }
   if (C.health) {
     rbee_health h;
     if (rbee_health_parse(&h, C.health) == 0)
@@ -351,6 +378,8 @@ static const rbee_worker_flag flags[] = {
     {"init-gate", 1, "on_init waits until this file exists", NULL},
     {"job-gate", 1, "jobs wait until this file exists", NULL},
     {"stop-after-ms", 1, "call rbee_worker_stop this long after ready", NULL},
+    {"stall-gate", 1, "on_ready blocks the loop if this file exists (removed)", "FILE"},
+    {"tempfail-gate", 1, "exit 75 once this file exists (removed)", "FILE"},
     {"device-verify-fail", 0, "the cpu device fails its smoke test", NULL},
     {"device-fail-after-ms", 1, "the cpu device breaks this long after opening", NULL},
     {NULL, 0, NULL, NULL}};
