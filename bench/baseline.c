@@ -9,7 +9,10 @@
  *   bench_baseline [--port P] [--max-jobs N]
  *
  * A job is {"operation":..., "tokens":N, "spin_ms":MS}: MS of CPU on a job
- * thread (one of --max-jobs slots), then N token events and [DONE]. Prints
+ * thread (one of --max-jobs slots), then N token events and [DONE].
+ * "pace_tps":P (no spin) sends the tokens from a timer on the loop, P a
+ * second on a fixed schedule, and "stamp":true makes each token's text the
+ * CLOCK_MONOTONIC nanoseconds at its write (bench_latency's baseline). Prints
  * "port=P" on stdout once listening; SIGTERM or SIGINT stops it. */
 #include <cjson/cJSON.h>
 #include <event2/buffer.h>
@@ -47,6 +50,10 @@ typedef struct job {
   struct event *wake;        /* made active by the job thread */
   int spun;                  /* the CPU part is over (loop thread) */
   int orphan;                /* the reader left while the thread spun */
+  long pace_tps;             /* >0: paced tokens from a timer (no spin) */
+  int stamp;                 /* token text = monotonic ns at the write */
+  struct event *tick;        /* the pace timer */
+  struct timespec due;       /* when the next paced token is due */
 } job;
 
 struct server {
@@ -132,15 +139,62 @@ static void add_token(struct evbuffer *b, long id, long i) {
 static void job_free(job *j) {
   if (j->wake)
     event_free(j->wake);
+  if (j->tick)
+    event_free(j->tick);
   free(j);
 }
 
 static void pump(job *j);
 
+/* Arm the pace timer for j->next, a fixed schedule from the job's start. */
+static void arm_tick(job *j) {
+  j->due.tv_nsec += 1000000000L / j->pace_tps;
+  while (j->due.tv_nsec >= 1000000000L) {
+    j->due.tv_nsec -= 1000000000L;
+    j->due.tv_sec++;
+  }
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  int64_t left = (int64_t)(j->due.tv_sec - now.tv_sec) * 1000000 + (j->due.tv_nsec - now.tv_nsec) / 1000;
+  struct timeval tv = {left > 0 ? (time_t)(left / 1000000) : 0, left > 0 ? (suseconds_t)(left % 1000000) : 0};
+  evtimer_add(j->tick, &tv);
+}
+
+/* One paced token (or, after the last, [DONE] and the end). */
+static void on_tick(evutil_socket_t fd, short what, void *arg) {
+  job *j = arg;
+  struct evbuffer *buf = evbuffer_new();
+  if (!buf)
+    return;
+  if (j->emitted <= j->tokens) {
+    char ev[160], t[24];
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    snprintf(t, sizeof t, "%lld", (long long)now.tv_sec * 1000000000LL + now.tv_nsec);
+    int n = snprintf(ev, sizeof ev, "id: %ld\ndata: {\"type\":\"token\",\"t\":\"%s\",\"i\":%ld}\n\n",
+                     j->emitted, j->stamp ? t : "tok", j->emitted - 1);
+    evbuffer_add(buf, ev, (size_t)n);
+    j->emitted++;
+  }
+  if (j->emitted <= j->tokens) {
+    evhttp_send_reply_chunk(j->req, buf);
+    arm_tick(j);
+  } else {
+    add_event(buf, j->emitted, "[DONE]");
+    evhttp_send_reply_chunk(j->req, buf);
+    evhttp_connection_set_closecb(evhttp_request_get_connection(j->req), NULL, NULL);
+    evhttp_send_reply_end(j->req);
+    job_free(j);
+  }
+  evbuffer_free(buf);
+}
+
 static void on_chunk_sent(struct evhttp_connection *evcon, void *arg) { pump(arg); }
 
 static void on_reader_closed(struct evhttp_connection *evcon, void *arg) {
   job *j = arg;
+  if (j->tick)
+    event_del(j->tick);
   /* A client that left mid-stream: libevent detached the unfinished request
    * and leaves it to us. (At evhttp_free it is still attached and freed by
    * libevent.) */
@@ -191,6 +245,19 @@ static void start_stream(job *j, struct evhttp_request *req) {
   evhttp_add_header(h, "X-Accel-Buffering", "no");
   evhttp_send_reply_start(req, 200, "OK");
   evhttp_connection_set_closecb(evhttp_request_get_connection(req), on_reader_closed, j);
+  if (j->pace_tps > 0 && j->tick) {
+    struct evbuffer *buf = evbuffer_new();
+    char data[160];
+    snprintf(data, sizeof(data), "{\"type\":\"started\",\"job_id\":\"%s\",\"started_at\":\"%s\"}",
+             j->id, j->started_at);
+    add_event(buf, 0, data);
+    evhttp_send_reply_chunk(req, buf);
+    evbuffer_free(buf);
+    j->emitted = 1;
+    clock_gettime(CLOCK_MONOTONIC, &j->due);
+    arm_tick(j);
+    return;
+  }
   if (j->spun)
     pump(j);
 }
@@ -246,6 +313,13 @@ static void on_submit(server *s, struct evhttp_request *req) {
   j->s = s;
   j->tokens = cJSON_IsNumber(tok) ? (long)tok->valuedouble : 10;
   j->spin_ms = cJSON_IsNumber(spin) ? (long)spin->valuedouble : 0;
+  const cJSON *pace = cJSON_GetObjectItemCaseSensitive(body, "pace_tps");
+  j->pace_tps = cJSON_IsNumber(pace) && pace->valuedouble >= 1 ? (long)pace->valuedouble : 0;
+  j->stamp = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(body, "stamp"));
+  if (j->pace_tps > 0) {
+    j->spin_ms = 0;
+    j->tick = evtimer_new(s->base, on_tick, j);
+  }
   cJSON_Delete(body);
   job_id(s, j->id);
   struct timespec now;
