@@ -6,7 +6,9 @@
  * text the CLOCK_MONOTONIC nanoseconds at its emit; this client reads
  * the clock when the bytes arrive. Same machine, same clock.
  *
- *   bench_latency --port P [-c streams] [--tokens N] [--pace-tps P] [-t secs]
+ *   bench_latency --port P [-c streams] [--tokens N] [--pace-tps P] [-t secs] [--hop]
+ *
+ * --hop adds "hop":true: the baseline then sends from a job thread.
  *
  * Prints one line: streams= samples= p50_us= p99_us= p999_us= max_us=
  * errors= (streams that did not end [DONE] or lost tokens). */
@@ -67,8 +69,9 @@ int main(int argc, char **argv) {
   static const struct option lo[] = {{"port", 1, NULL, 'p'},
                                      {"tokens", 1, NULL, 'n'},
                                      {"pace-tps", 1, NULL, 'r'},
+                                     {"hop", 0, NULL, 'h'},
                                      {NULL, 0, NULL, 0}};
-  int port = 0, conns = 1, ch;
+  int port = 0, conns = 1, ch, hop = 0;
   long tokens = 100, pace = 50;
   double secs = 60;
   while ((ch = getopt_long(argc, argv, "c:t:", lo, NULL)) != -1) {
@@ -82,6 +85,8 @@ int main(int argc, char **argv) {
       pace = atol(optarg);
     else if (ch == 't')
       secs = atof(optarg);
+    else if (ch == 'h')
+      hop = 1;
     else
       return 64;
   }
@@ -98,8 +103,8 @@ int main(int argc, char **argv) {
     return 70;
   char body[160], req[512];
   int bl = snprintf(body, sizeof body,
-                    "{\"operation\":\"infer\",\"tokens\":%ld,\"pace_tps\":%ld,\"stamp\":true}", tokens,
-                    pace);
+                    "{\"operation\":\"infer\",\"tokens\":%ld,\"pace_tps\":%ld,\"stamp\":true%s}", tokens,
+                    pace, hop ? ",\"hop\":true" : "");
   int rl = snprintf(req, sizeof req,
                     "POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n"
                     "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",

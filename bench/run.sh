@@ -226,16 +226,22 @@ latency() { # VAR SERVER ARGS...: VAR = bench_latency's line
   printf -v "$var" %s "$out"
 }
 for s in "${servers[@]}"; do latency l "$s" -c 256 --tokens 10; done # warm-up
+latency l base -c 256 --tokens 10 --hop
 for c in 1 64 256; do
+  # One stream gives few tokens a second: twice as long for its p99.9.
+  toks=$((LAT_TPS * LAT_T * (c == 1 ? 2 : 1)))
+  : >"$tmp/lat${c}_hop"
   for s in "${servers[@]}"; do : >"$tmp/lat${c}_$s"; done
   for ((r = 0; r < ROUNDS; r++)); do
     for s in "${servers[@]}"; do
-      latency l "$s" -c $c --tokens $((LAT_TPS * LAT_T))
+      latency l "$s" -c $c --tokens $toks
       echo "$l" >>"$tmp/lat${c}_$s"
     done
+    latency l base -c $c --tokens $toks --hop
+    echo "$l" >>"$tmp/lat${c}_hop"
   done
   line_lib=""
-  for s in "${servers[@]}"; do # the round with the median p99
+  for s in "${servers[@]}" hop; do # the round with the median p99
     n=$(wc -l <"$tmp/lat${c}_$s")
     printf -v "line_$s" %s "$(awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^p99_us=/) print substr($i, 8), $0 }' \
       "$tmp/lat${c}_$s" | sort -g | sed -n "$(((n + 1) / 2))p" | cut -d' ' -f2-)"
@@ -246,6 +252,11 @@ for c in 1 64 256; do
     "$(get lib p99_us)" "$(get base p99_us)" lo ratio_le 2 "token latency $c str p99"
   row "lat_p999_c$c" "token emit to client, $c stream(s) at $LAT_TPS tok/s: p99.9" "us" \
     "$(get lib p999_us)" "$(get base p999_us)" lo none ""
+  # Where the time goes: the baseline with only the thread hop of on_job
+  # (tokens from a job thread, event_active to the loop), in the librbee
+  # column against the plain baseline.
+  row "lat_hop_p99_c$c" "... p99 of the baseline sending from a job thread (hop) vs from its loop" "us" \
+    "$(field "$line_hop" p99_us)" "$(get base p99_us)" lo none ""
 done
 for s in "${servers[@]}"; do stop "lat_$s"; done
 
@@ -426,7 +437,11 @@ How each row is measured:
   same clock when the bytes arrive (non-blocking sockets, all streams read
   from the start). Percentiles over every token of every stream; a warm-up
   of 256 short streams first; ${ROUNDS} rounds taking turns, the round with
-  the median p99. Target: librbee's p99 within 2x the baseline's.
+  the median p99. Target: librbee's p99 within 2x the baseline's. The
+  "hop" rows run the baseline with its tokens sent from a thread of each
+  job and handed to the loop with \`event_active\`, the one thread hop that
+  a worker's \`on_job\` needs: their figure (in the librbee column) against
+  the plain baseline's tells that hop's share from the rest of librbee's.
 - start-up: from posix_spawn to the first 200 of GET /ready (polled every
   0.1 ms); idle: RSS and the voluntary + nonvoluntary context switches of
   all threads (/proc/PID/task/*/status) over ${IDLE_T} s, 1 s after ready,

@@ -55,6 +55,10 @@ check_jobs() {
   # stream ends [DONE].
   l=$("$bench/bench_latency" --port "$port" -c 3 --tokens 5 --pace-tps 100 -t 10) || fail "latency: $l"
   [ "$(field "$l" samples)" = 15 ] && [ "$(field "$l" errors)" = 0 ] || fail "latency: $l"
+  if [ "$sum" = 0 ]; then # the baseline's tokens from job threads (--hop)
+    l=$("$bench/bench_latency" --port "$port" -c 3 --tokens 5 --pace-tps 100 -t 10 --hop) || fail "hop: $l"
+    [ "$(field "$l" samples)" = 15 ] && [ "$(field "$l" errors)" = 0 ] || fail "hop: $l"
+  fi
   # CPU-heavy jobs fill the slots: /ready says busy (still ready: a job
   # would be queued), /health still answers.
   "$bench/bench_loadgen" jobs --port "$port" -c 2 -n 2 --spin-ms 600 --submit-only \
