@@ -39,10 +39,11 @@ trap cleanup EXIT
 # Measurement windows (seconds): warm-up, then the measured part.
 # Load figures are the median of ROUNDS runs, librbee and baseline taking
 # turns, so that a burst of load from elsewhere hits one run, not one side.
-W=0.3 T=1 ROUNDS=3 HB_T=3 IDLE_T=10 STARTS=20
+W=0.3 T=1 ROUNDS=3 HB_T=3 IDLE_T=10 STARTS=20 LAT_T=3
 if [ "${RBEE_BENCH_QUICK:-0}" = 1 ]; then
-  W=0.2 T=0.4 ROUNDS=1 HB_T=1.5 IDLE_T=2 STARTS=5
+  W=0.2 T=0.4 ROUNDS=1 HB_T=1.5 IDLE_T=2 STARTS=5 LAT_T=1
 fi
+LAT_TPS=50 # tokens a second of each paced stream
 MAX_JOBS=2 # job slots for both servers (2 cores)
 
 die() { echo "bench: $*" >&2; exit 1; }
@@ -213,6 +214,57 @@ for c in 1 64; do
 done
 for s in "${servers[@]}"; do stop "$s"; done
 
+echo "bench: (e) token latency: emit to client, paced streams of $LAT_TPS tokens/s" >&2
+# bench_worker emits from on_job's thread (rbee_job_emit_token), the
+# baseline from a timer on its own loop; 256 slots so every stream runs.
+start lat_base "$bin/bench_baseline" --port 0 --max-jobs 256
+ready lat_base
+if [ $have_worker = 1 ]; then
+  start lat_lib "$bin/bench_worker" --port 0 --max-jobs 256 --max-queue 64
+  ready lat_lib
+fi
+latency() { # VAR SERVER ARGS...: VAR = bench_latency's line
+  local var=$1 pv=port_lat_$2 out
+  shift 2
+  out=$(timeout 120 "$bin/bench_latency" --port "${!pv}" --pace-tps $LAT_TPS "$@") ||
+    die "bench_latency $* failed: $out"
+  printf -v "$var" %s "$out"
+}
+for s in "${servers[@]}"; do latency l "$s" -c 256 --tokens 10; done # warm-up
+latency l base -c 256 --tokens 10 --hop
+for c in 1 64 256; do
+  # One stream gives few tokens a second: twice as long for its p99.9.
+  toks=$((LAT_TPS * LAT_T * (c == 1 ? 2 : 1)))
+  : >"$tmp/lat${c}_hop"
+  for s in "${servers[@]}"; do : >"$tmp/lat${c}_$s"; done
+  for ((r = 0; r < ROUNDS; r++)); do
+    for s in "${servers[@]}"; do
+      latency l "$s" -c $c --tokens $toks
+      echo "$l" >>"$tmp/lat${c}_$s"
+    done
+    latency l base -c $c --tokens $toks --hop
+    echo "$l" >>"$tmp/lat${c}_hop"
+  done
+  line_lib=""
+  for s in "${servers[@]}" hop; do # the round with the median p99
+    n=$(wc -l <"$tmp/lat${c}_$s")
+    printf -v "line_$s" %s "$(awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^p99_us=/) print substr($i, 8), $0 }' \
+      "$tmp/lat${c}_$s" | sort -g | sed -n "$(((n + 1) / 2))p" | cut -d' ' -f2-)"
+  done
+  row "lat_p50_c$c" "token emit to client, $c stream(s) at $LAT_TPS tok/s: p50" "us" \
+    "$(get lib p50_us)" "$(get base p50_us)" lo none "" "token latency $c str p50"
+  row "lat_p99_c$c" "token emit to client, $c stream(s) at $LAT_TPS tok/s: p99" "us" \
+    "$(get lib p99_us)" "$(get base p99_us)" lo ratio_le 2 "token latency $c str p99"
+  row "lat_p999_c$c" "token emit to client, $c stream(s) at $LAT_TPS tok/s: p99.9" "us" \
+    "$(get lib p999_us)" "$(get base p999_us)" lo none ""
+  # Where the time goes: the baseline with only the thread hop of on_job
+  # (tokens from a job thread, event_active to the loop), in the librbee
+  # column against the plain baseline.
+  row "lat_hop_p99_c$c" "... p99 of the baseline sending from a job thread (hop) vs from its loop" "us" \
+    "$(field "$line_hop" p99_us)" "$(get base p99_us)" lo none ""
+done
+for s in "${servers[@]}"; do stop "lat_$s"; done
+
 echo "bench: start-up (median of $STARTS) and idle ($IDLE_T s)" >&2
 line_base=$(timeout 120 "$bin/bench_procstat" startup -r $STARTS -- "$bin/bench_baseline" --port '{port}')
 line_lib=""
@@ -341,6 +393,7 @@ awk -F'\t' -v chart="$tmp/chart.dat" '
     ratio = (num(lib) && num(base) && base > 0) ? lib / base : ""
     target = ""; ok = ""
     if (kind == "ratio_ge") { target = "ratio >= " tv; if (ratio != "") ok = ratio >= tv ? "yes" : "**NO**" }
+    if (kind == "ratio_le") { target = "ratio <= " tv; if (ratio != "") ok = ratio <= tv ? "yes" : "**NO**" }
     if (kind == "abs_le") { target = "<= " tv " " unit; if (num(lib)) ok = lib <= tv ? "yes" : "**NO**" }
     if (kind == "abs_ge") { target = ">= " fmt(tv) " " unit; if (num(lib)) ok = lib >= tv ? "yes" : "**NO**" }
     shown_ratio = ratio == "" ? "n/a" : sprintf("%.2f", ratio)
@@ -420,6 +473,20 @@ How each row is measured:
   round trip; best of three after a warm-up; MB/s counts the SSE body.
 - CPU-busy: as many jobs spinning the CPU as there are slots, submitted
   before the window; the same /health load meanwhile.
+- token latency (\`bench_latency\`): 1, 64 and 256 streams at once, each
+  one POST with \`Accept: text/event-stream\` of a job sending ${LAT_TPS}
+  tokens a second on a fixed schedule for ${LAT_T} s; each token's text is
+  the CLOCK_MONOTONIC time of its emit (librbee: just before
+  \`rbee_job_emit_token\` in on_job, on the job's thread; baseline: in a
+  timer callback on its loop, written at once), and the client reads the
+  same clock when the bytes arrive (non-blocking sockets, all streams read
+  from the start). Percentiles over every token of every stream; a warm-up
+  of 256 short streams first; ${ROUNDS} rounds taking turns, the round with
+  the median p99. Target: librbee's p99 within 2x the baseline's. The
+  "hop" rows run the baseline with its tokens sent from a thread of each
+  job and handed to the loop with \`event_active\`, the one thread hop that
+  a worker's \`on_job\` needs: their figure (in the librbee column) against
+  the plain baseline's tells that hop's share from the rest of librbee's.
 - start-up: from posix_spawn to the first 200 of GET /ready (polled every
   0.1 ms); idle: RSS and the voluntary + nonvoluntary context switches of
   all threads (/proc/PID/task/*/status) over ${IDLE_T} s, 1 s after ready,

@@ -8,7 +8,8 @@
  * Job "mode" (body):
  *   tokens  "n" tokens, one every "pace_ms" ms; counts them in
  *           obs_tokens_total{mode="tokens"} and observes the time per job
- *           in obs_job_seconds; adds "tokens" to the summary
+ *           in obs_job_seconds; adds "tokens", "mode", "tokens_per_s"
+ *           and "reserved_refused" (1: "events" was refused) to the summary
  *   labels  "n" updates of obs_labelled_total{who=...} (bound: 3 sets);
  *           emits {"type":"labels","ok":K,"refused":R,"message":...}
  *   sleep   sleeps "ms" ms, then ends */
@@ -77,7 +78,7 @@ static int on_init(rbee_worker *w, void *ud) {
 
 static int job_tokens(rbee_job *job) {
   long long n, pace;
-  if (rbee_job_param_int(&n, job, "n", 0, 100000, 5) || rbee_job_param_int(&pace, job, "pace_ms", 0, 10000, 0))
+  if (rbee_job_param_int(&n, job, "n", 0, 1000000, 5) || rbee_job_param_int(&pace, job, "pace_ms", 0, 10000, 0))
     return -1;
   static const char *const mode[] = {"tokens"};
   double t0 = now_s();
@@ -92,6 +93,12 @@ static int job_tokens(rbee_job *job) {
     rbee_metric_add(m_tokens, mode, 1);
   }
   rbee_metric_observe(m_seconds, mode, now_s() - t0);
+  /* Members of the worker's own in the summary; the framework's names
+   * are refused. */
+  if (rbee_job_summary_add_int(job, "tokens", n) || rbee_job_summary_add_string(job, "mode", "tokens") ||
+      rbee_job_summary_add_double(job, "tokens_per_s", (double)n / (now_s() - t0 + 1e-9)) ||
+      rbee_job_summary_add_int(job, "reserved_refused", rbee_job_summary_add_int(job, "events", 1) == RBEE_EINVAL))
+    return -1;
   return 0;
 }
 
