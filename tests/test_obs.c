@@ -437,7 +437,7 @@ START_TEST(test_obs_summary_members_and_order) {
   ck_assert_int_eq(tc_count(&r, "summary"), 0);
   ck_assert_int_eq(tc_count(&r, "data: [DONE]"), 1);
   tc_response_free(&r);
-  /* A cancelled job: the summary still comes, last before [CANCELLED]. */
+  /* A cancelled job: the summary still comes, then the cancelled event, then [CANCELLED]. */
   const char *long_job = "{\"operation\":\"infer\",\"mode\":\"tokens\",\"n\":100000,\"pace_ms\":5}";
   tc_request(&r, port, "POST", "/v1/jobs", (const char *const[]){"Content-Type: application/json", NULL},
              long_job, strlen(long_job), NULL, 5000);
@@ -458,7 +458,11 @@ START_TEST(test_obs_summary_members_and_order) {
   ck_assert_ptr_nonnull(c);
   const char *se = strstr(r.body, "event: summary\ndata: ");
   ck_assert(se < c);
-  ck_assert_ptr_null(strstr(strchr(se + 22, '\n'), "data: {")); /* nothing after it but the marker */
+  /* After it only the cancel's own event (issue 13), then the marker. */
+  const char *after = strstr(strchr(se + 22, '\n'), "data: {");
+  ck_assert_ptr_nonnull(after);
+  ck_assert(strncmp(after, "data: {\"type\":\"cancelled\"", 26) == 0);
+  ck_assert_ptr_null(strstr(strchr(after, '\n'), "data: {"));
   free(sum);
   tc_response_free(&r);
 }

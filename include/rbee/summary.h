@@ -1,4 +1,5 @@
-/* A job's summary: the last event before its terminal marker,
+/* A job's summary: an event before its terminal marker (after an error,
+ * before a cancel's "cancelled" event: docs/protocol.md),
  *
  *   {"type":"summary","trace_id":...,"span_id":...,"state":"done",
  *    "timings":{"queued_ms":..,"run_ms":..,"first_event_ms":..,
