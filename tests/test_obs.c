@@ -461,7 +461,7 @@ START_TEST(test_obs_summary_members_and_order) {
   /* After it only the cancel's own event (issue 13), then the marker. */
   const char *after = strstr(strchr(se + 22, '\n'), "data: {");
   ck_assert_ptr_nonnull(after);
-  ck_assert(strncmp(after, "data: {\"type\":\"cancelled\"", 26) == 0);
+  ck_assert(strncmp(after, "data: {\"type\":\"cancelled\"", strlen("data: {\"type\":\"cancelled\"")) == 0);
   ck_assert_ptr_null(strstr(strchr(after, '\n'), "data: {"));
   free(sum);
   tc_response_free(&r);
