@@ -3,6 +3,7 @@
  * WORKER_ID, PORT, CALLBACK_URL), parsed in-process, and rocm:N run in a
  * real worker process: the clear "not built with ROCm" error, exit 69. */
 #include <check.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -145,6 +146,33 @@ START_TEST(test_hive_flags_rocm_process_exit_69) {
 }
 END_TEST
 
+/* What rbee-hive does after a spawn, for real: the process gets its id
+ * and queen from the ROCm binaries' variables, and GET / answers 200
+ * with the discovery document while on_init is still loading. */
+START_TEST(test_hive_flags_discovery_while_loading) {
+  wp_setup();
+  proc p;
+  const char *env[] = {"WORKER_ID=worker-cpu-hive", "-RBEE_WORKER_ID", NULL};
+  int port = wp_start_worker_env(&p, WP_ARGS("--init-gate", wp_gate_path, "--model-ref", "m-ref"),
+                                 env);
+  char body[4096];
+  ck_assert_int_eq(wp_get_status(port, "/", body, sizeof body), 200);
+  ck_assert_msg(strstr(body, "\"worker_id\":\"worker-cpu-hive\"") != NULL, "%s", body);
+  ck_assert_msg(strstr(body, "\"model\":\"m-ref\"") != NULL, "%s", body);
+  ck_assert_msg(strstr(body, "\"status\":\"starting\"") != NULL, "%s", body);
+  ck_assert_msg(strstr(body, "\"ready\":\"/ready\"") != NULL, "%s", body);
+  ck_assert_int_eq(wp_get_status(port, "/ready", body, sizeof body), 503);
+  wp_open_gate();
+  ck_assert_int_eq(wp_wait_ready(port), 0);
+  ck_assert_int_eq(wp_get_status(port, "/", body, sizeof body), 200);
+  ck_assert_msg(strstr(body, "\"status\":\"ready\"") != NULL, "%s", body);
+  proc_kill(&p, SIGTERM);
+  ck_assert_int_eq(proc_wait(&p, WP_EXIT_MS), 0);
+  proc_cleanup(&p);
+  wp_teardown();
+}
+END_TEST
+
 static Suite *hive_flags_suite(void) {
   Suite *s = suite_create("worker_hive_flags");
   TCase *tc = tcase_create("flags");
@@ -153,6 +181,7 @@ static Suite *hive_flags_suite(void) {
   tcase_add_test(tc, test_hive_flags_env_aliases);
   tcase_add_test(tc, test_hive_flags_rocm_device);
   tcase_add_test(tc, test_hive_flags_rocm_process_exit_69);
+  tcase_add_test(tc, test_hive_flags_discovery_while_loading);
   suite_add_tcase(s, tc);
   return s;
 }
