@@ -15,6 +15,8 @@
 #include "proc_spawn.h"
 #include "prom_check.h"
 #include "queen_server.h"
+#include <cjson/cJSON.h>
+
 #include "rbee/rbee.h"
 
 static proc P;
@@ -328,6 +330,19 @@ START_TEST(test_obs_trace_valid_parent) {
   ck_assert_ptr_nonnull(sl);
   ck_assert_ptr_null(strstr(sl + 1, "\"action\":\"span\""));
   char *line = strndup(sl, strcspn(sl, "\n"));
+  /* The whole line is one JSON object; its span an object of its own. */
+  const char *ls = sl;
+  while (ls > log && ls[-1] != '\n')
+    ls--;
+  char *whole = strndup(ls, strcspn(ls, "\n"));
+  cJSON *o = cJSON_Parse(whole);
+  ck_assert_msg(o != NULL, "not JSON: %s", whole);
+  cJSON *sp = cJSON_GetObjectItem(o, "span");
+  ck_assert(cJSON_IsObject(sp));
+  ck_assert_str_eq(cJSON_GetObjectItem(sp, "traceId")->valuestring, "0af7651916cd43dd8448eb211c80319c");
+  ck_assert(cJSON_IsArray(cJSON_GetObjectItem(sp, "attributes")));
+  cJSON_Delete(o);
+  free(whole);
   ck_assert_ptr_nonnull(strstr(line, "\"parentSpanId\":\"b7ad6b7169203331\""));
   ck_assert_ptr_nonnull(strstr(line, "\"traceState\":\"congo=t61rcWkgMzE,rojo=00f067aa0ba902b7\""));
   ck_assert_ptr_nonnull(strstr(line, "\"name\":\"job infer\""));
