@@ -380,6 +380,8 @@ static void sink_locked(const char *line, size_t n) {
 }
 
 static void vlog(rbee_log_level level, const char *actor, const char *action, const char *job_id,
+                 const char *span, const char *fmt, va_list ap0) RBEE_PRINTF(6, 0);
+static void vlog(rbee_log_level level, const char *actor, const char *action, const char *job_id,
                  const char *span, const char *fmt, va_list ap0) {
   char small[512];
   char *msg = small;
