@@ -452,7 +452,16 @@ START_TEST(test_obs_summary_members_and_order) {
   ck_assert_int_eq(tc_count(&r, "summary"), 0);
   ck_assert_int_eq(tc_count(&r, "data: [DONE]"), 1);
   tc_response_free(&r);
-  /* A cancelled job: the summary still comes, last before [CANCELLED]. */
+  /* A failed job: the error event, then the summary, then [ERROR]. */
+  run_job_to_end(&r, port, "{\"operation\":\"infer\",\"mode\":\"tokens\",\"n\":-1}", NULL);
+  sum = summary_of(r.body);
+  ck_assert_ptr_nonnull(sum);
+  ck_assert_ptr_nonnull(strstr(sum, "\"state\":\"failed\""));
+  const char *err = strstr(r.body, "\"type\":\"error\""), *se0 = strstr(r.body, "event: summary");
+  ck_assert(err && se0 && err < se0 && se0 < strstr(r.body, "data: [ERROR]"));
+  free(sum);
+  tc_response_free(&r);
+    /* A cancelled job: the summary still comes, last before [CANCELLED]. */
   const char *long_job = "{\"operation\":\"infer\",\"mode\":\"tokens\",\"n\":100000,\"pace_ms\":5}";
   tc_request(&r, port, "POST", "/v1/jobs", (const char *const[]){"Content-Type: application/json", NULL},
              long_job, strlen(long_job), NULL, 5000);
