@@ -37,7 +37,7 @@ START_TEST(test_jobs_summary_queued_cancelled) {
   jt_reader_open(&r, b, -1);
   ck_assert(r.complete);
   int n = jt_check_stream(&r, jt_evs, 16, 0);
-  ck_assert_int_eq(n, 2); /* summary, [CANCELLED] */
+  ck_assert_int_eq(n, 3); /* summary, cancelled (job control), [CANCELLED] */
   cJSON *s = event_json(0);
   ck_assert_str_eq(cJSON_GetObjectItem(s, "type")->valuestring, "summary");
   ck_assert_str_eq(cJSON_GetObjectItem(s, "state")->valuestring, "cancelled");
@@ -49,7 +49,8 @@ START_TEST(test_jobs_summary_queued_cancelled) {
   ck_assert(cJSON_GetObjectItem(s, "bytes")->valuedouble == 0);
   ck_assert_str_eq(cJSON_GetObjectItem(s, "trace_id")->valuestring, b->trace.trace_id);
   cJSON_Delete(s);
-  ck_assert_str_eq(jt_evs[1].data, "[CANCELLED]");
+  ck_assert_ptr_nonnull(strstr(jt_evs[1].data, "\"type\":\"cancelled\""));
+  ck_assert_str_eq(jt_evs[2].data, "[CANCELLED]");
   worker_sse_free(jt_evs, n);
   jt_reader_close(&r);
   jt_open_gate();
@@ -95,8 +96,9 @@ START_TEST(test_jobs_summary_abandoned) {
   ck_assert_uint_eq(rbee__jobs_abandon(jt_jobs), 1);
   ck_assert_int_eq(worker_test_run_until(jt_base, jt_reader_done, &r, 20000), 0);
   int n = jt_check_stream(&r, jt_evs, 16, 0);
-  ck_assert_int_ge(n, 3);
-  ck_assert_ptr_nonnull(strstr(jt_evs[n - 2].data, "\"type\":\"summary\""));
+  ck_assert_int_ge(n, 4);
+  ck_assert_ptr_nonnull(strstr(jt_evs[n - 3].data, "\"type\":\"summary\""));
+  ck_assert_ptr_nonnull(strstr(jt_evs[n - 2].data, "\"type\":\"cancelled\""));
   ck_assert_str_eq(jt_evs[n - 1].data, "[CANCELLED]");
   worker_sse_free(jt_evs, n);
   jt_reader_close(&r);
