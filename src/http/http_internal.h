@@ -58,7 +58,8 @@ struct rbee__http {
   int port;
   struct rbee__sse *streams; /* open SSE connections, for shutdown */
   unsigned nstreams;
-  struct evhttp_bound_socket *sock; /* server.c: its listener pauses on accept errors */
+  struct evhttp_bound_socket *sock;
+  struct rbee__conns *conns; /* conns.c: cap, deadlines, accept pauses */
 };
 
 /* Replies. Every error is {"error":{"code":...,"message":...}}. Every
@@ -88,5 +89,8 @@ void rbee__sse_close_all(rbee__http *h);
 /* Prometheus text exposition of the worker's state into @p out. */
 int rbee__metrics_format(struct evbuffer *out, const rbee__snapshot *snap,
                          const rbee__jobs_counts *jobs);
+struct rbee__conns_stats;
+/* The connection gauges and counters (conns.c) after those. */
+int rbee__metrics_format_conns(struct evbuffer *out, const struct rbee__conns_stats *st);
 
 #endif

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conns.h"
 #include "http_internal.h"
 #include "util/util.h"
 
@@ -60,6 +61,7 @@ static void on_complete(struct evhttp_request *req, void *arg) {
   struct evhttp_connection *c = evhttp_request_get_connection(req);
   if (c != NULL)
     evhttp_connection_set_closecb(c, NULL, NULL);
+  rbee__conns_reply_done(s->h->conns, req); /* this callback took conns.c's place */
   destroy(s);
 }
 

@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "worker/worker_impl.h"
@@ -380,7 +381,10 @@ static int start(rbee_worker *w) {
                           .max_queue = o->max_queue,
                           .snapshot = rbee__worker_snapshot,
                           .on_stream_done = stream_done,
-                          .userdata = w};
+                          .userdata = w,
+                          .max_connections = o->max_connections,
+                          .request_timeout_ms = o->request_timeout_ms,
+                          .idle_timeout_ms = o->idle_timeout_ms};
   if (rbee__http_new(&w->http, w->base, &hc, w->jobs) != 0) {
     RBEE_ERROR("worker", "listen", "cannot listen on %s port %d: %s", hc.bind, o->port,
                rbee_error_message());
@@ -532,7 +536,10 @@ int rbee_worker_run(const rbee_worker_options *opts, const rbee_worker_callbacks
   }
   rbee_worker_options filled;
   if (opts) {
-    filled = *opts;
+    /* A version 1 caller's struct ends before the version 2 fields. */
+    memset(&filled, 0, sizeof filled);
+    memcpy(&filled, opts, opts->version >= 2 ? sizeof filled
+                                             : offsetof(rbee_worker_options, request_timeout_ms));
     rbee__worker_options_defaults(&filled);
     opts = &filled;
   }

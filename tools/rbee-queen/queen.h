@@ -26,9 +26,14 @@ typedef struct queen_options {
   /* Bearer token required on heartbeats only (the generated registration
    * token), when @c token is NULL. NULL too: open registration. */
   const char *reg_token;
+  /* Connections (src/http/conns.h); 0: 1024 (kept below the fd limit),
+   * 10 s for a new connection's request, 75 s idle between requests. */
+  unsigned max_connections;
+  unsigned request_timeout_ms;
+  unsigned idle_timeout_ms;
 } queen_options;
 
-#define QUEEN_OPTIONS_INIT {"127.0.0.1", 7833, 90000, NULL, NULL, (size_t)16 << 20, 0, NULL}
+#define QUEEN_OPTIONS_INIT {"127.0.0.1", 7833, 90000, NULL, NULL, (size_t)16 << 20, 0, NULL, 0, 0, 0}
 /* A heartbeat larger than this is refused (413): extras cannot grow memory. */
 #define QUEEN_MAX_HEARTBEAT_BYTES (16u << 10)
 
@@ -36,6 +41,7 @@ typedef struct queen {
   struct event_base *base;
   queen_options opts;
   struct evhttp *http;
+  struct rbee__conns *conns; /* cap, deadlines, accept pauses */
   int port;
   queen_registry reg;
   struct event *sweep_ev;

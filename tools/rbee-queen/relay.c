@@ -572,7 +572,17 @@ void queen_relay_start(queen *q, struct evhttp_request *req, char *body, size_t 
 void queen_relay_job(queen *q, struct evhttp_request *req, const char *job_id, int stream) {
   enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
   const queen_job_ref *j = job_id_ok(job_id) ? find_job(q, job_id) : NULL;
-  if (stream ? cmd != EVHTTP_REQ_GET : cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_DELETE) {
+  if (cmd == EVHTTP_REQ_HEAD && j != NULL) {
+    /* Headers only, from what the queen knows: nothing is held or asked of
+     * the worker. */
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                      stream ? "text/event-stream" : "application/json");
+    evhttp_add_header(evhttp_request_get_output_headers(req), "X-Rbee-Worker", j->worker_id);
+    evhttp_send_reply(req, 200, "OK", NULL);
+    return;
+  }
+  if (cmd != EVHTTP_REQ_HEAD &&
+      (stream ? cmd != EVHTTP_REQ_GET : cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_DELETE)) {
     queen_send_error(req, 405, "METHOD_NOT_ALLOWED",
                      stream ? "GET resumes a stream" : "GET shows a job, DELETE cancels it");
     return;
