@@ -101,5 +101,8 @@ int main(int argc, char **argv) {
          established, closed, a408, a503, last_close);
   for (int i = 0; i < n; i++)
     close(p[i].fd);
+  free(p);
+  free(state);
+  free(sent);
   return 0;
 }

@@ -80,6 +80,8 @@ int queen_relay_init(queen *q);
  * model the worker is marked verified (routable). One at a time a worker. */
 void queen_probe_start(queen *q, queen_worker *w);
 void queen_relay_shutdown(queen *q);
+/* GET /v1/workers, sent a few workers a chunk (workers_list.c). */
+void queen_workers_list(queen *q, struct evhttp_request *req);
 void queen_table_draw(const queen *q);
 /* Send {"error":{"code":...,"message":...}} with @p status. */
 void queen_send_error(struct evhttp_request *req, int status, const char *code,

@@ -247,16 +247,7 @@ static void on_workers(queen *q, struct evhttp_request *req) {
     queen_send_error(req, 405, "METHOD_NOT_ALLOWED", "GET lists the workers");
     return;
   }
-  cJSON *o = queen_registry_to_json(&q->reg, queen_mono_us());
-  if (o)
-    cJSON_AddNumberToObject(o, "dead_after_ms", q->opts.dead_after_ms);
-  char *s = o ? cJSON_PrintUnformatted(o) : NULL;
-  cJSON_Delete(o);
-  if (s)
-    send_json(req, 200, s);
-  else
-    queen_send_error(req, 500, "INTERNAL", "out of memory");
-  cJSON_free(s);
+  queen_workers_list(q, req);
 }
 
 /* GET /v1/workers/{id}: one worker, with its status history. */
