@@ -19,6 +19,7 @@
 #include <rbee/log.h>
 
 #include "queen.h"
+#include "sse_check.h"
 
 #define MAX_TRIES 8
 /* Unsent bytes to a slow client before the worker's stream is paused. */
@@ -66,6 +67,7 @@ typedef struct queen_relay {
   struct event *unpause_ev;
   char errbuf[CURL_ERROR_SIZE];
   const char *refused;             /* why the queen cut the worker's answer */
+  queen_sse_check sse;             /* the stream's framing, checked as relayed */
 } queen_relay;
 
 static void check_done(queen *q);
@@ -313,6 +315,9 @@ static size_t on_data(char *p, size_t size, size_t n, void *ud) {
     evhttp_send_reply_start(r->req, 200, "OK");
     r->started = 1;
   }
+  /* Framing: only event-stream lines reach the client. */
+  if (queen_sse_check_feed(&r->sse, p, len) != 0)
+    return 0;
   if (r->kind == RELAY_ROUTE)
     scan_job_id(r, p, len);
   struct evbuffer *b = evbuffer_new();
@@ -507,13 +512,17 @@ static void transfer_done(queen_relay *r, CURLcode result) {
   if (result != CURLE_OK) {
     struct evbuffer *b = evbuffer_new();
     if (b) {
-      evbuffer_add_printf(b, "data: [ERROR] the queen lost the stream from %s: %s\n\n",
-                          r->worker_id, r->errbuf[0] ? r->errbuf : curl_easy_strerror(result));
+      evbuffer_add_printf(b, "%sdata: [ERROR] the queen lost the stream from %s: %s\n\n",
+                          r->sse.col ? "\n" : "", r->worker_id,
+                          r->sse.error    ? r->sse.error
+                          : r->errbuf[0] ? r->errbuf
+                                          : curl_easy_strerror(result));
       evhttp_send_reply_chunk(r->req, b);
       evbuffer_free(b);
     }
     rbee_log(RBEE_LOG_WARN, "queen", "relay", r->job_id[0] ? r->job_id : NULL,
-             "stream from %s broke: %s", r->worker_id, curl_easy_strerror(result));
+             "stream from %s broke: %s", r->worker_id,
+             r->sse.error ? r->sse.error : curl_easy_strerror(result));
   }
   r->q->jobs_routed += r->kind == RELAY_ROUTE;
   struct evhttp_request *req = r->req;
