@@ -157,4 +157,28 @@ RBEE_CURL_LIBRARY=$TMP/libcurl-bad.so timeout 60 "$LLM_BIN" --model tiny --port 
 [ "$rc" = 69 ] || fail "exit $rc, not 69"
 assert_contains "$TMP/badcurl.log" "cannot load $TMP/libcurl-bad.so: " "the worker's log"
 if grep -q "not found: install" "$TMP/badcurl.log"; then fail "a present library was called missing"; fi
+step "a SIGTERM storm: the worker exits 143 by itself, not killed by a later signal"
+if command -v python3 >/dev/null && python3 -c 'import subprocess' 2>/dev/null; then
+  python3 - "$LLM_BIN" "$TMP/storm.log" <<'PY' || fail "SIGTERM storm: $(tail -n 3 "$TMP/storm.log")"
+import os, signal, subprocess, sys, time
+log = open(sys.argv[2], "w")
+# A forced exit (second signal) skips the model's teardown: not what this checks.
+env = dict(os.environ, ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") + ":detect_leaks=0")
+p = subprocess.Popen([sys.argv[1], "--model", "tiny", "--port", "0"], stdout=log, stderr=log, env=env)
+time.sleep(1.5)
+end = time.time() + 3
+sent = 0
+while p.poll() is None and time.time() < end:  # signals until it is gone, 3 s at most
+    try:
+        p.send_signal(signal.SIGTERM)
+        sent += 1
+    except ProcessLookupError:
+        break
+rc = p.wait(timeout=20)
+print("storm: %d SIGTERMs, exit %d%s" % (sent, rc, " (killed by a signal)" if rc < 0 else ""))
+sys.exit(0 if rc == 143 else 1)
+PY
+else
+  echo "(python3 missing: the storm is not run)"
+fi
 echo "all hardening checks passed"
