@@ -96,6 +96,34 @@ echo "worker closed the idle connection after $secs s"
 assert_contains "$TMP/idle.out" "HTTP/1.1 200 OK" "the answer before the idle close"
 awk -v t="$secs" 'BEGIN {exit !(t >= 2.5 && t < 8)}' || fail "idle close after $secs s (want 3)"
 
+step "a client that half-closes (SHUT_WR) after its request gets its whole stream"
+if command -v python3 >/dev/null; then
+  python3 - "${WURL##*:}" <<'PY' || fail "a half-closed client's stream was cut"
+import socket, sys
+port = int(sys.argv[1])
+body = b'{"operation":"infer","prompt":"hi","max_tokens":300}'
+req = (b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+       b"Accept: text/event-stream\r\nContent-Length: %d\r\n\r\n" % len(body)) + body
+whole = 0
+for i in range(10):
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(req)
+    s.shutdown(socket.SHUT_WR)
+    data = b""
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        data += d
+    s.close()
+    whole += b"data: [DONE]" in data
+print("half-closed clients with the whole stream: %d of 10" % whole)
+sys.exit(0 if whole == 10 else 1)
+PY
+else
+  echo "(python3 missing: the half-close is not tried)"
+fi
+
 step "1000 connections held against the queen under ulimit -n 256"
 under_flood queen "$QURL" "$QPID" "$TMP/queen.log" "health v1/workers"
 secs=$(idle_close "${QURL##*:}")
