@@ -36,6 +36,23 @@ pad=$(head -c 15000 /dev/zero | tr '\0' 'x')
 beat() { # ID: a heartbeat with a 15 KiB extra field
   printf '{"worker":{"id":"%s","model_id":"m","device":"cpu","port":1,"status":"ready","implementation":"t","version":"0.1.0"},"timestamp":"2026-11-26T12:00:00Z","extra":"%s"}' "$1" "$pad"
 }
+step "2000 malformed heartbeats: refused, and a few log lines, not 2000"
+b0=$(stat -c %s "$TMP/queen.log")
+: >"$TMP/bad.cfg"
+for i in $(seq 2000); do
+  printf 'url = "%s/v1/worker-heartbeat"\nheader = "Content-Type: application/json"\ndata = "{\\"worker\\":{\\"id\\":\\"x%d\\"}}"\noutput = "/dev/null"\nwrite-out = "%%{http_code}\\n"\n' "$QURL" "$i" >>"$TMP/bad.cfg"
+  [ "$i" = 2000 ] || echo next >>"$TMP/bad.cfg"
+done
+curl -s --no-progress-meter --parallel --parallel-max 16 --max-time 120 --config "$TMP/bad.cfg" >"$TMP/bad.codes"
+n400=$(grep -c '^400$' "$TMP/bad.codes" || true)
+sleep 1.2 # the next line passed says what was held back
+curl -s -o /dev/null --max-time 5 -H 'Content-Type: application/json' -d '{}' "$QURL/v1/worker-heartbeat"
+b1=$(stat -c %s "$TMP/queen.log")
+echo "2000 malformed beats: $n400 answered 400, $((b1 - b0)) bytes of log"
+[ "$n400" = 2000 ] || fail "malformed beats: $(sort "$TMP/bad.codes" | uniq -c | tr '\n' ' ')"
+[ $((b1 - b0)) -lt 20000 ] || fail "log flood: $((b1 - b0)) bytes for 2000 malformed beats"
+assert_contains "$TMP/queen.log" "more not logged" "the count of held-back lines"
+
 step "1023 more workers with 15 KiB heartbeats: 1024 in all, the cap"
 cfg=$TMP/beats.cfg
 : >"$cfg"

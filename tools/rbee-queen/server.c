@@ -147,6 +147,32 @@ static int check_token(struct evhttp_request *req, const char *want) {
 
 static int authorized(queen *q, struct evhttp_request *req) { return check_token(req, q->opts.token); }
 
+/* Lines about refused heartbeats: 5 a second at most, the next one passed
+ * says how many were held back (a flood of bad beats is no log flood). */
+typedef struct limiter {
+  int64_t window_us;
+  unsigned n, held;
+} limiter;
+
+static int log_pass(limiter *l, char *more, size_t len) {
+  int64_t now = queen_mono_us();
+  if (now - l->window_us >= 1000000) {
+    l->window_us = now;
+    l->n = 0;
+  }
+  if (++l->n > 5) {
+    l->held++;
+    return 0;
+  }
+  more[0] = '\0';
+  if (l->held)
+    snprintf(more, len, " (and %u more not logged)", l->held);
+  l->held = 0;
+  return 1;
+}
+
+static limiter refused_log;
+
 static void on_heartbeat(queen *q, struct evhttp_request *req) {
   if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
     queen_send_error(req, 405, "METHOD_NOT_ALLOWED", "heartbeats are POSTed");
@@ -175,8 +201,10 @@ static void on_heartbeat(queen *q, struct evhttp_request *req) {
   int64_t ts = 0;
   if (rbee_heartbeat_from_json(&info, &ts, body, len) != 0) {
     queen_send_error(req, 400, "INVALID_HEARTBEAT", "%s", rbee_error_message());
-    rbee_log(RBEE_LOG_WARN, "queen", "heartbeat", NULL, "rejected a heartbeat: %s",
-             rbee_error_message());
+    char more[64];
+    if (log_pass(&refused_log, more, sizeof more))
+      rbee_log(RBEE_LOG_WARN, "queen", "heartbeat", NULL, "rejected a heartbeat: %s%s",
+               rbee_error_message(), more);
     free(body);
     return;
   }
@@ -204,9 +232,11 @@ static void on_heartbeat(queen *q, struct evhttp_request *req) {
     queen_send_error(req, 409, "WORKER_ID_TAKEN",
                      "worker %s is registered at another address or port until it stops or "
                      "is dropped", id);
-    rbee_log(RBEE_LOG_WARN, "queen", "heartbeat", NULL,
-             "refused a heartbeat for %s from %s:%u: the id is bound elsewhere", id,
-             peer ? peer : "?", port);
+    char more[64];
+    if (log_pass(&refused_log, more, sizeof more))
+      rbee_log(RBEE_LOG_WARN, "queen", "heartbeat", NULL,
+               "refused a heartbeat for %s from %s:%u: the id is bound elsewhere%s", id,
+               peer ? peer : "?", port, more);
     return;
   }
   if (flags == QUEEN_EFULL) {
