@@ -18,7 +18,9 @@
 #include <rbee/errors.h>
 #include <rbee/log.h>
 
+#include "conns.h"
 #include "queen.h"
+#include "read_hold.h"
 #include "sse_check.h"
 
 #define MAX_TRIES 8
@@ -68,6 +70,7 @@ typedef struct queen_relay {
   char errbuf[CURL_ERROR_SIZE];
   const char *refused;             /* why the queen cut the worker's answer */
   queen_sse_check sse;             /* the stream's framing, checked as relayed */
+  rbee__read_hold *hold;           /* a half-closing client still gets its stream */
 } queen_relay;
 
 static void check_done(queen *q);
@@ -189,6 +192,8 @@ static void relay_free(queen_relay *r) {
   }
   if (r->evcon)
     evhttp_connection_set_closecb(r->evcon, NULL, NULL);
+  if (r->req) /* its connection is still there */
+    rbee__read_hold_free(r->hold);
   curl_slist_free_all(r->headers);
   if (r->answer)
     evbuffer_free(r->answer);
@@ -229,6 +234,8 @@ static void on_client_close(struct evhttp_connection *evcon, void *arg) {
   queen_relay *r = arg;
   /* A client that left mid-reply: libevent detached the unfinished request
    * and leaves it to us; one still attached is freed with the connection. */
+  rbee__read_hold_free(r->hold); /* the connection's bufferevent is still there */
+  r->hold = NULL;
   if (r->req && evhttp_request_get_connection(r->req) == NULL)
     evhttp_request_free(r->req);
   r->req = NULL;
@@ -276,6 +283,8 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud) {
   return len;
 }
 
+static void relay_fin(void *arg);
+
 static size_t on_data(char *p, size_t size, size_t n, void *ud) {
   queen_relay *r = ud;
   size_t len = size * n;
@@ -313,6 +322,7 @@ static size_t on_data(char *p, size_t size, size_t n, void *ud) {
     evhttp_add_header(h, "Cache-Control", "no-cache");
     evhttp_add_header(h, "X-Rbee-Worker", r->worker_id);
     evhttp_send_reply_start(r->req, 200, "OK");
+    r->hold = rbee__read_hold_new(r->q->base, r->req, relay_fin, r);
     r->started = 1;
   }
   /* Framing: only event-stream lines reach the client. */
@@ -471,6 +481,66 @@ static void end_client(queen_relay *r) {
   r->req = NULL;
 }
 
+/* The read hold of a relayed stream lasts until the end of the reply has
+ * been written (or the connection closes), after the relay is gone. */
+typedef struct hold_tail {
+  queen *q;
+  struct evhttp_request *req;
+  rbee__read_hold *hold;
+} hold_tail;
+
+static void tail_close(struct evhttp_connection *c, void *arg) {
+  (void)c;
+  hold_tail *t = arg;
+  evhttp_request_set_on_complete_cb(t->req, NULL, NULL);
+  rbee__read_hold_free(t->hold);
+  free(t);
+}
+
+static void tail_complete(struct evhttp_request *req, void *arg) {
+  hold_tail *t = arg;
+  struct evhttp_connection *c = evhttp_request_get_connection(req);
+  if (c)
+    evhttp_connection_set_closecb(c, NULL, NULL);
+  rbee__conns_reply_done(t->q->conns, req); /* this callback took conns.c's place */
+  rbee__read_hold_free(t->hold);
+  free(t);
+}
+
+/* End a started reply to the client. */
+static void end_reply(queen_relay *r) {
+  struct evhttp_request *req = r->req;
+  rbee__read_hold *hold = r->hold;
+  r->hold = NULL;
+  end_client(r);
+  struct evhttp_connection *c = evhttp_request_get_connection(req);
+  hold_tail *t = hold && c ? malloc(sizeof *t) : NULL;
+  if (t) {
+    t->q = r->q;
+    t->req = req;
+    t->hold = hold;
+    evhttp_connection_set_closecb(c, tail_close, t);
+    evhttp_request_set_on_complete_cb(req, tail_complete, t);
+  } else {
+    rbee__read_hold_free(hold);
+  }
+  evhttp_send_reply_end(req);
+}
+
+/* The client stopped sending: half-closed, or gone. A comment line (at a
+ * line's start) tells which: a closed socket answers it with a reset. */
+static void relay_fin(void *arg) {
+  queen_relay *r = arg;
+  if (r->req == NULL || r->sse.col != 0)
+    return;
+  struct evbuffer *b = evbuffer_new();
+  if (b == NULL)
+    return;
+  evbuffer_add(b, ": \n", 3);
+  evhttp_send_reply_chunk(r->req, b);
+  evbuffer_free(b);
+}
+
 static void probe_done(queen_relay *r, CURLcode result);
 
 static void transfer_done(queen_relay *r, CURLcode result) {
@@ -525,9 +595,7 @@ static void transfer_done(queen_relay *r, CURLcode result) {
              r->sse.error ? r->sse.error : curl_easy_strerror(result));
   }
   r->q->jobs_routed += r->kind == RELAY_ROUTE;
-  struct evhttp_request *req = r->req;
-  end_client(r);
-  evhttp_send_reply_end(req);
+  end_reply(r);
   relay_free(r);
 }
 
@@ -704,8 +772,7 @@ void queen_relay_shutdown(queen *q) {
           evhttp_send_reply_chunk(req, b);
           evbuffer_free(b);
         }
-        end_client(r);
-        evhttp_send_reply_end(req);
+        end_reply(r);
       } else {
         end_client(r);
         queen_send_error(req, 503, "SHUTTING_DOWN", "the queen is shutting down");
