@@ -58,7 +58,8 @@ struct rbee__http {
   int port;
   struct rbee__sse *streams; /* open SSE connections, for shutdown */
   unsigned nstreams;
-  struct evhttp_bound_socket *sock; /* server.c: its listener pauses on accept errors */
+  struct evhttp_bound_socket *sock;
+  struct rbee__conns *conns; /* conns.c: cap, deadlines, accept pauses */
   struct rbee__job_waiter *waiters;  /* job_wait.c: held GET ?wait= requests */
 };
 
@@ -107,5 +108,8 @@ int rbee__metrics_format(struct evbuffer *out, const rbee__snapshot *snap,
 /* The metrics worker code declared (rbee/metrics.h), after the framework's
  * (worker_metrics.c). */
 void rbee__worker_metrics_format(struct evbuffer *out);
+struct rbee__conns_stats;
+/* The connection gauges and counters (conns.c) after those. */
+int rbee__metrics_format_conns(struct evbuffer *out, const struct rbee__conns_stats *st);
 
 #endif

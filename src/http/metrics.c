@@ -2,6 +2,7 @@
 #include <event2/buffer.h>
 #include <stdio.h>
 
+#include "conns.h"
 #include "http_internal.h"
 
 static void head(struct evbuffer *b, const char *name, const char *type, const char *help) {
@@ -125,5 +126,25 @@ int rbee__metrics_format(struct evbuffer *b, const rbee__snapshot *s,
       gauge(b, "rbee_device_temperature_celsius", "GPU temperature.", s->device.temperature_c);
   }
   rbee__worker_metrics_format(b);
+  return 0;
+}
+
+int rbee__metrics_format_conns(struct evbuffer *b, const rbee__conns_stats *st) {
+  gauge(b, "rbee_http_connections", "Open HTTP connections.", st->open);
+  gauge(b, "rbee_http_connections_waiting",
+        "Open HTTP connections waiting for (the rest of) a request.", st->waiting);
+  gauge(b, "rbee_http_connections_max", "The cap on open HTTP connections.", st->max);
+  head(b, "rbee_http_connections_accepted_total", "counter", "HTTP connections accepted.");
+  evbuffer_add_printf(b, "rbee_http_connections_accepted_total %llu\n",
+                      (unsigned long long)st->accepted);
+  head(b, "rbee_http_connections_closed_total", "counter",
+       "HTTP connections the worker closed: to make room at the cap, refused with a 503, or "
+       "past their request or idle deadline.");
+  evbuffer_add_printf(b, "rbee_http_connections_closed_total{reason=\"evicted\"} %llu\n",
+                      (unsigned long long)st->evicted);
+  evbuffer_add_printf(b, "rbee_http_connections_closed_total{reason=\"refused\"} %llu\n",
+                      (unsigned long long)st->refused);
+  evbuffer_add_printf(b, "rbee_http_connections_closed_total{reason=\"timeout\"} %llu\n",
+                      (unsigned long long)st->timed_out);
   return 0;
 }
