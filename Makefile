@@ -4,7 +4,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build demo test check bench install clean
+.PHONY: all deps build demo test check bench install clean test-systemd
 
 all: build
 
@@ -32,6 +32,12 @@ test: deps
 # Only the plain build's test suites (quick, for development).
 check: build
 	@ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
+
+# deploy/systemd/ under a real systemd booted in namespaces (root; builds
+# and caches a Debian root with debootstrap the first time, a few minutes).
+# Once it is cached, `make test` runs the same checks (tests/test_systemd.sh).
+test-systemd: build
+	@RBEE_BUILD_DIR=$(abspath $(BUILD)) ./scripts/test-systemd.sh
 
 bench: deps
 	@./bench/run.sh

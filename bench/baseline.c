@@ -9,7 +9,13 @@
  *   bench_baseline [--port P] [--max-jobs N]
  *
  * A job is {"operation":..., "tokens":N, "spin_ms":MS}: MS of CPU on a job
- * thread (one of --max-jobs slots), then N token events and [DONE]. Prints
+ * thread (one of --max-jobs slots), then N token events and [DONE].
+ * "pace_tps":P (no spin) sends the tokens from a timer on the loop, P a
+ * second on a fixed schedule, and "stamp":true makes each token's text the
+ * CLOCK_MONOTONIC nanoseconds at its write (bench_latency's baseline).
+ * "hop":true sends the paced tokens from a thread of the job's own
+ * instead, each handed to the loop with event_active (the one thread
+ * hop a worker's on_job needs, and nothing else of librbee). Prints
  * "port=P" on stdout once listening; SIGTERM or SIGINT stops it. */
 #include <cjson/cJSON.h>
 #include <event2/buffer.h>
@@ -47,6 +53,14 @@ typedef struct job {
   struct event *wake;        /* made active by the job thread */
   int spun;                  /* the CPU part is over (loop thread) */
   int orphan;                /* the reader left while the thread spun */
+  long pace_tps;             /* >0: paced tokens from a timer (no spin) */
+  int stamp;                 /* token text = monotonic ns at the write */
+  struct event *tick;        /* the pace timer */
+  int hop;                   /* paced tokens from a job thread */
+  pthread_mutex_t hop_mu;    /* guards hop_buf and hop_done */
+  struct evbuffer *hop_buf;  /* events the thread wrote, not yet sent */
+  int hop_done;              /* the thread wrote its last token */
+  struct timespec due;       /* when the next paced token is due */
 } job;
 
 struct server {
@@ -132,15 +146,123 @@ static void add_token(struct evbuffer *b, long id, long i) {
 static void job_free(job *j) {
   if (j->wake)
     event_free(j->wake);
+  if (j->tick)
+    event_free(j->tick);
+  if (j->hop_buf) {
+    evbuffer_free(j->hop_buf);
+    pthread_mutex_destroy(&j->hop_mu);
+  }
   free(j);
 }
 
 static void pump(job *j);
 
+/* Arm the pace timer for j->next, a fixed schedule from the job's start. */
+static void arm_tick(job *j) {
+  j->due.tv_nsec += 1000000000L / j->pace_tps;
+  while (j->due.tv_nsec >= 1000000000L) {
+    j->due.tv_nsec -= 1000000000L;
+    j->due.tv_sec++;
+  }
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  int64_t left = (int64_t)(j->due.tv_sec - now.tv_sec) * 1000000 + (j->due.tv_nsec - now.tv_nsec) / 1000;
+  struct timeval tv = {left > 0 ? (time_t)(left / 1000000) : 0, left > 0 ? (suseconds_t)(left % 1000000) : 0};
+  evtimer_add(j->tick, &tv);
+}
+
+/* The job thread of a "hop" job: paced, stamped tokens into hop_buf, the
+ * loop told by event_active. */
+static void *hop_thread(void *arg) {
+  job *j = arg;
+  server *s = j->s;
+  struct timespec due;
+  clock_gettime(CLOCK_MONOTONIC, &due);
+  for (long i = 0; i < j->tokens; i++) {
+    due.tv_nsec += 1000000000L / j->pace_tps;
+    while (due.tv_nsec >= 1000000000L) {
+      due.tv_nsec -= 1000000000L;
+      due.tv_sec++;
+    }
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &due, NULL) != 0) {
+    }
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    char ev[160];
+    int n = snprintf(ev, sizeof ev, "id: %ld\ndata: {\"type\":\"token\",\"t\":\"%lld\",\"i\":%ld}\n\n",
+                     i + 1, (long long)now.tv_sec * 1000000000LL + now.tv_nsec, i);
+    pthread_mutex_lock(&j->hop_mu);
+    int was_empty = evbuffer_get_length(j->hop_buf) == 0;
+    evbuffer_add(j->hop_buf, ev, (size_t)n);
+    if (was_empty)
+      event_active(j->wake, 0, 0);
+    pthread_mutex_unlock(&j->hop_mu);
+  }
+  atomic_fetch_sub(&s->threads, 1);
+  pthread_mutex_lock(&j->hop_mu);
+  j->hop_done = 1; /* the loop frees j after this unlock */
+  event_active(j->wake, 0, 0);
+  pthread_mutex_unlock(&j->hop_mu);
+  return NULL;
+}
+
+/* Loop side of a "hop" job: send what the thread wrote; end after it is done. */
+static void on_hop(evutil_socket_t fd, short what, void *arg) {
+  job *j = arg;
+  struct evbuffer *buf = evbuffer_new();
+  pthread_mutex_lock(&j->hop_mu);
+  evbuffer_add_buffer(buf, j->hop_buf);
+  int done = j->hop_done;
+  pthread_mutex_unlock(&j->hop_mu);
+  if (!j->orphan) {
+    if (done)
+      add_event(buf, j->tokens + 1, "[DONE]");
+    evhttp_send_reply_chunk(j->req, buf);
+    if (done) {
+      evhttp_connection_set_closecb(evhttp_request_get_connection(j->req), NULL, NULL);
+      evhttp_send_reply_end(j->req);
+    }
+  }
+  evbuffer_free(buf);
+  if (done)
+    job_free(j);
+}
+
+/* One paced token (or, after the last, [DONE] and the end). */
+static void on_tick(evutil_socket_t fd, short what, void *arg) {
+  job *j = arg;
+  struct evbuffer *buf = evbuffer_new();
+  if (!buf)
+    return;
+  if (j->emitted <= j->tokens) {
+    char ev[160], t[24];
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    snprintf(t, sizeof t, "%lld", (long long)now.tv_sec * 1000000000LL + now.tv_nsec);
+    int n = snprintf(ev, sizeof ev, "id: %ld\ndata: {\"type\":\"token\",\"t\":\"%s\",\"i\":%ld}\n\n",
+                     j->emitted, j->stamp ? t : "tok", j->emitted - 1);
+    evbuffer_add(buf, ev, (size_t)n);
+    j->emitted++;
+  }
+  if (j->emitted <= j->tokens) {
+    evhttp_send_reply_chunk(j->req, buf);
+    arm_tick(j);
+  } else {
+    add_event(buf, j->emitted, "[DONE]");
+    evhttp_send_reply_chunk(j->req, buf);
+    evhttp_connection_set_closecb(evhttp_request_get_connection(j->req), NULL, NULL);
+    evhttp_send_reply_end(j->req);
+    job_free(j);
+  }
+  evbuffer_free(buf);
+}
+
 static void on_chunk_sent(struct evhttp_connection *evcon, void *arg) { pump(arg); }
 
 static void on_reader_closed(struct evhttp_connection *evcon, void *arg) {
   job *j = arg;
+  if (j->tick)
+    event_del(j->tick);
   /* A client that left mid-stream: libevent detached the unfinished request
    * and leaves it to us. (At evhttp_free it is still attached and freed by
    * libevent.) */
@@ -191,6 +313,38 @@ static void start_stream(job *j, struct evhttp_request *req) {
   evhttp_add_header(h, "X-Accel-Buffering", "no");
   evhttp_send_reply_start(req, 200, "OK");
   evhttp_connection_set_closecb(evhttp_request_get_connection(req), on_reader_closed, j);
+  if (j->hop && j->hop_buf) {
+    struct evbuffer *buf = evbuffer_new();
+    char data[160];
+    snprintf(data, sizeof(data), "{\"type\":\"started\",\"job_id\":\"%s\",\"started_at\":\"%s\"}",
+             j->id, j->started_at);
+    add_event(buf, 0, data);
+    evhttp_send_reply_chunk(req, buf);
+    evbuffer_free(buf);
+    pthread_t t;
+    atomic_fetch_add(&j->s->threads, 1);
+    if (pthread_create(&t, NULL, hop_thread, j) != 0) {
+      atomic_fetch_sub(&j->s->threads, 1);
+      j->hop_done = 1;
+      event_active(j->wake, 0, 0);
+    } else {
+      pthread_detach(t);
+    }
+    return;
+  }
+  if (j->pace_tps > 0 && j->tick) {
+    struct evbuffer *buf = evbuffer_new();
+    char data[160];
+    snprintf(data, sizeof(data), "{\"type\":\"started\",\"job_id\":\"%s\",\"started_at\":\"%s\"}",
+             j->id, j->started_at);
+    add_event(buf, 0, data);
+    evhttp_send_reply_chunk(req, buf);
+    evbuffer_free(buf);
+    j->emitted = 1;
+    clock_gettime(CLOCK_MONOTONIC, &j->due);
+    arm_tick(j);
+    return;
+  }
   if (j->spun)
     pump(j);
 }
@@ -246,6 +400,20 @@ static void on_submit(server *s, struct evhttp_request *req) {
   j->s = s;
   j->tokens = cJSON_IsNumber(tok) ? (long)tok->valuedouble : 10;
   j->spin_ms = cJSON_IsNumber(spin) ? (long)spin->valuedouble : 0;
+  const cJSON *pace = cJSON_GetObjectItemCaseSensitive(body, "pace_tps");
+  j->pace_tps = cJSON_IsNumber(pace) && pace->valuedouble >= 1 ? (long)pace->valuedouble : 0;
+  j->stamp = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(body, "stamp"));
+  j->hop = j->pace_tps > 0 && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(body, "hop"));
+  if (j->hop) { /* freed by on_hop once the thread is done, not by a close */
+    j->spin_ms = 0;
+    j->spun = 0;
+    pthread_mutex_init(&j->hop_mu, NULL);
+    j->hop_buf = evbuffer_new();
+    j->wake = event_new(s->base, -1, 0, on_hop, j);
+  } else if (j->pace_tps > 0) {
+    j->spin_ms = 0;
+    j->tick = evtimer_new(s->base, on_tick, j);
+  }
   cJSON_Delete(body);
   job_id(s, j->id);
   struct timespec now;
@@ -264,7 +432,7 @@ static void on_submit(server *s, struct evhttp_request *req) {
       return;
     }
     pthread_detach(t);
-  } else {
+  } else if (!j->hop) {
     j->spun = 1;
   }
   evhttp_add_header(evhttp_request_get_output_headers(req), "X-Job-Id", j->id);

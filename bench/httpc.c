@@ -18,6 +18,8 @@ int64_t bench_now_ns(void) {
 void bench_sse_reset(bench_sse *s) { memset(s, 0, sizeof(*s)); }
 
 static void sse_end_line(bench_sse *s) {
+  if (s->on_line && s->line_len > 0)
+    s->on_line(s->ud, s->line, s->line_len < sizeof(s->line) ? s->line_len : sizeof(s->line));
   if (s->line_len == 0) {
     s->events++;
   } else if (s->line_len >= 12 && memcmp(s->line, "data: [DONE]", 12) == 0) {

@@ -14,7 +14,11 @@ typedef struct bench_sse {
   int done;          /* "data: [DONE]" seen */
   int failed;        /* "data: [ERROR" or "data: [CANCELLED" seen */
   size_t line_len;   /* bytes of the current line seen so far */
-  char line[16];     /* its first bytes (enough to tell the markers) */
+  char line[64];     /* its first bytes (the markers, a token's start) */
+  /* When set: called with each line's first bytes (at most sizeof line),
+   * e.g. to read the stamp of a token (bench_latency). */
+  void (*on_line)(void *ud, const char *line, size_t len);
+  void *ud;
 } bench_sse;
 
 void bench_sse_reset(bench_sse *s);

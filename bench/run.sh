@@ -10,7 +10,8 @@
 # Environment: RBEE_BENCH_BUILD (build dir, default build-bench),
 # RBEE_BENCH_NO_DOCS=1 (print the table only), RBEE_BENCH_OUT=DIR (write
 # benchmarks.md and .png there instead of docs/), RBEE_BENCH_QUICK=1 (short
-# windows, for trying the script out: writes no docs unless RBEE_BENCH_OUT).
+# windows, for trying the script out: writes no docs unless RBEE_BENCH_OUT),
+# RBEE_BENCH_ONLY=engine (only the batching rows, table printed, no docs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -38,13 +39,17 @@ trap cleanup EXIT
 # Measurement windows (seconds): warm-up, then the measured part.
 # Load figures are the median of ROUNDS runs, librbee and baseline taking
 # turns, so that a burst of load from elsewhere hits one run, not one side.
-W=0.3 T=1 ROUNDS=3 HB_T=3 IDLE_T=10 STARTS=20
+W=0.3 T=1 ROUNDS=3 HB_T=3 IDLE_T=10 STARTS=20 LAT_T=3
 if [ "${RBEE_BENCH_QUICK:-0}" = 1 ]; then
-  W=0.2 T=0.4 ROUNDS=1 HB_T=1.5 IDLE_T=2 STARTS=5
+  W=0.2 T=0.4 ROUNDS=1 HB_T=1.5 IDLE_T=2 STARTS=5 LAT_T=1
 fi
+LAT_TPS=50 # tokens a second of each paced stream
 MAX_JOBS=2 # job slots for both servers (2 cores)
 
 die() { echo "bench: $*" >&2; exit 1; }
+only=${RBEE_BENCH_ONLY:-}
+[ -z "$only" ] || [ "$only" = engine ] || die "RBEE_BENCH_ONLY: '$only' is not engine"
+[ -z "$only" ] || RBEE_BENCH_NO_DOCS=1
 have_worker=1
 [ -x "$bin/bench_worker" ] || die "no $bin/bench_worker after the build"
 field() { sed -n "s/.*\\b$2=\\([^ ]*\\).*/\\1/p" <<<"$1"; } # line, key
@@ -94,6 +99,14 @@ results=$tmp/results.tsv
 : >"$results"
 row() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$results"; }
 
+# median VAR FILE: VAR = the line of FILE with the median rate.
+median() {
+  local n
+  n=$(wc -l <"$2")
+  printf -v "$1" %s "$(awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^rate=/) print substr($i, 6), $0 }' "$2" |
+    sort -g | sed -n "$(((n + 1) / 2))p" | cut -d' ' -f2-)"
+}
+if [ -z "$only" ]; then
 servers=(base)
 [ $have_worker = 1 ] && servers+=(lib)
 start base "$bin/bench_baseline" --port 0 --max-jobs $MAX_JOBS
@@ -105,13 +118,6 @@ fi
 
 # measure KEY: run "$@" (a loadgen argument list) against each server in
 # turn, back to back, leaving the line in line_base / line_lib.
-# median VAR FILE: VAR = the line of FILE with the median rate.
-median() {
-  local n
-  n=$(wc -l <"$2")
-  printf -v "$1" %s "$(awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^rate=/) print substr($i, 6), $0 }' "$2" |
-    sort -g | sed -n "$(((n + 1) / 2))p" | cut -d' ' -f2-)"
-}
 measure() {
   local s port_var r
   line_lib=""
@@ -208,6 +214,57 @@ for c in 1 64; do
 done
 for s in "${servers[@]}"; do stop "$s"; done
 
+echo "bench: (e) token latency: emit to client, paced streams of $LAT_TPS tokens/s" >&2
+# bench_worker emits from on_job's thread (rbee_job_emit_token), the
+# baseline from a timer on its own loop; 256 slots so every stream runs.
+start lat_base "$bin/bench_baseline" --port 0 --max-jobs 256
+ready lat_base
+if [ $have_worker = 1 ]; then
+  start lat_lib "$bin/bench_worker" --port 0 --max-jobs 256 --max-queue 64
+  ready lat_lib
+fi
+latency() { # VAR SERVER ARGS...: VAR = bench_latency's line
+  local var=$1 pv=port_lat_$2 out
+  shift 2
+  out=$(timeout 120 "$bin/bench_latency" --port "${!pv}" --pace-tps $LAT_TPS "$@") ||
+    die "bench_latency $* failed: $out"
+  printf -v "$var" %s "$out"
+}
+for s in "${servers[@]}"; do latency l "$s" -c 256 --tokens 10; done # warm-up
+latency l base -c 256 --tokens 10 --hop
+for c in 1 64 256; do
+  # One stream gives few tokens a second: twice as long for its p99.9.
+  toks=$((LAT_TPS * LAT_T * (c == 1 ? 2 : 1)))
+  : >"$tmp/lat${c}_hop"
+  for s in "${servers[@]}"; do : >"$tmp/lat${c}_$s"; done
+  for ((r = 0; r < ROUNDS; r++)); do
+    for s in "${servers[@]}"; do
+      latency l "$s" -c $c --tokens $toks
+      echo "$l" >>"$tmp/lat${c}_$s"
+    done
+    latency l base -c $c --tokens $toks --hop
+    echo "$l" >>"$tmp/lat${c}_hop"
+  done
+  line_lib=""
+  for s in "${servers[@]}" hop; do # the round with the median p99
+    n=$(wc -l <"$tmp/lat${c}_$s")
+    printf -v "line_$s" %s "$(awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^p99_us=/) print substr($i, 8), $0 }' \
+      "$tmp/lat${c}_$s" | sort -g | sed -n "$(((n + 1) / 2))p" | cut -d' ' -f2-)"
+  done
+  row "lat_p50_c$c" "token emit to client, $c stream(s) at $LAT_TPS tok/s: p50" "us" \
+    "$(get lib p50_us)" "$(get base p50_us)" lo none "" "token latency $c str p50"
+  row "lat_p99_c$c" "token emit to client, $c stream(s) at $LAT_TPS tok/s: p99" "us" \
+    "$(get lib p99_us)" "$(get base p99_us)" lo ratio_le 2 "token latency $c str p99"
+  row "lat_p999_c$c" "token emit to client, $c stream(s) at $LAT_TPS tok/s: p99.9" "us" \
+    "$(get lib p999_us)" "$(get base p999_us)" lo none ""
+  # Where the time goes: the baseline with only the thread hop of on_job
+  # (tokens from a job thread, event_active to the loop), in the librbee
+  # column against the plain baseline.
+  row "lat_hop_p99_c$c" "... p99 of the baseline sending from a job thread (hop) vs from its loop" "us" \
+    "$(field "$line_hop" p99_us)" "$(get base p99_us)" lo none ""
+done
+for s in "${servers[@]}"; do stop "lat_$s"; done
+
 echo "bench: start-up (median of $STARTS) and idle ($IDLE_T s)" >&2
 line_base=$(timeout 120 "$bin/bench_procstat" startup -r $STARTS -- "$bin/bench_baseline" --port '{port}')
 line_lib=""
@@ -276,6 +333,46 @@ if [ $have_worker = 1 ]; then
     "$(field "$hb_none" rate)" "$h" hi none "" "no queen vs healthy"
 fi
 
+fi # the rows against the baseline
+
+echo "bench: (e) batching: 16 jobs of 100 tokens, a device step of 2 ms" >&2
+# bench_engine in three set-ups, each its own process; every job is 100
+# device steps (sleeps of 2 ms, one at a time). Median of ROUNDS, the
+# set-ups taking turns.
+ENG_JOBS=16 ENG_TOKENS=100 ENG_STEP=2
+eng_setups=(batch slots1 slots16)
+for e in "${eng_setups[@]}"; do : >"$tmp/eng_$e"; done
+for ((r = 0; r < ROUNDS; r++)); do
+  for e in "${eng_setups[@]}"; do
+    case $e in
+    batch) eargs=(--engine batch --max-jobs $ENG_JOBS) ;;
+    slots1) eargs=(--engine slots --max-jobs 1) ;;
+    slots16) eargs=(--engine slots --max-jobs $ENG_JOBS) ;;
+    esac
+    start "eng_$e" "$bin/bench_engine" --port 0 --max-queue 64 --step-cost-ms $ENG_STEP "${eargs[@]}"
+    ready "eng_$e"
+    pv=port_eng_$e pidv=pid_eng_$e
+    loadgen l "${!pv}" jobs -c $ENG_JOBS -n $ENG_JOBS -w 0 -t 60 --tokens 20 --sse # warm-up
+    loadgen l "${!pv}" jobs -c $ENG_JOBS -n $ENG_JOBS -w 0 -t 60 --tokens $ENG_TOKENS --sse \
+      --pid "${!pidv}"
+    echo "$l" >>"$tmp/eng_$e"
+    stop "eng_$e"
+  done
+done
+for e in "${eng_setups[@]}"; do median "eng_line_$e" "$tmp/eng_$e"; done
+eng() { local v=eng_line_$1; field "${!v}" "$2"; } # SETUP KEY
+per_tok() { awk -v v="$1" -v n=$ENG_TOKENS 'BEGIN { printf "%.2f", v / n / 1000 }'; }
+row eng_rate_1 "batched (on_engine, capacity 16) vs one at a time (--max-jobs 1): jobs/s" \
+  "jobs/s" "$(eng batch rate)" "$(eng slots1 rate)" hi ratio_ge 10 "batched vs 1 slot"
+row eng_rate_16 "batched vs 16 slots (--max-jobs 16, one device): jobs/s" "jobs/s" \
+  "$(eng batch rate)" "$(eng slots16 rate)" hi none "" "batched vs 16 slots"
+row eng_tok_1 "per-token latency (job's POST to [DONE] / 100, median), batched vs 1 slot" "ms" \
+  "$(per_tok "$(eng batch p50_us)")" "$(per_tok "$(eng slots1 p50_us)")" lo none ""
+row eng_tok_16 "per-token latency, batched vs 16 slots" "ms" \
+  "$(per_tok "$(eng batch p50_us)")" "$(per_tok "$(eng slots16 p50_us)")" lo none ""
+row eng_cpu_1 "server CPU per job, batched vs 1 slot" "us" \
+  "$(eng batch server_cpu_us)" "$(eng slots1 server_cpu_us)" lo none ""
+
 # The table: ratio = librbee / baseline; "ok" checks the target.
 table=$tmp/table.md
 awk -F'\t' -v chart="$tmp/chart.dat" '
@@ -296,6 +393,7 @@ awk -F'\t' -v chart="$tmp/chart.dat" '
     ratio = (num(lib) && num(base) && base > 0) ? lib / base : ""
     target = ""; ok = ""
     if (kind == "ratio_ge") { target = "ratio >= " tv; if (ratio != "") ok = ratio >= tv ? "yes" : "**NO**" }
+    if (kind == "ratio_le") { target = "ratio <= " tv; if (ratio != "") ok = ratio <= tv ? "yes" : "**NO**" }
     if (kind == "abs_le") { target = "<= " tv " " unit; if (num(lib)) ok = lib <= tv ? "yes" : "**NO**" }
     if (kind == "abs_ge") { target = ">= " fmt(tv) " " unit; if (num(lib)) ok = lib >= tv ? "yes" : "**NO**" }
     shown_ratio = ratio == "" ? "n/a" : sprintf("%.2f", ratio)
@@ -315,7 +413,7 @@ awk -F'\t' -v chart="$tmp/chart.dat" '
 
 echo
 cat "$table"
-[ -n "$queen_note" ] && echo && echo "heartbeats seen:$queen_note"
+[ -n "${queen_note:-}" ] && echo && echo "heartbeats seen:$queen_note"
 
 [ "${RBEE_BENCH_NO_DOCS:-0}" = 1 ] && exit 0
 out_dir=${RBEE_BENCH_OUT:-docs}
@@ -375,6 +473,20 @@ How each row is measured:
   round trip; best of three after a warm-up; MB/s counts the SSE body.
 - CPU-busy: as many jobs spinning the CPU as there are slots, submitted
   before the window; the same /health load meanwhile.
+- token latency (\`bench_latency\`): 1, 64 and 256 streams at once, each
+  one POST with \`Accept: text/event-stream\` of a job sending ${LAT_TPS}
+  tokens a second on a fixed schedule for ${LAT_T} s; each token's text is
+  the CLOCK_MONOTONIC time of its emit (librbee: just before
+  \`rbee_job_emit_token\` in on_job, on the job's thread; baseline: in a
+  timer callback on its loop, written at once), and the client reads the
+  same clock when the bytes arrive (non-blocking sockets, all streams read
+  from the start). Percentiles over every token of every stream; a warm-up
+  of 256 short streams first; ${ROUNDS} rounds taking turns, the round with
+  the median p99. Target: librbee's p99 within 2x the baseline's. The
+  "hop" rows run the baseline with its tokens sent from a thread of each
+  job and handed to the loop with \`event_active\`, the one thread hop that
+  a worker's \`on_job\` needs: their figure (in the librbee column) against
+  the plain baseline's tells that hop's share from the rest of librbee's.
 - start-up: from posix_spawn to the first 200 of GET /ready (polled every
   0.1 ms); idle: RSS and the voluntary + nonvoluntary context switches of
   all threads (/proc/PID/task/*/status) over ${IDLE_T} s, 1 s after ready,
@@ -384,6 +496,18 @@ How each row is measured:
   \`bench_queen --hung\` (accepts, never answers), and with no queen;
   16 clients, 0.5 s warm-up, ${HB_T} s; ${ROUNDS} rounds of healthy,
   hung, none in turn, the median of each (heartbeat counts: last round).${queen_note:+ Heartbeats seen:$queen_note}
+- batching rows: here "librbee" is \`bench_engine --engine batch\` (on_engine,
+  capacity 16) and "baseline" the same program serving with on_job slots
+  (\`--max-jobs 1\`, or 16). $ENG_JOBS clients at once, each one job of
+  $ENG_TOKENS tokens, one round trip; every token costs one step of a
+  simulated device (\`--step-cost-ms $ENG_STEP\`: a ${ENG_STEP} ms sleep, one step
+  at a time, as a GPU runs one launch after another). A batched step
+  advances every active job, so 16 jobs take about as long as one; slot
+  threads each need their own step and queue for the device, so 16 slots
+  are no faster than 1. A fresh process per set-up, a 20-token warm-up,
+  ${ROUNDS} rounds taking turns, the median. Per-token latency is the
+  median job's time from POST to [DONE] over its $ENG_TOKENS tokens
+  (queueing for a slot included).
 
 ![librbee relative to the baseline](benchmarks.png)
 EOF

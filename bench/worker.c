@@ -4,12 +4,16 @@
  * "spin_ms":MS} is MS of CPU (the CPU-heavy mode, stopping early when
  * cancelled), then N token events "tok" and [DONE]. "text":"..." sends
  * that text instead of "tok" (the smoke test checks its escaping).
+ * "pace_tps":P sends P tokens a second on a fixed schedule (like a model)
+ * and "stamp":true makes each token's text the CLOCK_MONOTONIC
+ * nanoseconds just before its rbee_job_emit_token (bench_latency).
  *
  *   bench_worker --port P [any worker flag: --max-jobs, --queen-url, ...]
  *
  * Prints "port=P" on stdout when ready (useful with --port 0). */
 #include <cjson/cJSON.h>
 #include <rbee/rbee.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <time.h>
 
@@ -43,7 +47,27 @@ static int on_job(rbee_worker *w, rbee_job *job, void *userdata) {
       for (int i = 0; i < 10000; i++)
         x = x * 6364136223846793005ULL + 1442695040888963407ULL;
   }
+  long pace = param(job, "pace_tps", 0);
+  int stamp = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rbee_job_params(job), "stamp"));
+  struct timespec next;
+  clock_gettime(CLOCK_MONOTONIC, &next);
+  char ns[24];
   for (long i = 0; i < tokens; i++) {
+    if (pace > 0) { /* the i-th token at start + i/pace s, whatever emit took */
+      next.tv_nsec += 1000000000L / pace;
+      while (next.tv_nsec >= 1000000000L) {
+        next.tv_nsec -= 1000000000L;
+        next.tv_sec++;
+      }
+      while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL) != 0) {
+      }
+    }
+    if (stamp) {
+      struct timespec now;
+      clock_gettime(CLOCK_MONOTONIC, &now);
+      snprintf(ns, sizeof ns, "%lld", (long long)now.tv_sec * 1000000000LL + now.tv_nsec);
+      text = ns;
+    }
     int rc = rbee_job_emit_token(job, text);
     if (rc == RBEE_ECANCELED)
       return 0; /* the job ends cancelled */

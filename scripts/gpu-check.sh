@@ -185,4 +185,72 @@ check "sd-worker on cpu: the same image" sd_job cpu
 check "sd-worker: the GPU image matches the CPU one" \
   "$dir/samples/sd-worker/sd-png-info" --diff "$dir/sd-cuda:0.png" "$dir/sd-cpu.png"
 
+# The batched path (--engine batch): 8 images at once on cuda:0, each
+# stepped in the same kernel launch as the others; every image the one
+# on_job renders for the same request (checked against the CPU for one).
+sd_batch() {
+  local log=$dir/sd-batch.log port="" pid
+  "$dir/samples/sd-worker/sd-worker" --device cuda:0 --engine batch --max-jobs 8 --port 0 \
+    --worker-id gpu-check-sd-batch 2>"$log" &
+  pid=$!
+  for _ in $(seq 600); do
+    port=$(sed -n 's/.*listening on .* port=\([0-9]*\).*/\1/p' "$log")
+    [ -n "$port" ] && grep -q 'starting -> ready' "$log" && break
+    sleep 0.1
+  done
+  python3 - "$port" "$dir" <<'PY'
+import base64, json, sys, threading, urllib.request
+port, out = sys.argv[1], sys.argv[2]
+res = {}
+def one(seed):
+    job = {"operation": "image_generation", "prompt": "a lighthouse at dusk", "steps": 30,
+           "width": 512, "height": 512, "seed": seed}
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/jobs", json.dumps(job).encode(),
+                                 {"Accept": "text/event-stream", "Content-Type": "application/json"})
+    body = urllib.request.urlopen(req, timeout=300).read().decode()
+    done = [json.loads(l[6:]) for l in body.splitlines() if l.startswith('data: {"type":"complete"')]
+    res[seed] = done[0] if done and body.rstrip().endswith("data: [DONE]") else None
+ts = [threading.Thread(target=one, args=(s,)) for s in range(1, 9)]
+for t in ts: t.start()
+for t in ts: t.join()
+bad = [s for s, ev in res.items() if ev is None or ev["device"] != "cuda"]
+if bad or len(res) != 8:
+    sys.exit(f"images without a cuda complete event: {bad}")
+open(f"{out}/sd-batch-1.png", "wb").write(base64.b64decode(res[1]["image"]))
+print("8 images:", ", ".join(f'{s}: {ev["duration_ms"]} ms' for s, ev in sorted(res.items())))
+PY
+  local rc=$?
+  kill -TERM "$pid" 2>/dev/null
+  wait "$pid" || rc=1
+  grep 'batched:' "$log" || rc=1
+  # At most 8 images at once: every step one launch, more image steps than steps.
+  sed -n 's/.*batched: \([0-9]*\) steps, \([0-9]*\) kernel launches, \([0-9]*\) image steps.*/\1 \2 \3/p' \
+    "$log" | awk '{ exit !($1 == $2 && $3 > $1 && $3 == 240) }' || { echo "not one launch per step"; rc=1; }
+  return $rc
+}
+sd_batch_cpu() { # the CPU render of seed 1 at 512x512, 30 steps
+  local log=$dir/sd-batch-cpu.log port="" pid
+  "$dir/samples/sd-worker/sd-worker" --device cpu --port 0 2>"$log" &
+  pid=$!
+  for _ in $(seq 600); do
+    port=$(sed -n 's/.*listening on .* port=\([0-9]*\).*/\1/p' "$log")
+    [ -n "$port" ] && grep -q 'starting -> ready' "$log" && break
+    sleep 0.1
+  done
+  curl -s -N -H 'Accept: text/event-stream' -X POST "http://127.0.0.1:$port/v1/jobs" \
+    -d '{"operation":"image_generation","prompt":"a lighthouse at dusk","steps":30,"width":512,"height":512,"seed":1}' |
+    sed -n 's/^data: {"type":"complete".*"image":"\([^"]*\)".*/\1/p' |
+    "$dir/samples/sd-worker/sd-png-info" --base64 "$dir/sd-batch-cpu-1.png" >/dev/null
+  local rc=$?
+  kill -TERM "$pid" 2>/dev/null
+  wait "$pid" || rc=1
+  return $rc
+}
+check "sd-worker --engine batch on cuda:0: 8 images, one kernel launch per step" sd_batch
+sd_batch_same() {
+  sd_batch_cpu && "$dir/samples/sd-worker/sd-png-info" --diff "$dir/sd-batch-1.png" \
+    "$dir/sd-batch-cpu-1.png"
+}
+check "sd-worker --engine batch: a batched GPU image matches the CPU one" sd_batch_same
+
 summary

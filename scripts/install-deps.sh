@@ -16,6 +16,8 @@ pkgs=(
   valgrind                # memcheck runs of the heartbeat and the worker process
   flite1-dev              # tts-worker sample (speech synthesis)
   libpocketsphinx-dev libsphinxbase-dev pocketsphinx-en-us  # asr-worker sample
+  python3 python3-yaml    # the Kubernetes manifests' test (tests/test_deploy_kubernetes.sh)
+  debootstrap util-linux  # the systemd test's Debian root (scripts/test-systemd.sh), unshare
 )
 [ "${RBEE_BENCH:-0}" = 1 ] && pkgs+=(gnuplot-nox)
 

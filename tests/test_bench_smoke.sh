@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # A tiny run of every bench program (bench/), so that they do not rot:
 # the baseline server, the load generator in each mode, the process probe,
-# the bench queen (healthy and hung) and, once built, the librbee bench
-# worker. Counts are tiny and nothing is timed: make bench measures.
+# the bench queen (healthy and hung), the token latency client and, once
+# built, the librbee bench worker. Counts are tiny and nothing is timed: make bench measures.
 set -euo pipefail
 bench=${RBEE_BUILD_DIR:?run from ctest}/bench
 if [ ! -x "$bench/bench_baseline" ]; then
@@ -37,18 +37,28 @@ start() { # NAME CMD...: sets PORT once the program printed port=N
   fail "$name printed no port within 10 s"
 }
 
-# check_jobs PORT: health and job round trips with tiny counts, verified.
+# check_jobs PORT SUMMARY: health and job round trips with tiny counts,
+# verified; SUMMARY is 1 for librbee, whose streams end with a summary
+# event before [DONE], 0 for the baseline.
 check_jobs() {
-  local port=$1 l
+  local port=$1 sum=$2 l
   "$bench/bench_procstat" wait-ready --port "$port" -t 10 || fail "not ready on $port"
   l=$("$bench/bench_loadgen" health --port "$port" -c 2 -n 50 -t 10)
   [ "$(field "$l" units)" = 50 ] && [ "$(field "$l" errors)" = 0 ] || fail "health: $l"
   l=$("$bench/bench_loadgen" jobs --port "$port" -c 2 -n 10 -t 10 --tokens 3 --pid "$PID")
-  # each job: started, 3 tokens, [DONE]; the server's CPU per job is read
-  [ "$(field "$l" units)" = 10 ] && [ "$(field "$l" events)" = 50 ] || fail "jobs: $l"
+  # each job: started, 3 tokens, (summary,) [DONE]; the server's CPU per job is read
+  [ "$(field "$l" units)" = 10 ] && [ "$(field "$l" events)" = $((50 + 10 * sum)) ] || fail "jobs: $l"
   awk -v v="$(field "$l" server_cpu_us)" 'BEGIN { exit !(v > 0) }' || fail "no server CPU: $l"
   l=$("$bench/bench_loadgen" jobs --port "$port" -n 2 -t 10 --tokens 1000 --sse)
-  [ "$(field "$l" units)" = 2 ] && [ "$(field "$l" events)" = 2004 ] || fail "sse jobs: $l"
+  [ "$(field "$l" units)" = 2 ] && [ "$(field "$l" events)" = $((2004 + 2 * sum)) ] || fail "sse jobs: $l"
+  # Paced, stamped tokens for bench_latency: every token arrives, each
+  # stream ends [DONE].
+  l=$("$bench/bench_latency" --port "$port" -c 3 --tokens 5 --pace-tps 100 -t 10) || fail "latency: $l"
+  [ "$(field "$l" samples)" = 15 ] && [ "$(field "$l" errors)" = 0 ] || fail "latency: $l"
+  if [ "$sum" = 0 ]; then # the baseline's tokens from job threads (--hop)
+    l=$("$bench/bench_latency" --port "$port" -c 3 --tokens 5 --pace-tps 100 -t 10 --hop) || fail "hop: $l"
+    [ "$(field "$l" samples)" = 15 ] && [ "$(field "$l" errors)" = 0 ] || fail "hop: $l"
+  fi
   # CPU-heavy jobs fill the slots: /ready says busy (still ready: a job
   # would be queued), /health still answers.
   "$bench/bench_loadgen" jobs --port "$port" -c 2 -n 2 --spin-ms 600 --submit-only \
@@ -68,7 +78,7 @@ check_jobs() {
 
 # The baseline.
 start baseline "$bench/bench_baseline" --port 0 --max-jobs 2
-check_jobs "$PORT"
+check_jobs "$PORT" 0
 code=$(curl -s -o "$tmp/404" -w '%{http_code}' "http://127.0.0.1:$PORT/v1/jobs/job-nope/stream")
 [ "$code" = 404 ] && grep -q '"code":"UNKNOWN_JOB"' "$tmp/404" || fail "unknown job: $code"
 code=$(curl -s -o "$tmp/400" -w '%{http_code}' -d '[1]' "http://127.0.0.1:$PORT/v1/jobs")
@@ -106,7 +116,7 @@ set -e
 if [ -x "$bench/bench_worker" ]; then
   start worker "$bench/bench_worker" --port 0 --max-jobs 2 --max-queue 64 \
     --queen-url "http://127.0.0.1:$queen_port" --heartbeat-interval 1
-  check_jobs "$PORT"
+  check_jobs "$PORT" 1
   # Token text reaches the stream escaped exactly as cJSON prints it: the
   # request's string literal comes back byte for byte.
   text='q\"b\\s\n\t\u0001\u001f/é 😀'
@@ -125,4 +135,14 @@ if [ -x "$bench/bench_worker" ]; then
 else
   fail "bench_worker missing beside bench_baseline in $bench"
 fi
+
+# The batching rows' worker, in both modes: 4 jobs of 5 tokens each.
+for mode in batch slots; do
+  start "engine_$mode" "$bench/bench_engine" --port 0 --engine $mode --max-jobs 4 --step-cost-ms 1
+  "$bench/bench_procstat" wait-ready --port "$PORT" -t 10 || fail "bench_engine $mode not ready"
+  l=$("$bench/bench_loadgen" jobs --port "$PORT" -c 4 -n 4 -w 0 -t 10 --tokens 5 --sse)
+  [ "$(field "$l" units)" = 4 ] && [ "$(field "$l" errors)" = 0 ] || fail "bench_engine $mode: $l"
+  kill -TERM "$PID"
+  wait "$PID" || fail "bench_engine $mode exited $? on SIGTERM"
+done
 echo "bench smoke: ok"

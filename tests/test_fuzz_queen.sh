@@ -22,6 +22,7 @@ clang -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
   "$src/tools/rbee-queen/sse_check.c" "$src/src/info/json.c" "$src/src/info/info.c" \
   "$src/src/worker/cli.c" "$src/src/worker/options.c" "$src/src/util/errors.c" \
   "$src/src/util/str.c" "$src/src/util/time.c" "$src/src/util/utf8.c" "$src/src/util/log.c" \
+  "$src/src/util/trace.c" "$src/src/util/rand.c" \
   "$src/src/util/version.c" "$src/src/device/device.c" "$src/src/device/registry.c" \
   "$src/src/device/host.c" "$src/src/device/device_cpu.c" \
   $(pkg-config --cflags --libs libcjson) -o "$tmp/fuzz_queen"

@@ -150,8 +150,8 @@ static void slow_readers_all_delivered(int n, const char *emit) {
     char last[64];
     ck_assert_int_eq(worker_stream_terminals(&ss[i], last, sizeof last), 1);
     ck_assert_str_eq(last, "[DONE]");
-    /* started + every token + [DONE] */
-    ck_assert_int_eq(check_ids(&ss[i]), atol(emit) + 2);
+    /* started + every token + summary + [DONE] */
+    ck_assert_int_eq(check_ids(&ss[i]), atol(emit) + 3);
     bytes += ss[i].body_len;
     worker_stream_close(&ss[i]);
   }
@@ -179,7 +179,7 @@ START_TEST(test_finished_job_tail_delivered) {
   ck_assert_int_eq(slow_read(&s, 1, 50000), 1);
   ck_assert_int_eq(proc_wait(&p, WP_EXIT_MS), 0);
   ck_assert_int_eq(worker_stream_terminals(&s, NULL, 0), 1);
-  ck_assert_int_eq(check_ids(&s), 4002);
+  ck_assert_int_eq(check_ids(&s), 4003); /* started, tokens, summary, [DONE] */
   worker_stream_close(&s);
   proc_cleanup(&p);
 }

@@ -2,6 +2,7 @@
  * this library's) and the zero rule. Public API only. */
 #include <check.h>
 #include <event2/event.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "rbee/rbee.h"
@@ -36,6 +37,21 @@ START_TEST(test_options_init_matches_macro) {
   ck_assert_ptr_nonnull(strstr(rbee_error_message(), "takes 1 to"));
   ck_assert_int_eq(rbee_heartbeat_options_init(&h, 0), RBEE_EINVAL);
   ck_assert_int_eq(rbee_worker_options_init(NULL, 1), RBEE_EINVAL);
+}
+END_TEST
+
+/* A program built for options version 1 has a struct that ends before
+ * job_timeout_ms: init writes only that much. */
+START_TEST(test_options_v1_layout_kept) {
+  size_t v1 = offsetof(rbee_worker_options, job_timeout_ms);
+  unsigned char buf[sizeof(rbee_worker_options) + 16];
+  memset(buf, 0x5a, sizeof buf);
+  ck_assert_int_eq(rbee_worker_options_init((rbee_worker_options *)(void *)buf, 1), 0);
+  for (size_t i = v1; i < sizeof buf; i++)
+    ck_assert_msg(buf[i] == 0x5a, "byte %zu past the version 1 struct written", i);
+  rbee_worker_options o;
+  ck_assert_int_eq(rbee_worker_options_init(&o, RBEE_WORKER_OPTIONS_VERSION), 0);
+  ck_assert_uint_eq(o.job_timeout_ms, 0);
 }
 END_TEST
 
@@ -98,6 +114,7 @@ static Suite *options_suite(void) {
   TCase *tc = tcase_create("init");
   tcase_add_test(tc, test_options_init_matches_macro);
   tcase_add_test(tc, test_options_heartbeat_version_rule);
+  tcase_add_test(tc, test_options_v1_layout_kept);
   tcase_add_test(tc, test_options_backend_version_rule);
   suite_add_tcase(s, tc);
   return s;

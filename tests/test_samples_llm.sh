@@ -38,6 +38,13 @@ stream "$W" "$job" "$TMP/a.sse"
 assert_contains "$TMP/a.sse" '"type":"started"' "started event"
 assert_contains "$TMP/a.sse" '"i":29}' "token numbering"
 assert_contains "$TMP/a.sse" '"tokens_out":30,' "end event"
+
+step "llm-worker's own metrics on /metrics"
+curl -s "$W/metrics" >"$TMP/metrics.txt"
+grep -qE '^llm_tokens_generated_total (3[0-9]|[4-9][0-9]|[0-9]{3,})$' "$TMP/metrics.txt" ||
+  fail "llm_tokens_generated_total missing or under 30: $(grep llm_ "$TMP/metrics.txt")"
+grep -q '^llm_tokens_per_second_count [1-9]' "$TMP/metrics.txt" || fail "tokens-per-second histogram"
+grep -q '^# TYPE llm_tokens_per_second histogram$' "$TMP/metrics.txt" || fail "histogram TYPE"
 assert_contains "$TMP/a.sse" '"stop_reason":"max_tokens","seed":11}' "stop reason"
 [ "$(tail -n 2 "$TMP/a.sse" | head -n 1)" = "data: [DONE]" ] || fail "the stream does not end with [DONE]"
 
@@ -137,6 +144,34 @@ curl -s --max-time 30 -H 'Accept: text/event-stream' -X POST "$W/v1/jobs" \
   -d '{"operation":"infer","max_tokens":5,"seed":1,"stream":false}' >"$TMP/nostream.sse"
 assert_contains "$TMP/nostream.sse" '"type":"text","text":"' "text event"
 grep -q '"type":"token"' "$TMP/nostream.sse" && fail "tokens with stream false"
+
+step "a client that polls: stream false runs past the grace (1 s) unread; GET ?wait= has the result"
+curl -s --max-time 10 -X POST "$W3/v1/jobs" -H 'Content-Type: application/json' \
+  -d '{"operation":"infer","max_tokens":100,"ignore_eos":true,"stream":false}' >"$TMP/poll.json"
+id=$(sed -n 's/.*"job_id":"\([^"]*\)".*/\1/p' "$TMP/poll.json")
+[ -n "$id" ] || fail "no job id in $(cat "$TMP/poll.json")"
+curl -s --max-time 70 "$W3/v1/jobs/$id?wait=60" >"$TMP/poll-status.json"
+assert_contains "$TMP/poll-status.json" '"state":"done"' "polled job done"
+assert_contains "$TMP/poll-status.json" '"result":{"text":"' "result text"
+assert_contains "$TMP/poll-status.json" '"stop_reason":"max_tokens","tokens_out":100' "result stop reason"
+
+step "through the queen: Idempotency-Key and X-Rbee-Deadline-Ms reach the worker, ?wait= waits there"
+qjob='{"model":"tiny","operation":"infer","max_tokens":7,"seed":3}'
+curl -s -N --max-time 30 -D "$TMP/idem1.h" -H 'Accept: text/event-stream' -H 'Idempotency-Key: llm-idem-1' \
+  -H 'X-Rbee-Deadline-Ms: 50000' -X POST "$QURL/v1/jobs" -d "$qjob" >"$TMP/idem1.sse"
+id=$(sed -n 's/.*"job_id":"\([^"]*\)".*/\1/p' "$TMP/idem1.sse" | head -n 1)
+[ -n "$id" ] || fail "no job id through the queen"
+curl -s --max-time 40 "$QURL/v1/jobs/$id?wait=30" >"$TMP/idem-status.json"
+assert_contains "$TMP/idem-status.json" '"state":"done"' "status through the queen"
+assert_contains "$TMP/idem-status.json" '"deadline_ms":50000' "deadline header relayed"
+assert_contains "$TMP/idem-status.json" '"stop_reason":"max_tokens","tokens_out":7' "result through the queen"
+curl -s -N --max-time 30 -H 'Accept: text/event-stream' -H 'Idempotency-Key: llm-idem-1' \
+  -X POST "$W/v1/jobs" -d "$qjob" >"$TMP/idem2.sse"
+[ "$(sed -n 's/.*"job_id":"\([^"]*\)".*/\1/p' "$TMP/idem2.sse" | head -n 1)" = "$id" ] ||
+  fail "a retry with the key got another job"
+code=$(curl -s -o "$TMP/idem3.json" -w '%{http_code}' -H 'Idempotency-Key: llm-idem-1' \
+  -X POST "$W/v1/jobs" -d '{"operation":"infer","max_tokens":8}')
+[ "$code" = 409 ] && grep -q IDEMPOTENCY_MISMATCH "$TMP/idem3.json" || fail "mismatch: $code"
 
 # A million in the plain build; a tenth under the sanitizers (slower).
 LONG_TOKENS=1000000

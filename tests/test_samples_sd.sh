@@ -65,4 +65,20 @@ grep -q '^event: progress' "$TMP/cancel.sse" || fail "no progress before the can
 wait "$reader" || true
 assert_contains "$TMP/cancel.sse" 'data: [CANCELLED]' "cancelled"
 grep -q 'event: complete' "$TMP/cancel.sse" && fail "a cancelled job completed"
+step "a client that polls: the final PNG is the job's result"
+curl -s --max-time 10 -X POST "$W/v1/jobs" \
+  -d '{"operation":"image_generation","prompt":"poll","width":64,"height":64,"steps":2,"stream":false}' >"$TMP/poll.json"
+id=$(sed -n 's/.*"job_id":"\([^"]*\)".*/\1/p' "$TMP/poll.json")
+[ -n "$id" ] || fail "no job id in $(cat "$TMP/poll.json")"
+curl -s --max-time 70 "$W/v1/jobs/$id?wait=60" >"$TMP/poll-status.json"
+assert_contains "$TMP/poll-status.json" '"state":"done"' "polled image done"
+assert_contains "$TMP/poll-status.json" '"format":"png"' "result format"
+sed -n 's/.*"image":"\([^"]*\)".*/\1/p' "$TMP/poll-status.json" | base64 -d >"$TMP/poll.png" 2>/dev/null ||
+  fail "the result's image is not base64"
+[ "$(head -c 8 "$TMP/poll.png" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ] ||
+  fail "the result's image is not a PNG"
+step "sd-worker's own metrics on /metrics"
+curl -s "$W/metrics" >"$TMP/metrics.txt"
+grep -qE '^sd_steps_total [1-9]' "$TMP/metrics.txt" || fail "sd_steps_total: $(grep sd_ "$TMP/metrics.txt")"
+grep -qE '^sd_image_bytes_total\{kind="complete"\} [1-9]' "$TMP/metrics.txt" || fail "sd_image_bytes_total"
 echo "all sd-worker checks passed"

@@ -49,7 +49,13 @@ typedef struct rbee_heartbeat_stats {
   uint64_t consecutive_failures; /**< since the last success */
   int64_t last_success_us;       /**< wall clock; 0 = never */
   char last_error[256];          /**< "" when the last beat succeeded */
-  uint64_t reserved[8];          /**< room to grow without a new layout; zero */
+  uint64_t declined;             /**< beats answered 404 or 405: a queen without the
+                                      heartbeat route (not counted in failed) */
+  int not_taken;                 /**< 1 while the queen answers 404/405: it takes no
+                                      worker heartbeats; beats then go out only every
+                                      slow retry (10 intervals, at most 10 minutes) */
+  int reserved_int;              /**< zero */
+  uint64_t reserved[6];          /**< room to grow without a new layout; zero */
 } rbee_heartbeat_stats;
 
 typedef struct rbee_heartbeat rbee_heartbeat;
@@ -68,7 +74,8 @@ typedef int (*rbee_heartbeat_payload_cb)(rbee_worker_info *info,
 /** Called once when rbee_heartbeat_finish() is done (sent, failed or timed
  * out), from the loop, never from inside rbee_heartbeat_finish(); @p result
  * is 0 when the queen acknowledged the final beat, RBEE_ETIMEDOUT after the
- * deadline, or the failure. It may free @p hb. */
+ * deadline, or the failure; 0 too, with nothing sent, when the queen takes
+ * no heartbeats (it answered 404/405). It may free @p hb. */
 typedef void (*rbee_heartbeat_done_cb)(rbee_heartbeat *hb, int result,
                                        void *userdata);
 
@@ -113,7 +120,8 @@ RBEE_EXTERN int rbee_heartbeat_new(rbee_heartbeat **out,
                                    void *userdata);
 /** Send the first beat at once, then every interval with jitter. */
 RBEE_EXTERN int rbee_heartbeat_start(rbee_heartbeat *hb);
-/** The state changed: send a beat at once (several calls before it goes out
+/** The state changed: send a beat at once (ignored while the queen takes
+ * no heartbeats, see rbee_heartbeat_stats.not_taken) (several calls before it goes out
  * are coalesced into one beat; a call while a beat is in flight sends one
  * more right after it). While the queen is failing, the beat goes out at
  * most one initial backoff after the last attempt ended, so that status

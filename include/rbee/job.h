@@ -21,6 +21,25 @@ typedef enum rbee_job_state {
 
 typedef struct rbee_job rbee_job;
 
+/** Why a job was cancelled (rbee_job_cancel_reason), in the wire's words
+ * (rbee_cancel_reason_str): "requested" (DELETE), "client_gone" (no reader
+ * within the stream grace), "deadline" (its deadline_ms passed), "drain"
+ * (the drain deadline), "device" (a device fault stopped the worker). */
+typedef enum rbee_cancel_reason {
+  RBEE_CANCEL_NONE = 0, /**< not cancelled */
+  RBEE_CANCEL_REQUESTED,
+  RBEE_CANCEL_CLIENT_GONE,
+  RBEE_CANCEL_DEADLINE,
+  RBEE_CANCEL_DRAIN,
+  RBEE_CANCEL_DEVICE
+} rbee_cancel_reason;
+
+/** Told of a cancel (rbee_job_on_cancel). */
+typedef void (*rbee_job_cancel_cb)(rbee_job *job, rbee_cancel_reason reason, void *userdata);
+
+/** The largest result rbee_job_set_result() keeps, in bytes of compact JSON. */
+#define RBEE_JOB_RESULT_MAX_BYTES ((size_t)8 << 20)
+
 RBEE_BEGIN_DECLS
 
 /** "job-<uuid v4>". */
@@ -61,9 +80,37 @@ RBEE_EXTERN int rbee_job_emit_progress(rbee_job *job, const char *phase, double 
  * already ended. */
 RBEE_EXTERN int rbee_job_fail(rbee_job *job, const char *code,
                               const char *fmt, ...) RBEE_PRINTF(3, 4);
-/** Nonzero once the job was cancelled (DELETE, lost client, drain
- * deadline). Long loops should check it and return. */
+/** Nonzero once the job was cancelled (DELETE, lost client, its deadline,
+ * the drain deadline, a device fault: rbee_job_cancel_reason says which).
+ * Long loops should check it and return. */
 RBEE_EXTERN int rbee_job_cancelled(const rbee_job *job);
+/** Why the job was cancelled, RBEE_CANCEL_NONE while it was not. */
+RBEE_EXTERN rbee_cancel_reason rbee_job_cancel_reason(const rbee_job *job);
+RBEE_EXTERN const char *rbee_cancel_reason_str(rbee_cancel_reason reason);
+/** A file descriptor that becomes readable once the job is cancelled, for
+ * model code that waits in poll()/select() or an engine that must be woken
+ * without polling rbee_job_cancelled(). Made on the first call; owned by
+ * the job: do not read from it or close it; valid until on_job returns.
+ * -1 (RBEE_ENOMEM/EIO in rbee_error_message) when no pipe can be made. */
+RBEE_EXTERN int rbee_job_cancel_fd(rbee_job *job);
+/** Run @p cb once when the job is cancelled (NULL removes it). It runs on
+ * the thread that cancels (the loop thread: it must not block, and must
+ * not call rbee_job_emit*), or at once on the caller's thread when the job
+ * was cancelled already. Never after on_job has returned: on_job's return
+ * waits for a callback in progress. RBEE_ESTATE after the job ended. */
+RBEE_EXTERN int rbee_job_on_cancel(rbee_job *job, rbee_job_cancel_cb cb, void *userdata);
+/** Milliseconds left before the job's deadline ("deadline_ms",
+ * X-Rbee-Deadline-Ms or --job-timeout; counted from acceptance), 0 once
+ * passed, -1 when the job has none. For sizing work; the framework
+ * cancels the job at the deadline by itself. */
+RBEE_EXTERN int64_t rbee_job_deadline_ms(const rbee_job *job);
+/** Set the job's result: @p json is one JSON object (copied, compacted),
+ * shown as "result" by GET /v1/jobs/{id} once the job is done, for as long
+ * as the finished job is kept. A later call replaces it. Over
+ * RBEE_JOB_RESULT_MAX_BYTES: RBEE_ETOOBIG, nothing kept, and GET says
+ * "result_dropped". RBEE_EINVAL when not one object; RBEE_ESTATE after the
+ * job ended. Any thread, until on_job returns. */
+RBEE_EXTERN int rbee_job_set_result(rbee_job *job, const char *json);
 /** The job's state now (RBEE_JOB_RUNNING inside on_job, until it ends). */
 RBEE_EXTERN rbee_job_state rbee_job_get_state(const rbee_job *job);
 RBEE_EXTERN const char *rbee_job_state_str(rbee_job_state state);

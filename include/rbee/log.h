@@ -28,6 +28,11 @@ typedef struct rbee_log_event {
   const char *message;   /**< a sentence for humans */
   const char *worker_id; /**< NULL when not known */
   const char *job_id;    /**< NULL when not about a job */
+  /* Added in 0.2; a sink built before sees the fields above only. */
+  const char *trace_id;  /**< the job's W3C trace id (32 hex), NULL with no job */
+  const char *span_id;   /**< the job's span id (16 hex), NULL with no job */
+  const char *span;      /**< action "span" only: the finished job's span as one
+                              JSON object (docs/protocol.md), else NULL */
 } rbee_log_event;
 
 /** A sink. Called on whatever thread logged, under the log lock (so sinks

@@ -13,6 +13,10 @@
 #include "job.h"
 #include "params.h"
 #include "binary.h"
+#include "engine.h"
 #include "worker.h"
+#include "metrics.h"
+#include "trace.h"
+#include "summary.h"
 
 #endif

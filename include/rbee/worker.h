@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 #include "device.h"
+#include "engine.h"
 #include "export.h"
 #include "info.h"
 #include "job.h"
@@ -17,6 +18,8 @@
 #define RBEE_EXIT_USAGE 64       /* bad command line */
 #define RBEE_EXIT_UNAVAILABLE 69 /* device or model unavailable */
 #define RBEE_EXIT_SOFTWARE 70    /* internal error */
+#define RBEE_EXIT_TEMPFAIL 75    /* restart me: a device fault, rbee_worker_recycle(),
+                                    or streams undelivered at the drain deadline */
 
 typedef struct rbee_worker rbee_worker;
 
@@ -30,10 +33,12 @@ typedef struct rbee_worker_flag {
 } rbee_worker_flag;
 
 /** 2: rbee_worker_flag has metavar. A program built for version 1 (flags
- * without it) still runs: its version tells the library their layout. */
-#define RBEE_WORKER_CALLBACKS_VERSION 2
+ * without it) still runs: its version tells the library their layout.
+ * 3: on_engine (read only from a version 3 struct, so a version 2 program
+ * still runs). */
+#define RBEE_WORKER_CALLBACKS_VERSION 3
 
-/** What a worker type is and does. Only on_job is required. */
+/** What a worker type is and does. on_job or on_engine is required. */
 typedef struct rbee_worker_callbacks {
   unsigned version;           /**< RBEE_WORKER_CALLBACKS_VERSION */
   const char *type;           /**< "llm": default id is worker-llm-<port> */
@@ -66,8 +71,17 @@ typedef struct rbee_worker_callbacks {
    * as "--pace: 0 is not above 0". */
   const rbee_worker_flag *flags;
   int (*on_flag)(const char *name, const char *value, void *userdata);
+
+  /** (callbacks version 3) Serve every job from one engine thread,
+   * stepping many at once (rbee/engine.h), instead of on_job on a thread
+   * per slot; when set, on_job is not called. Called once when the worker
+   * turns ready; runs until rbee_engine_admit() returns RBEE_EOF. A return
+   * before that (any value) fails the jobs it held and makes the worker
+   * unhealthy; it drains and exits 70. */
+  int (*on_engine)(rbee_worker *w, rbee_engine *e, void *userdata);
 } rbee_worker_callbacks;
 
+/** 2: job_timeout_ms; request_timeout_ms, idle_timeout_ms, max_connections. */
 #define RBEE_WORKER_OPTIONS_VERSION 2
 
 /** Everything the command line and environment set (CONTRACT section 1).
@@ -77,7 +91,7 @@ typedef struct rbee_worker_callbacks {
  * built with; a library accepts any 0 < version <= its own. A numeric
  * field left 0 (a NULL string) means its default, except where the field
  * says what its 0 means (port, max_queue, drain_timeout_ms,
- * stream_grace_ms, job_hang_ms here; jitter in the heartbeat's options);
+ * stream_grace_ms, job_hang_ms, job_timeout_ms here; jitter in the heartbeat's options);
  * enums are always taken as given. */
 typedef struct rbee_worker_options {
   unsigned version;        /**< RBEE_WORKER_OPTIONS_VERSION */
@@ -104,6 +118,8 @@ typedef struct rbee_worker_options {
   unsigned job_hang_ms;      /**< silent job -> degraded, 0 off; default 0 */
   unsigned finished_keep;    /**< finished jobs remembered, default 1024 */
   unsigned finished_ttl_ms;  /**< and for how long, default 600000 */
+  unsigned job_timeout_ms;   /**< (options version 2) deadline of a job that
+                                  names none (--job-timeout); 0: none */
   /* (options version 2) connections, see docs/http.md */
   unsigned request_timeout_ms; /**< a new connection's whole request, default 10000 */
   unsigned idle_timeout_ms;    /**< a kept-alive connection between requests, default 75000 */
@@ -113,8 +129,8 @@ typedef struct rbee_worker_options {
 #define RBEE_WORKER_OPTIONS_INIT                                               \
   {RBEE_WORKER_OPTIONS_VERSION, NULL, NULL, "cpu", 8080, "127.0.0.1", NULL,    \
    NULL, NULL, NULL, 30000, 1, 16, 25000, RBEE_LOG_TEXT, RBEE_LOG_INFO, NULL,  \
-   (size_t)16 << 20, 10000, 15000, 0, 1024, 600000,                          \
-   /* (options version 2) */ 10000, 75000, 1024}
+   (size_t)16 << 20, 10000, 15000, 0, 1024, 600000, 0,                       \
+   /* (options version 2) connections */ 10000, 75000, 1024}
 
 RBEE_BEGIN_DECLS
 
@@ -141,12 +157,56 @@ RBEE_EXTERN int rbee_worker_run(const rbee_worker_options *opts,
  * /ready, the heartbeat and the log. Any thread. (Jobs have the same
  * order: rbee_job_emit_progress(job, phase, fraction, extra).) */
 RBEE_EXTERN int rbee_worker_set_progress(rbee_worker *w, const char *phase, double fraction);
+/** How long loading is expected to take in all, in seconds (> 0; 0
+ * clears it): shown as "expected_s" beside "elapsed_s" (seconds since
+ * on_init started) in /ready and the heartbeat while the worker starts.
+ * Any thread; typically once at the top of on_init. */
+RBEE_EXTERN int rbee_worker_set_expected_s(rbee_worker *w, double seconds);
 /** Report health from worker code (reason copied; NULL for healthy). An
  * unhealthy worker is not ready. Any thread. */
 RBEE_EXTERN int rbee_worker_set_health(rbee_worker *w, rbee_health health,
                                        const char *reason);
 /** Begin a drain, as SIGTERM does. Any thread. */
 RBEE_EXTERN void rbee_worker_stop(rbee_worker *w);
+/** Ask to be restarted after the current jobs (a model that leaks, a
+ * periodic refresh): a drain as rbee_worker_stop(), then the process exits
+ * RBEE_EXIT_TEMPFAIL (75) so that systemd's Restart=on-failure or the hive
+ * starts it again. Any thread. */
+RBEE_EXTERN void rbee_worker_recycle(rbee_worker *w);
+
+/** A device error, as worker or backend code classifies it. */
+typedef enum rbee_device_fault {
+  RBEE_FAULT_NONE = 0,
+  RBEE_FAULT_OOM,     /**< out of device memory: this job fails, DEVICE_OOM;
+                           the worker stays healthy and ready */
+  RBEE_FAULT_JOB,     /**< fatal for this job only: it fails, DEVICE_ERROR */
+  RBEE_FAULT_CONTEXT, /**< sticky, fatal for the context (CUDA's illegal
+                           address): the job fails, DEVICE_FAULT, and the
+                           worker restarts (below) */
+  RBEE_FAULT_LOST     /**< the device is gone (fell off the bus, ECC):
+                           as CONTEXT, code DEVICE_LOST */
+} rbee_device_fault;
+
+RBEE_EXTERN const char *rbee_device_fault_str(rbee_device_fault fault);
+/** The fault a CUDA runtime error (a cudaError_t value) means:
+ * cudaErrorMemoryAllocation is OOM; the sticky errors (illegal address,
+ * launch failure, illegal instruction, misaligned address, hardware stack
+ * error, assert, launch timeout, ...) CONTEXT; an uncorrectable ECC or
+ * NVLink error, or no device, LOST; cudaSuccess NONE; the rest JOB.
+ * Works in builds without CUDA (it only compares numbers). */
+RBEE_EXTERN rbee_device_fault rbee_device_cuda_fault(int cuda_error);
+/** Fail @p job for a device error (in on_job, on its thread or any).
+ * OOM and JOB fail the job alone. CONTEXT and LOST also make the worker
+ * unhealthy and not ready at once, fail its queued jobs with the
+ * retryable code WORKER_RESTARTING, cancel its other running jobs (reason
+ * "device"), send the last heartbeat and exit RBEE_EXIT_TEMPFAIL (75).
+ * Returns what rbee_job_fail() returns. */
+RBEE_EXTERN int rbee_job_fail_device(rbee_job *job, rbee_device_fault fault, const char *fmt,
+                                     ...) RBEE_PRINTF(3, 4);
+/** A CONTEXT or LOST fault seen outside a job (a backend's own check):
+ * the worker restarts as above; @p reason is copied. Any thread. */
+RBEE_EXTERN int rbee_worker_device_fault(rbee_worker *w, rbee_device_fault fault,
+                                         const char *reason);
 
 RBEE_EXTERN const char *rbee_worker_id(const rbee_worker *w);
 RBEE_EXTERN const char *rbee_worker_model(const rbee_worker *w);

@@ -4,6 +4,7 @@
  * as {"type":"token","t":...,"i":N} and closed by an "end" event. */
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,26 +16,76 @@
 #include <rbee/rbee.h>
 
 #include "bundled.h"
+#include "llm.h"
 #include "ngram.h"
 
 #define MAX_TOKENS_LIMIT 10000000LL   /* streamed: the model has no context limit */
 #define MAX_TOKENS_COLLECTED 100000LL /* stream:false gathers the text in memory */
 #define MAX_PROMPT (1u << 20)
 
-typedef struct llm_worker {
-  double pace_tps; /* --pace-tps, 0: unlimited */
-  llm_model *model;
-  rbee_worker *w;
-} llm_worker;
+void llm_job_over(llm_worker *lw, rbee_job *job, const char *text, size_t text_len,
+                  int stream, const char *stop, long long n, int64_t dt_us) {
+  rbee_metric_add(lw->tokens, NULL, (double)n);
+  if (n > 0 && dt_us > 0)
+    rbee_metric_observe(lw->tps, NULL, (double)n * 1e6 / (double)dt_us);
+  if (strcmp(stop, "cancelled") == 0 || strcmp(stop, "error") == 0)
+    return; /* nobody polls for a job that did not end done */
+  cJSON *res = cJSON_CreateObject();
+  if (res && cJSON_AddStringToObject(res, "text", text ? text : "") &&
+      cJSON_AddStringToObject(res, "stop_reason", stop) &&
+      cJSON_AddNumberToObject(res, "tokens_out", (double)n) &&
+      (!stream || text_len < LLM_RESULT_TEXT_MAX ||
+       cJSON_AddTrueToObject(res, "text_truncated"))) {
+    char *rs = cJSON_PrintUnformatted(res);
+    if (rs && rbee_job_set_result(job, rs) != 0)
+      rbee_log(RBEE_LOG_WARN, "llm", "result", rbee_job_id(job), "result not kept: %s",
+               rbee_error_message());
+    cJSON_free(rs);
+  }
+  cJSON_Delete(res);
+}
 
-static int64_t now_us(void) {
+int64_t llm_now_us(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* The simulated device runs one step at a time, as a GPU runs one kernel
+ * launch after the other: slot threads queue for it, a batched step
+ * advances every sequence for the price of one. */
+static pthread_mutex_t device_mu = PTHREAD_MUTEX_INITIALIZER;
+
+void llm_step_cost(const llm_worker *lw) {
+  if (lw->step_cost_ms <= 0)
+    return;
+  struct timespec ts = {(time_t)(lw->step_cost_ms / 1000), (long)(lw->step_cost_ms % 1000) * 1000000L};
+  pthread_mutex_lock(&device_mu);
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+    ;
+  pthread_mutex_unlock(&device_mu);
+}
+
 static int on_flag(const char *name, const char *value, void *ud) {
   llm_worker *lw = ud;
+  if (strcmp(name, "engine") == 0) {
+    if (strcmp(value, "batch") == 0 || strcmp(value, "slots") == 0) {
+      lw->batch = value[0] == 'b';
+      lw->cb->on_engine = lw->batch ? llm_on_engine : NULL;
+      return 0;
+    }
+    return rbee_error_set(RBEE_EINVAL, "--engine: '%s' is neither slots nor batch", value);
+  }
+  if (strcmp(name, "step-cost-ms") == 0) {
+    char *end;
+    errno = 0;
+    long v = strtol(value, &end, 10);
+    if (errno || end == value || *end || v < 0 || v > 60000)
+      return rbee_error_set(RBEE_EINVAL, "--step-cost-ms: '%s' is not a whole number from 0 to 60000",
+                            value);
+    lw->step_cost_ms = v;
+    return 0;
+  }
   if (strcmp(name, "pace-tps") == 0) {
     char *end;
     errno = 0;
@@ -116,14 +167,7 @@ static void on_ready(rbee_worker *w, void *ud) {
            rbee_worker_port(w));
 }
 
-typedef struct infer_params {
-  const char *prompt;
-  long long max_tokens, top_k, seed;
-  double temperature, top_p;
-  int stream, has_seed, ignore_eos;
-} infer_params;
-
-static int read_params(const cJSON *p, infer_params *ip, char *err, size_t errlen) {
+int llm_read_params(const cJSON *p, infer_params *ip, char *err, size_t errlen) {
   if (rbee_param_string(&ip->prompt, p, "prompt", "", MAX_PROMPT) ||
       rbee_param_int(&ip->max_tokens, p, "max_tokens", 1, MAX_TOKENS_LIMIT, 64) ||
       rbee_param_number(&ip->temperature, p, "temperature", 0, 2, 1.0) ||
@@ -150,7 +194,7 @@ static int read_params(const cJSON *p, infer_params *ip, char *err, size_t errle
   if (!ip->has_seed) {
     uint64_t r = 0;
     if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r)
-      r = (uint64_t)now_us();
+      r = (uint64_t)llm_now_us();
     ip->seed = (long long)(r & 0x1FFFFFFFFFFFFFull); /* exact in JSON */
   }
   return 0;
@@ -165,7 +209,7 @@ static int pace(const llm_worker *lw, rbee_job *job, int64_t t0, long long i) {
   for (;;) {
     if (rbee_job_cancelled(job))
       return 1;
-    int64_t left = due - now_us();
+    int64_t left = due - llm_now_us();
     if (left <= 0)
       return 0;
     if (left > 50000)
@@ -175,7 +219,7 @@ static int pace(const llm_worker *lw, rbee_job *job, int64_t t0, long long i) {
   }
 }
 
-static int append(char **buf, size_t *len, size_t *cap, const char *s) {
+int llm_append(char **buf, size_t *len, size_t *cap, const char *s) {
   size_t n = strlen(s);
   if (*len + n + 1 > *cap) {
     size_t c = *cap ? *cap * 2 : 4096;
@@ -196,7 +240,7 @@ static int on_job(rbee_worker *w, rbee_job *job, void *ud) {
   llm_worker *lw = ud;
   infer_params ip;
   char err[256], tok[LLM_MAX_WORD + 8];
-  if (read_params(rbee_job_params(job), &ip, err, sizeof err) != 0) {
+  if (llm_read_params(rbee_job_params(job), &ip, err, sizeof err) != 0) {
     rbee_job_fail(job, "INVALID_PARAMS", "%s", err);
     return 1;
   }
@@ -211,13 +255,14 @@ static int on_job(rbee_worker *w, rbee_job *job, void *ud) {
   size_t text_len = 0, text_cap = 0;
   const char *stop = "max_tokens";
   long long n = 0;
-  int64_t t0 = now_us();
+  int64_t t0 = llm_now_us();
   int rc = 0;
   for (; n < ip.max_tokens; n++) {
     if (pace(lw, job, t0, n)) {
       stop = "cancelled";
       break;
     }
+    llm_step_cost(lw); /* a device step for this one sequence */
     if (llm_gen_next(&g, tok, sizeof tok) == 0) {
       stop = "eos";
       break;
@@ -233,7 +278,10 @@ static int on_job(rbee_worker *w, rbee_job *job, void *ud) {
         stop = "error";
         break;
       }
-    } else if (append(&text, &text_len, &text_cap, tok) != 0) {
+      /* The result (GET /v1/jobs/{id}) keeps the text too, up to a bound. */
+      if (text_len < LLM_RESULT_TEXT_MAX)
+        (void)llm_append(&text, &text_len, &text_cap, tok);
+    } else if (llm_append(&text, &text_len, &text_cap, tok) != 0) {
       rbee_job_fail(job, "OUT_OF_MEMORY", "no memory for %lld tokens of text", n + 1);
       rc = 1;
       stop = "error";
@@ -243,7 +291,7 @@ static int on_job(rbee_worker *w, rbee_job *job, void *ud) {
       rbee_job_set_progress(job, (double)n / (double)ip.max_tokens);
   }
   llm_gen_free(&g);
-  int64_t dt = now_us() - t0;
+  int64_t dt = llm_now_us() - t0;
   if (rc == 0) {
     if (!ip.stream) {
       cJSON *o = cJSON_CreateObject();
@@ -265,6 +313,7 @@ static int on_job(rbee_worker *w, rbee_job *job, void *ud) {
     if (rc == RBEE_ECANCELED)
       rc = 0; /* the job ends cancelled */
   }
+  llm_job_over(lw, job, text, text_len, ip.stream, stop, n, dt);
   free(text);
   rbee_log(RBEE_LOG_INFO, "llm", "infer", rbee_job_id(job),
            "%lld tokens in %.3f s (%s), seed %lld", n, (double)dt / 1e6, stop, ip.seed);
@@ -282,6 +331,10 @@ int main(int argc, char **argv) {
   static const char *const operations[] = {"infer", NULL};
   static const rbee_worker_flag flags[] = {
       {"pace-tps", 1, "emit at most N tokens a second, like a real LLM (default: unlimited)", "N"},
+      {"engine", 1, "slots: a job thread per slot (on_job); batch: one engine thread steps every "
+                    "active sequence at once (on_engine)", "slots|batch"},
+      {"step-cost-ms", 1, "simulate a device step costing N ms, whatever the number of sequences "
+                          "it advances (default 0)", "N"},
       {NULL, 0, NULL, NULL}};
   rbee_worker_callbacks cb = {
       .version = RBEE_WORKER_CALLBACKS_VERSION,
@@ -295,6 +348,17 @@ int main(int argc, char **argv) {
       .flags = flags,
       .on_flag = on_flag,
   };
-  llm_worker lw = {0};
+  /* --engine batch sets cb.on_engine while the flags are parsed, before
+   * the worker starts and reads the callbacks. */
+  llm_worker lw = {.cb = &cb};
+  static const double tps_le[] = {1, 5, 10, 20, 50, 100, 200, 500, 1000, 5000, 20000, 100000};
+  if (rbee_metric_counter_new(&lw.tokens, "llm_tokens_generated_total",
+                              "Tokens generated, streamed or collected.", NULL, 0) != 0 ||
+      rbee_metric_histogram_new(&lw.tps, "llm_tokens_per_second",
+                                "Tokens a second of each finished job.", NULL, 0, tps_le,
+                                sizeof tps_le / sizeof tps_le[0]) != 0) {
+    fprintf(stderr, "llm-worker: %s\n", rbee_error_message());
+    return RBEE_EXIT_SOFTWARE;
+  }
   return rbee_worker_main(argc, argv, &cb, &lw);
 }

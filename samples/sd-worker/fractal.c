@@ -113,3 +113,37 @@ int sd_cpu_engine(sd_engine *e, const sd_scene *s, char *err, size_t errlen) {
   e->free = cpu_free;
   return 0;
 }
+
+int sd_engine_step_batch(sd_engine *const *engines, int n, char *err, size_t errlen) {
+  int launches = 0;
+#ifdef SD_WITH_CUDA
+  void *cuda[SD_BATCH_MAX];
+  int nc = 0;
+#endif
+  for (int i = 0; i < n; i++) {
+#ifdef SD_WITH_CUDA
+    if (strcmp(engines[i]->device, "cuda") == 0) {
+      cuda[nc++] = engines[i]->state;
+      if (nc == SD_BATCH_MAX) {
+        int l = sd_cuda_step_batch(cuda, nc, err, errlen);
+        if (l < 0)
+          return -1;
+        launches += l;
+        nc = 0;
+      }
+      continue;
+    }
+#endif
+    if (engines[i]->step(engines[i]->state, err, errlen) != 0)
+      return -1;
+  }
+#ifdef SD_WITH_CUDA
+  if (nc > 0) {
+    int l = sd_cuda_step_batch(cuda, nc, err, errlen);
+    if (l < 0)
+      return -1;
+    launches += l;
+  }
+#endif
+  return launches;
+}

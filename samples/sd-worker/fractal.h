@@ -47,7 +47,20 @@ typedef struct sd_engine {
 int sd_cpu_engine(sd_engine *e, const sd_scene *s, char *err, size_t errlen);
 #ifdef SD_WITH_CUDA
 int sd_cuda_engine(sd_engine *e, const sd_scene *s, int ordinal, char *err, size_t errlen);
+/* One step of @p n CUDA engines' states (one device) in one kernel launch
+ * per SD_BATCH_MAX of them. Launches made, or -1 with a sentence. */
+int sd_cuda_step_batch(void *const *states, int n, char *err, size_t errlen);
 #endif
+
+/* Images one batched kernel launch steps at most (its descriptors go as
+ * a kernel parameter, which is at most 4 KiB). */
+#define SD_BATCH_MAX 16
+
+/* One step for each of @p n engines (the batched engine's step): the
+ * CUDA ones together, SD_BATCH_MAX images per kernel launch, the CPU ones
+ * one after another. Returns the kernel launches made (0 on the CPU), or
+ * -1 with a sentence in @p err. */
+int sd_engine_step_batch(sd_engine *const *engines, int n, char *err, size_t errlen);
 
 /* The per-pixel arithmetic both engines share (inlined into each). */
 #if defined(__CUDACC__)

@@ -42,6 +42,32 @@ __global__ void k_color(sd_scene s, const float *mu, const double *zr, const dou
   sd_pixel_color(&s, mu[i], zr[i], zi[i], rgb + 3 * i);
 }
 
+// The batched step: one launch over the pixels of several images, each
+// thread finding its image by the offsets (a handful, in registers).
+struct batch_item {
+  sd_scene s;
+  double *zr, *zi;
+  float *mu;
+  int *iter;
+  unsigned long long first; // index of this image's first pixel in the launch
+};
+struct batch_desc {
+  int n;
+  batch_item it[SD_BATCH_MAX];
+};
+
+__global__ void k_step_batch(batch_desc d, unsigned long long total) {
+  unsigned long long i = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= total)
+    return;
+  int k = 0;
+  while (k + 1 < d.n && i >= d.it[k + 1].first)
+    k++;
+  const batch_item *b = &d.it[k];
+  size_t j = (size_t)(i - b->first);
+  sd_pixel_iterate(&b->s, &b->zr[j], &b->zi[j], &b->mu[j], &b->iter[j], SD_ITERS_PER_STEP);
+}
+
 // 0, or -1 after logging the CUDA error into err.
 int check(cudaError_t e, const char *what, char *err, size_t errlen) {
   if (e == cudaSuccess)
@@ -88,6 +114,28 @@ void cuda_free(void *st) {
 }
 
 } // namespace
+
+extern "C" int sd_cuda_step_batch(void *const *states, int n, char *err, size_t errlen) {
+  int launches = 0;
+  for (int at = 0; at < n; at += SD_BATCH_MAX) {
+    batch_desc d;
+    d.n = n - at < SD_BATCH_MAX ? n - at : SD_BATCH_MAX;
+    unsigned long long total = 0;
+    int ordinal = static_cast<cuda_state *>(states[at])->ordinal;
+    for (int k = 0; k < d.n; k++) {
+      cuda_state *c = static_cast<cuda_state *>(states[at + k]);
+      d.it[k] = batch_item{c->s, c->zr, c->zi, c->mu, c->iter, total};
+      total += (unsigned long long)c->s.width * c->s.height;
+    }
+    if (check(cudaSetDevice(ordinal), "cudaSetDevice", err, errlen))
+      return -1;
+    k_step_batch<<<(unsigned)((total + 255) / 256), 256>>>(d, total);
+    if (check(cudaGetLastError(), "batched step kernel launch", err, errlen))
+      return -1;
+    launches++;
+  }
+  return launches;
+}
 
 extern "C" int sd_cuda_engine(sd_engine *e, const sd_scene *s, int ordinal, char *err,
                               size_t errlen) {

@@ -15,23 +15,17 @@
 
 #include "fractal.h"
 #include "image.h"
+#include "sd.h"
 
 #define MIN_SIDE 64
 #define MAX_SIDE 2048
 #define MAX_STEPS 150
-#define SD_FAILED 1 /* a sentence in err (emit errors are negative) */
 
-static int64_t now_us(void) {
+int64_t sd_now_us(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
-
-typedef struct image_params {
-  const char *prompt, *negative_prompt;
-  long long steps, width, height, seed, preview_every;
-  double guidance;
-} image_params;
 
 static int read_side(const cJSON *p, const char *name, long long *out, char *err, size_t errlen) {
   if (rbee_param_int(out, p, name, MIN_SIDE, MAX_SIDE, 512) != 0 || *out % 8 != 0) {
@@ -45,7 +39,7 @@ static int read_side(const cJSON *p, const char *name, long long *out, char *err
 }
 
 /* The library's readers; the sentence goes into a named "error" event. */
-static int read_params(const cJSON *p, image_params *ip, char *err, size_t errlen) {
+int sd_read_params(const cJSON *p, image_params *ip, char *err, size_t errlen) {
   if (read_side(p, "width", &ip->width, err, errlen) ||
       read_side(p, "height", &ip->height, err, errlen))
     return -1;
@@ -65,14 +59,14 @@ static int read_params(const cJSON *p, image_params *ip, char *err, size_t errle
   if (ip->seed < 0) {
     uint64_t r = 0;
     if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r)
-      r = (uint64_t)now_us();
+      r = (uint64_t)sd_now_us();
     ip->seed = (long long)(r & 0x1FFFFFFFFFFFFFull);
   }
   return 0;
 }
 
 /* The stream's "error" event, then the contract's failure. */
-static int fail(rbee_job *job, const char *code, const char *msg) {
+int sd_fail(rbee_job *job, const char *code, const char *msg) {
   cJSON *o = cJSON_CreateObject();
   if (o && cJSON_AddStringToObject(o, "type", "error") && cJSON_AddStringToObject(o, "code", code) &&
       cJSON_AddStringToObject(o, "message", msg))
@@ -80,6 +74,39 @@ static int fail(rbee_job *job, const char *code, const char *msg) {
   cJSON_Delete(o);
   rbee_job_fail(job, code, "%s", msg);
   return 1;
+}
+
+/* The final PNG as the job's result, for clients that poll GET
+ * /v1/jobs/{id}: the complete event's fields and "image" in base64. A
+ * result that cannot be kept is logged; the stream has the image anyway. */
+void sd_set_image_result(rbee_job *job, const cJSON *meta, const uint8_t *png, size_t png_len) {
+  cJSON *r = cJSON_Duplicate(meta, 1);
+  char *b64 = malloc(RBEE_BASE64_LEN(png_len) + 1);
+  char *text = NULL;
+  if (r) {
+    cJSON_DeleteItemFromObjectCaseSensitive(r, "type");
+    cJSON_DeleteItemFromObjectCaseSensitive(r, "bytes");
+    cJSON_DeleteItemFromObjectCaseSensitive(r, "image");
+  }
+  if (r && b64 && rbee_base64_encode(b64, RBEE_BASE64_LEN(png_len) + 1, png, png_len) == 0 &&
+      cJSON_AddStringToObject(r, "image", b64) && (text = cJSON_PrintUnformatted(r)) != NULL) {
+    if (rbee_job_set_result(job, text) != 0)
+      rbee_log(RBEE_LOG_WARN, "sd", "result", rbee_job_id(job), "result not kept: %s",
+               rbee_error_message());
+  }
+  cJSON_free(text);
+  free(b64);
+  cJSON_Delete(r);
+}
+
+/* On /metrics beside the framework's (declared in main). */
+static rbee_metric *m_steps, *m_image_bytes;
+
+void sd_count_steps(long long n) { rbee_metric_add(m_steps, NULL, (double)n); }
+
+void sd_count_image_bytes(const char *kind, size_t n) {
+  const char *const k[] = {kind};
+  rbee_metric_add(m_image_bytes, k, (double)n);
 }
 
 /* Colour the engine's state, encode it, and emit it as @p event: 0 sent,
@@ -104,16 +131,21 @@ static int emit_image(rbee_job *job, sd_engine *e, const image_params *ip, uint8
       cJSON_AddNumberToObject(o, "seed", (double)ip->seed) &&
       cJSON_AddStringToObject(o, "device", e->device) &&
       cJSON_AddNumberToObject(o, "png_bytes", (double)png_len) &&
-      cJSON_AddNumberToObject(o, "duration_ms", (double)((now_us() - t0) / 1000)))
+      cJSON_AddNumberToObject(o, "duration_ms", (double)((sd_now_us() - t0) / 1000)))
+  {
     rc = rbee_job_emit_binary(job, event, o, "image", png, png_len);
-  else
+    if (rc == 0)
+      sd_count_image_bytes(event, png_len);
+  } else
     snprintf(err, errlen, "out of memory for the image event");
+  if (rc == 0 && strcmp(event, "complete") == 0)
+    sd_set_image_result(job, o, png, png_len);
   cJSON_Delete(o);
   free(png);
   return rc;
 }
 
-static int make_engine(rbee_worker *w, sd_engine *e, const sd_scene *s, char *err,
+int sd_make_engine(rbee_worker *w, sd_engine *e, const sd_scene *s, char *err,
                        size_t errlen) {
   rbee_device *dev = rbee_worker_device(w);
   rbee_device_kind kind = dev ? rbee_device_get_kind(dev) : RBEE_DEVICE_CPU;
@@ -131,23 +163,23 @@ static int on_job(rbee_worker *w, rbee_job *job, void *ud) {
   image_params ip;
   char err[512];
   (void)ud;
-  if (read_params(rbee_job_params(job), &ip, err, sizeof err) != 0)
-    return fail(job, "INVALID_PARAMS", err);
+  if (sd_read_params(rbee_job_params(job), &ip, err, sizeof err) != 0)
+    return sd_fail(job, "INVALID_PARAMS", err);
   sd_scene scene;
   sd_scene_make(&scene, ip.prompt, (uint64_t)ip.seed, ip.guidance, (int)ip.width,
                 (int)ip.height, (int)ip.steps);
   sd_engine e;
-  if (make_engine(w, &e, &scene, err, sizeof err) != 0) {
+  if (sd_make_engine(w, &e, &scene, err, sizeof err) != 0) {
     if (strstr(err, "CUDA"))
       rbee_worker_set_health(w, RBEE_HEALTH_UNHEALTHY, err);
-    return fail(job, "DEVICE_ERROR", err);
+    return sd_fail(job, "DEVICE_ERROR", err);
   }
   uint8_t *rgb = malloc((size_t)ip.width * (size_t)ip.height * 3);
   if (rgb == NULL) {
     e.free(e.state);
-    return fail(job, "OUT_OF_MEMORY", "no memory for the image");
+    return sd_fail(job, "OUT_OF_MEMORY", "no memory for the image");
   }
-  int64_t t0 = now_us();
+  int64_t t0 = sd_now_us();
   int rc = 0;
   for (long long k = 1; k <= ip.steps && rc == 0; k++) {
     if (rbee_job_cancelled(job)) {
@@ -160,6 +192,7 @@ static int on_job(rbee_worker *w, rbee_job *job, void *ud) {
       rc = SD_FAILED;
       break;
     }
+    sd_count_steps(1);
     cJSON *at = cJSON_CreateObject();
     if (at == NULL || !cJSON_AddNumberToObject(at, "step", (double)k) ||
         !cJSON_AddNumberToObject(at, "total", (double)ip.steps)) {
@@ -190,7 +223,7 @@ static int on_job(rbee_worker *w, rbee_job *job, void *ud) {
   if (rc == SD_FAILED) {
     if (strcmp(device, "cpu") != 0)
       rbee_worker_set_health(w, RBEE_HEALTH_UNHEALTHY, err);
-    return fail(job, "DEVICE_ERROR", err);
+    return sd_fail(job, "DEVICE_ERROR", err);
   }
   return rc; /* 0, or an emit error that already failed the job */
 }
@@ -201,8 +234,26 @@ static void on_ready(rbee_worker *w, void *ud) {
            dev ? rbee_device_name(dev) : "cpu", rbee_worker_port(w));
 }
 
+static rbee_worker_callbacks *cbp;
+
+/* --engine batch: on_engine steps every image at once (batch.c). */
+static int on_flag(const char *name, const char *value, void *ud) {
+  (void)ud;
+  if (strcmp(name, "engine") == 0) {
+    if (strcmp(value, "batch") != 0 && strcmp(value, "slots") != 0)
+      return rbee_error_set(RBEE_EINVAL, "--engine: '%s' is neither slots nor batch", value);
+    cbp->on_engine = value[0] == 'b' ? sd_on_engine : NULL;
+  }
+  return 0;
+}
+
 int main(int argc, char **argv) {
   static const char *const operations[] = {"image_generation", NULL};
+  static const rbee_worker_flag flags[] = {
+      {"engine", 1, "slots: a job thread per slot (on_job); batch: one engine thread steps "
+                    "every image at once, in one kernel launch per step on CUDA (on_engine)",
+       "slots|batch"},
+      {NULL, 0, NULL, NULL}};
   rbee_worker_callbacks cb = {
       .version = RBEE_WORKER_CALLBACKS_VERSION,
       .type = "sd",
@@ -210,6 +261,16 @@ int main(int argc, char **argv) {
       .operations = operations,
       .on_ready = on_ready,
       .on_job = on_job,
+      .flags = flags,
+      .on_flag = on_flag,
   };
+  static const char *const kind[] = {"kind", NULL};
+  if (rbee_metric_counter_new(&m_steps, "sd_steps_total", "Denoising steps run.", NULL, 0) != 0 ||
+      rbee_metric_counter_new(&m_image_bytes, "sd_image_bytes_total",
+                              "PNG bytes sent, previews and final images.", kind, 2) != 0) {
+    fprintf(stderr, "sd-worker: %s\n", rbee_error_message());
+    return RBEE_EXIT_SOFTWARE;
+  }
+  cbp = &cb;
   return rbee_worker_main(argc, argv, &cb, NULL);
 }

@@ -117,7 +117,7 @@ int rbee_device_spec_parse(rbee_device_spec *out, const char *s) {
       out->ordinal = ordinal;
       return 0;
     }
-    if (strcmp(s, "cuda") == 0 || strcmp(s, "metal") == 0)
+    if (strcmp(s, "cuda") == 0 || strcmp(s, "metal") == 0 || strcmp(s, "rocm") == 0)
       return rbee__error_set(RBEE_EINVAL, "bad device spec \"%s\": a device number is missing "
                                           "(e.g. %s:0)", q, s);
     return rbee__error_set(RBEE_EINVAL, "bad device spec \"%s\": %s", q, forms);
@@ -130,6 +130,11 @@ int rbee_device_spec_parse(rbee_device_spec *out, const char *s) {
     kind = RBEE_DEVICE_CUDA;
   else if (klen == 5 && strncmp(s, "metal", 5) == 0)
     kind = RBEE_DEVICE_METAL;
+  else if (klen == 4 && strncmp(s, "rocm", 4) == 0 && parse_ordinal(&ordinal, colon + 1) == 0)
+    /* Today's rbee names AMD GPUs so; a well-formed spec with no backend,
+     * like metal:N on Linux (the worker exits 69). */
+    return rbee__error_set(RBEE_ENOTSUP, "device \"%s\": this librbee is not built with ROCm "
+                                         "(it has no ROCm backend; use cpu or cuda:N)", q);
   else
     return rbee__error_set(RBEE_EINVAL, "bad device spec \"%s\": unknown device kind; %s", q,
                            forms);

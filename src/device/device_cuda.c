@@ -26,6 +26,17 @@ typedef struct cuda_dev {
   rbee__cudnn *dnn;
 } cuda_dev;
 
+/* rbee_device_cuda_fault (src/worker/fault.c) compares cudaError_t
+ * numbers without the CUDA headers: they must be these. */
+_Static_assert(cudaErrorMemoryAllocation == 2 && cudaErrorDevicesUnavailable == 46 &&
+                   cudaErrorNoDevice == 100 && cudaErrorECCUncorrectable == 214 &&
+                   cudaErrorNvlinkUncorrectable == 220 && cudaErrorIllegalAddress == 700 &&
+                   cudaErrorLaunchTimeout == 702 && cudaErrorAssert == 710 &&
+                   cudaErrorHardwareStackError == 714 && cudaErrorIllegalInstruction == 715 &&
+                   cudaErrorMisalignedAddress == 716 && cudaErrorInvalidAddressSpace == 717 &&
+                   cudaErrorInvalidPc == 718 && cudaErrorLaunchFailure == 719,
+               "cudaError_t values moved: update src/worker/fault.c");
+
 static void version_str(char *out, size_t len, int v) {
   if (v <= 0)
     snprintf(out, len, "none");

@@ -3,7 +3,9 @@
  * curl_event.c) on one reused easy handle, so the connection to the queen
  * is kept between beats. Timing: first beat at once, then every interval
  * with jitter; a poke sends at once; failures back off exponentially with
- * full jitter, capped at the interval. */
+ * full jitter, capped at the interval. A queen that answers 404/405 has no
+ * heartbeat route (today's queen): not an outage, one log line, then a slow
+ * retry in case it gains one; pokes wait for it. */
 #include <cjson/cJSON.h>
 #include <event2/event.h>
 #include <inttypes.h>
@@ -42,6 +44,11 @@ struct rbee_heartbeat {
 
 static void on_transfer_done(CURL *easy, CURLcode cc, void *arg);
 
+/* The slow retry to a queen without the route: 10 intervals, at most 10
+ * minutes (but never under one interval). */
+#define SLOW_FACTOR 10
+#define SLOW_CAP_MS 600000u
+
 static void schedule_in(rbee_heartbeat *hb, int64_t delay_us) {
   if (delay_us < 0)
     delay_us = 0;
@@ -60,6 +67,14 @@ static int64_t period_us(const rbee_heartbeat *hb) {
 }
 
 /* Full jitter: uniform in [0, min(interval, initial * 2^(n-1))]. */
+static int64_t slow_us(const rbee_heartbeat *hb) {
+  int64_t cap = hb->cfg.interval_ms > SLOW_CAP_MS ? hb->cfg.interval_ms : SLOW_CAP_MS;
+  int64_t slow = (int64_t)hb->cfg.interval_ms * SLOW_FACTOR;
+  int64_t us = (slow < cap ? slow : cap) * 1000;
+  double f = 1.0 + hb->cfg.jitter * (2.0 * rbee__rand_unit() - 1.0);
+  return (int64_t)((double)us * f);
+}
+
 static int64_t backoff_us(const rbee_heartbeat *hb, uint64_t n) {
   uint64_t ceiling = hb->cfg.backoff_initial_ms;
   for (uint64_t i = 1; i < n && ceiling < hb->cfg.interval_ms; i++)
@@ -137,6 +152,9 @@ static void set_error(rbee_heartbeat *hb, const char *msg) {
 static void account(rbee_heartbeat *hb, int rc, const char *err) {
   hb->last_end_us = rbee__mono_us();
   if (rc == 0) {
+    if (hb->stats.not_taken)
+      RBEE_INFO("heartbeat", "recover", "queen %s takes worker heartbeats now", hb->cfg.shown);
+    hb->stats.not_taken = 0;
     if (hb->stats.consecutive_failures > 0)
       RBEE_INFO("heartbeat", "recover",
                 "queen %s acknowledged a heartbeat again after %" PRIu64 " failed",
@@ -163,6 +181,23 @@ static void account(rbee_heartbeat *hb, int rc, const char *err) {
   set_error(hb, err);
 }
 
+/* A 404 or 405: the queen is up and has no heartbeat route. Said once
+ * (until it takes one again); not a failure, no backoff, no health. */
+static void account_declined(rbee_heartbeat *hb, long status) {
+  hb->last_end_us = rbee__mono_us();
+  hb->stats.declined++;
+  if (!hb->stats.not_taken)
+    RBEE_WARN("heartbeat", "declined",
+              "queen %s answered HTTP %ld: this queen does not take worker heartbeats "
+              "(today's rbee-hive samples its workers instead); not an outage, health "
+              "unchanged; asking again every %lld s (if it should take them, check the URL)",
+              hb->cfg.shown, status, (long long)(slow_us(hb) / 1000000));
+  hb->stats.not_taken = 1;
+  hb->stats.consecutive_failures = 0;
+  snprintf(hb->stats.last_error, sizeof hb->stats.last_error,
+           "queen does not take worker heartbeats (HTTP %ld)", status);
+}
+
 /* Calls the done callback; @p hb may be gone afterwards. */
 static void finish_done(rbee_heartbeat *hb, int result) {
   hb->state = HB_DONE;
@@ -179,6 +214,8 @@ static void schedule_after_beat(rbee_heartbeat *hb, int rc) {
   if (rc == 0) {
     int64_t due = hb->poke_pending ? now : hb->beat_start_us + period_us(hb);
     schedule_in(hb, due - now);
+  } else if (hb->stats.not_taken) {
+    schedule_in(hb, hb->beat_start_us + slow_us(hb) - now);
   } else {
     int64_t delay = backoff_us(hb, hb->stats.consecutive_failures);
     /* During an outage a poke still goes out soon, but at most one per
@@ -196,6 +233,10 @@ static void begin_beat(rbee_heartbeat *hb) {
   char err[512];
   hb->poke_pending = 0;
   hb->beat_start_us = rbee__mono_us();
+  if (final && hb->stats.not_taken) {
+    finish_done(hb, 0); /* nobody there takes the last beat either */
+    return;
+  }
   if (build_body(hb, final, &rc, &skipped))
     return; /* freed by the payload callback */
   if (skipped) {
@@ -242,10 +283,19 @@ static void on_transfer_done(CURL *easy, CURLcode cc, void *arg) {
   char err[512];
   int rc = rbee__hb_verdict(easy, cc, &hb->cfg, hb->body_timeout_ms, &hb->resp, NULL, err,
                             sizeof err);
+  long status = 0;
+  if (rc != 0 && cc == CURLE_OK &&
+      rbee__curl.easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK)
+    status = 0;
   hb->in_flight = 0;
   free(hb->body);
   hb->body = NULL;
-  account(hb, rc, err);
+  if (status == 404 || status == 405) {
+    account_declined(hb, status);
+    rc = hb->state == HB_FINISHING ? 0 : rc;
+  } else {
+    account(hb, rc, err);
+  }
   if (hb->state == HB_FINISHING)
     finish_done(hb, rc);
   else
@@ -317,7 +367,8 @@ int rbee_heartbeat_start(rbee_heartbeat *hb) {
 }
 
 void rbee_heartbeat_poke(rbee_heartbeat *hb) {
-  if (hb == NULL || hb->state != HB_RUNNING)
+  /* A queen without the route hears nothing until the slow retry. */
+  if (hb == NULL || hb->state != HB_RUNNING || hb->stats.not_taken)
     return;
   if (hb->in_flight) {
     hb->poke_pending = 1;

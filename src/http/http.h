@@ -20,6 +20,8 @@ typedef struct rbee__snapshot {
   char reason[256];        /* why degraded/unhealthy/not ready; "" if none */
   double progress;         /* on_init progress, -1 when none */
   char progress_what[128];
+  double load_elapsed_s;   /* while starting: seconds on_init has run */
+  double load_expected_s;  /* ... and the total it expects, 0: not said */
   const rbee_worker_info *info; /* borrowed for the call */
   const char *worker_type;      /* borrowed; NULL: not known */
   int64_t uptime_us;

@@ -59,8 +59,24 @@ struct rbee__http {
   struct rbee__sse *streams; /* open SSE connections, for shutdown */
   unsigned nstreams;
   struct evhttp_bound_socket *sock;
-  struct rbee__conns *conns; /* conns.c: cap, deadlines, accept pauses */
+  struct rbee__conns *conns;        /* conns.c: cap, deadlines, accept pauses */
+  struct rbee__job_waiter *waiters; /* job_wait.c: held GET ?wait= requests */
 };
+
+/* job_control.c: the framework-level fields of a job request; -1 with a
+ * sentence for the 400 answer in @p err. */
+#define RBEE__IDEM_KEY_MAX 255
+int rbee__job_ctl_parse(rbee__job_ctl *out, struct evhttp_request *req, const struct cJSON *body,
+                        char *err, size_t len);
+/* Idempotency-Key of @p req into *out (NULL: none); -1 with a sentence
+ * when it is too long or not printable. */
+int rbee__idem_key_check(const char **out, struct evhttp_request *req, char *err, size_t len);
+uint64_t rbee__idem_hash(const void *data, size_t len);
+/* job_wait.c: GET ?wait=S on a job that has not ended: 1 when the request
+ * was taken (held, or answered 400), 0 when the caller answers now. */
+int rbee__http_job_wait(rbee__http *h, struct evhttp_request *req, rbee_job *job);
+/* Answer every held request with the status of now (shutdown). */
+void rbee__http_job_wait_close_all(rbee__http *h);
 
 /* Replies. Every error is {"error":{"code":...,"message":...}}. Every
  * reply goes through rbee__http_send: a HEAD gets headers only. */
@@ -92,5 +108,8 @@ int rbee__metrics_format(struct evbuffer *out, const rbee__snapshot *snap,
 struct rbee__conns_stats;
 /* The connection gauges and counters (conns.c) after those. */
 int rbee__metrics_format_conns(struct evbuffer *out, const struct rbee__conns_stats *st);
+/* The metrics worker code declared (rbee/metrics.h), after the framework's
+ * (worker_metrics.c). */
+void rbee__worker_metrics_format(struct evbuffer *out);
 
 #endif

@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "http_internal.h"
+#include "rbee/trace.h"
+#include "util/trace.h"
 #include "util/util.h"
 
 /* 503 when the worker would not take a job now; 0 when it would. */
@@ -38,20 +40,76 @@ static int wants_stream(struct evhttp_request *req) {
   return a != NULL && strstr(a, "text/event-stream") != NULL;
 }
 
+/* A retry with the Idempotency-Key of a job still kept: that job, its
+ * state now, nothing run again; another body with the key is a conflict. */
+static int idem_replay(rbee__http *h, struct evhttp_request *req, rbee__job_ctl *ctl,
+                       const char *data, size_t len) {
+  char err[512];
+  if (rbee__idem_key_check(&ctl->idem_key, req, err, sizeof err) != 0) {
+    rbee__http_reply_error(req, 400, "INVALID_REQUEST", "%s", err);
+    return 1;
+  }
+  if (ctl->idem_key == NULL)
+    return 0;
+  ctl->idem_hash = rbee__idem_hash(data, len);
+  rbee_job *job = rbee__jobs_find_idem(h->jobs, ctl->idem_key);
+  if (job == NULL)
+    return 0;
+  if (!rbee__job_idem_matches(job, ctl->idem_hash)) {
+    rbee__http_reply_error(req, 409, "IDEMPOTENCY_MISMATCH",
+                           "Idempotency-Key was used for job %s with another request body",
+                           rbee_job_id(job));
+    return 1;
+  }
+  rbee__jobs_count_replay(h->jobs);
+  struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+  evhttp_add_header(out, "X-Job-Id", rbee_job_id(job));
+  evhttp_add_header(out, "Idempotent-Replayed", "true");
+  if (wants_stream(req)) {
+    rbee__sse_start(h, req, job, -1);
+    return 1;
+  }
+  cJSON *o = rbee__job_status_json(job);
+  char url[128];
+  snprintf(url, sizeof url, "/v1/jobs/%s/stream", rbee_job_id(job));
+  cJSON_AddStringToObject(o, "sse_url", url);
+  rbee__http_reply_json(req, 200, o);
+  return 1;
+}
+
 void rbee__http_job_submit(rbee__http *h, struct evhttp_request *req) {
-  if (refuse_when_unavailable(h, req) != 0)
-    return;
   struct evbuffer *in = evhttp_request_get_input_buffer(req);
   size_t len = evbuffer_get_length(in);
   const char *data = len ? (const char *)evbuffer_pullup(in, -1) : "";
+  rbee__job_ctl ctl = {0};
+  if (h->jobs && idem_replay(h, req, &ctl, data, len))
+    return;
+  if (refuse_when_unavailable(h, req) != 0)
+    return;
   char err[512];
   cJSON *body = NULL;
   if (rbee__job_request_parse(&body, data, len, h->cfg.operations, err, sizeof err) != 0) {
     rbee__http_reply_error(req, 400, "INVALID_REQUEST", "%s", err);
     return;
   }
+  const char *key = ctl.idem_key;
+  uint64_t hash = ctl.idem_hash;
+  if (rbee__job_ctl_parse(&ctl, req, body, err, sizeof err) != 0) {
+    cJSON_Delete(body);
+    rbee__http_reply_error(req, 400, "INVALID_REQUEST", "%s", err);
+    return;
+  }
+  ctl.idem_key = key;
+  ctl.idem_hash = hash;
+  /* W3C trace context: a malformed traceparent is ignored (a new trace),
+   * never an error. */
+  struct evkeyvalq *in_h = evhttp_request_get_input_headers(req);
+  rbee__trace tc;
+  rbee__trace_from_headers(&tc, evhttp_find_header(in_h, "traceparent"),
+                           evhttp_find_header(in_h, "tracestate"));
+  ctl.trace = &tc;
   rbee_job *job = NULL;
-  int rc = rbee__jobs_submit(h->jobs, body, &job);
+  int rc = rbee__jobs_submit_ctl(h->jobs, body, &ctl, &job);
   if (rc == RBEE_EBUSY) {
     evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
     rbee__http_reply_error(req, 429, "QUEUE_FULL",
@@ -68,7 +126,11 @@ void rbee__http_job_submit(rbee__http *h, struct evhttp_request *req) {
     return;
   }
   const char *id = rbee_job_id(job);
-  evhttp_add_header(evhttp_request_get_output_headers(req), "X-Job-Id", id);
+  struct evkeyvalq *out_h = evhttp_request_get_output_headers(req);
+  evhttp_add_header(out_h, "X-Job-Id", id);
+  evhttp_add_header(out_h, "traceparent", rbee_job_traceparent(job));
+  if (rbee_job_tracestate(job)[0])
+    evhttp_add_header(out_h, "tracestate", rbee_job_tracestate(job));
   if (wants_stream(req)) {
     rbee__sse_start(h, req, job, -1);
     return;
@@ -91,7 +153,7 @@ static rbee_job *find_or_404(rbee__http *h, struct evhttp_request *req, const ch
 
 void rbee__http_job_get(rbee__http *h, struct evhttp_request *req, const char *id) {
   rbee_job *job = find_or_404(h, req, id);
-  if (job == NULL)
+  if (job == NULL || rbee__http_job_wait(h, req, job))
     return;
   cJSON *o = rbee__job_status_json(job);
   if (o == NULL) {

@@ -14,6 +14,32 @@ static void gauge(struct evbuffer *b, const char *name, const char *help, double
   evbuffer_add_printf(b, "%s %.17g\n", name, v);
 }
 
+/* A worker with on_engine: its steps, batch sizes and admission waits. */
+static void engine_metrics(struct evbuffer *b, const rbee__jobs_counts *c) {
+  gauge(b, "rbee_engine_capacity", "Jobs the engine may hold at once.", c->slots);
+  head(b, "rbee_engine_steps_total", "counter", "Engine steps (admissions with a job active).");
+  evbuffer_add_printf(b, "rbee_engine_steps_total %llu\n", (unsigned long long)c->engine_steps);
+  head(b, "rbee_engine_batch_size", "histogram", "Active jobs per engine step.");
+  for (int i = 0; i < RBEE__ENGINE_BATCH_BUCKETS; i++)
+    evbuffer_add_printf(b, "rbee_engine_batch_size_bucket{le=\"%g\"} %llu\n",
+                        rbee__engine_batch_le[i], (unsigned long long)c->batch_bucket[i]);
+  evbuffer_add_printf(b, "rbee_engine_batch_size_bucket{le=\"+Inf\"} %llu\n",
+                      (unsigned long long)c->batch_count);
+  evbuffer_add_printf(b, "rbee_engine_batch_size_sum %llu\n", (unsigned long long)c->batch_sum);
+  evbuffer_add_printf(b, "rbee_engine_batch_size_count %llu\n",
+                      (unsigned long long)c->batch_count);
+  head(b, "rbee_engine_admission_wait_seconds", "histogram",
+       "Time from a job's acceptance to its admission by the engine.");
+  for (int i = 0; i < RBEE__ENGINE_WAIT_BUCKETS; i++)
+    evbuffer_add_printf(b, "rbee_engine_admission_wait_seconds_bucket{le=\"%g\"} %llu\n",
+                        rbee__engine_wait_le[i], (unsigned long long)c->wait_bucket[i]);
+  evbuffer_add_printf(b, "rbee_engine_admission_wait_seconds_bucket{le=\"+Inf\"} %llu\n",
+                      (unsigned long long)c->wait_count);
+  evbuffer_add_printf(b, "rbee_engine_admission_wait_seconds_sum %.17g\n", c->wait_sum);
+  evbuffer_add_printf(b, "rbee_engine_admission_wait_seconds_count %llu\n",
+                      (unsigned long long)c->wait_count);
+}
+
 int rbee__metrics_format(struct evbuffer *b, const rbee__snapshot *s,
                          const rbee__jobs_counts *c) {
   head(b, "rbee_jobs_total", "counter", "Jobs that ended, by outcome.");
@@ -40,11 +66,39 @@ int rbee__metrics_format(struct evbuffer *b, const rbee__snapshot *s,
   evbuffer_add_printf(b, "rbee_job_duration_seconds_count %llu\n",
                       (unsigned long long)c->duration_count);
 
+  if (c->has_engine)
+    engine_metrics(b, c);
+  head(b, "rbee_job_cancels_total", "counter", "Jobs cancelled, by reason.");
+  for (int r = RBEE_CANCEL_REQUESTED; r < RBEE__CANCEL_REASONS; r++)
+    evbuffer_add_printf(b, "rbee_job_cancels_total{reason=\"%s\"} %llu\n",
+                        rbee_cancel_reason_str((rbee_cancel_reason)r),
+                        (unsigned long long)c->cancel_reason[r]);
+  head(b, "rbee_job_cancel_latency_seconds", "histogram",
+       "Time from a job's cancel to its on_job returning (0 for a job that never started).");
+  for (int i = 0; i < RBEE__CANCEL_BUCKETS; i++)
+    evbuffer_add_printf(b, "rbee_job_cancel_latency_seconds_bucket{le=\"%g\"} %llu\n",
+                        rbee__cancel_bucket_le[i], (unsigned long long)c->cancel_bucket[i]);
+  evbuffer_add_printf(b, "rbee_job_cancel_latency_seconds_bucket{le=\"+Inf\"} %llu\n",
+                      (unsigned long long)c->cancel_count);
+  evbuffer_add_printf(b, "rbee_job_cancel_latency_seconds_sum %.17g\n", c->cancel_sum);
+  evbuffer_add_printf(b, "rbee_job_cancel_latency_seconds_count %llu\n",
+                      (unsigned long long)c->cancel_count);
+  head(b, "rbee_job_idempotent_replays_total", "counter",
+       "POST /v1/jobs answered with the job an earlier request of the same Idempotency-Key made.");
+  evbuffer_add_printf(b, "rbee_job_idempotent_replays_total %llu\n",
+                      (unsigned long long)c->idempotent_replays);
+
   head(b, "rbee_heartbeats_total", "counter", "Heartbeats to the queen, by result.");
   evbuffer_add_printf(b, "rbee_heartbeats_total{result=\"sent\"} %llu\n",
                       (unsigned long long)(s->has_heartbeat ? s->heartbeat.sent : 0));
   evbuffer_add_printf(b, "rbee_heartbeats_total{result=\"failed\"} %llu\n",
                       (unsigned long long)(s->has_heartbeat ? s->heartbeat.failed : 0));
+  evbuffer_add_printf(b, "rbee_heartbeats_total{result=\"declined\"} %llu\n",
+                      (unsigned long long)(s->has_heartbeat ? s->heartbeat.declined : 0));
+  if (s->has_heartbeat)
+    gauge(b, "rbee_queen_takes_heartbeats",
+          "0 while the queen answers heartbeats 404/405 (it has no heartbeat route).",
+          s->heartbeat.not_taken ? 0 : 1);
 
   head(b, "rbee_worker_state", "gauge", "1 for the worker's current state.");
   for (int st = RBEE_STATUS_STARTING; st <= RBEE_STATUS_STOPPED; st++)
@@ -71,6 +125,7 @@ int rbee__metrics_format(struct evbuffer *b, const rbee__snapshot *s,
     if (s->device.temperature_c >= 0)
       gauge(b, "rbee_device_temperature_celsius", "GPU temperature.", s->device.temperature_c);
   }
+  rbee__worker_metrics_format(b);
   return 0;
 }
 

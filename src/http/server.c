@@ -218,6 +218,7 @@ void rbee__http_free(rbee__http *h) {
   if (h == NULL)
     return;
   rbee__sse_close_all(h);
+  rbee__http_job_wait_close_all(h);
   rbee__conns_free(h->conns);
   if (h->evhttp)
     evhttp_free(h->evhttp);

@@ -49,8 +49,14 @@ void rbee__http_ready(rbee__http *h, struct evhttp_request *req) {
   if (why != NULL) {
     cJSON_AddStringToObject(o, "reason", why);
     /* While on_init loads, progress is always there: 0 until it reports. */
-    if (s.status == RBEE_STATUS_STARTING)
+    if (s.status == RBEE_STATUS_STARTING) {
       cJSON_AddNumberToObject(o, "progress", s.progress > 0 ? s.progress : 0);
+      if (s.progress_what[0])
+        cJSON_AddStringToObject(o, "phase", s.progress_what);
+      cJSON_AddNumberToObject(o, "elapsed_s", s.load_elapsed_s);
+      if (s.load_expected_s > 0)
+        cJSON_AddNumberToObject(o, "expected_s", s.load_expected_s);
+    }
   }
   rbee__http_reply_json(req, why == NULL ? 200 : 503, o);
 }
@@ -62,6 +68,16 @@ void rbee__http_info(rbee__http *h, struct evhttp_request *req) {
   if (o == NULL) {
     rbee__http_reply_error(req, 503, "NOT_READY", "worker info is not available yet");
     return;
+  }
+  /* Beside WorkerInfo's fields: how heartbeats fare (docs/http.md). */
+  cJSON *hb = s.has_heartbeat ? cJSON_AddObjectToObject(o, "heartbeat") : NULL;
+  if (hb != NULL) {
+    cJSON_AddBoolToObject(hb, "queen_takes_heartbeats", !s.heartbeat.not_taken);
+    cJSON_AddNumberToObject(hb, "sent", (double)s.heartbeat.sent);
+    cJSON_AddNumberToObject(hb, "failed", (double)s.heartbeat.failed);
+    cJSON_AddNumberToObject(hb, "declined", (double)s.heartbeat.declined);
+    if (s.heartbeat.last_error[0])
+      cJSON_AddStringToObject(hb, "last_error", s.heartbeat.last_error);
   }
   rbee__http_reply_json(req, 200, o);
 }

@@ -162,6 +162,7 @@ static int add_event_locked(rbee_job *job, const char *event, const char *data, 
     return rbee__error_set(RBEE_ENOMEM, "job %s: out of memory for an event", job->id);
   }
   job->next_id++;
+  job->obs.bytes += len;
   job->unread_bytes += len;
   job->kept_bytes += len;
   job->activity_mono = activity_now(job);
@@ -174,19 +175,30 @@ static int add_event_locked(rbee_job *job, const char *event, const char *data, 
   return 0;
 }
 
+_Thread_local int rbee__emit_nowait;
+
 /* Wait while the unread bytes exceed the stream buffer (backpressure).
  * 0 when there is room, or why the job takes no more events. */
 static int wait_room_locked(rbee_job *job) {
   rbee__jobs *jobs = job->jobs;
+  if (job->no_stream && job->unread_bytes > jobs->cfg.stream_buffer_bytes)
+    rbee__job_shed_locked(job); /* result.c: nobody needs to read it */
+  if (rbee__emit_nowait && job->unread_bytes > jobs->cfg.stream_buffer_bytes &&
+      !job->cancelled && !rbee__job_ended(job) && !job->failed && !jobs->shutdown) {
+    job->activity_mono = activity_now(job); /* held back by its reader, not hung */
+    return rbee__error_set(RBEE_EAGAIN, "job %s: its stream buffer is full", job->id);
+  }
   /* A job held back by a slow reader is not hung: the hang detector
    * skips waiting jobs, and the wait ends as activity. */
   if (job->unread_bytes > jobs->cfg.stream_buffer_bytes) {
+    int64_t t0 = rbee__mono_us(); /* the summary's client_stall_ms */
     job->waiting++;
     while (job->unread_bytes > jobs->cfg.stream_buffer_bytes && !job->cancelled && !rbee__job_ended(job) &&
            !job->failed && !jobs->shutdown)
       pthread_cond_wait(&job->room, &jobs->mu);
     job->waiting--;
     job->activity_mono = rbee__mono_us();
+    job->obs.stall_us += job->activity_mono - t0;
   }
   if (rbee__job_ended(job) || job->failed)
     return rbee__error_set(RBEE_ESTATE, "job %s already ended", job->id);
@@ -209,7 +221,11 @@ int rbee__job_append_event_locked(rbee_job *job, const char *event, const char *
   rbee__sse_event *mem = e ? *e : NULL;
   if (e)
     *e = NULL; /* taken */
-  return add_event_locked(job, event, json, len, 0, mem);
+  int rc = add_event_locked(job, event, json, len, 0, mem);
+  /* The first event after "started" and before the end (not the summary). */
+  if (rc == 0 && job->obs.first_event_mono == 0 && job->next_id > 1 && !rbee__job_ended(job))
+    job->obs.first_event_mono = rbee__mono_us();
+  return rc;
 }
 
 int rbee__job_end_locked(rbee_job *job, rbee_job_state state) {
@@ -217,10 +233,15 @@ int rbee__job_end_locked(rbee_job *job, rbee_job_state state) {
     return RBEE_ESTATE;
   if (rbee__job_phase_set_locked(job, RBEE__JP_ENDED) != 0)
     return RBEE_ESTATE;
-  job->state = state;
+  job->state = rbee__job_end_state(job, state);
   job->finished_us = rbee__now_us();
   job->finished_mono = rbee__mono_us();
   pthread_cond_broadcast(&job->room);
+  /* Order of the last events: the summary, then a cancel's "cancelled"
+   * event (and a deadline's error), then the marker. */
+  if (job->jobs->cfg.summary)
+    rbee__job_summary_append_locked(job);
+  state = rbee__job_end_hook_locked(job, state); /* cancel.c */
   int rc;
   if (state == RBEE_JOB_DONE) {
     rc = add_event_locked(job, NULL, "[DONE]", 6, 1, NULL);
@@ -385,7 +406,7 @@ static int job_emit_token_impl(rbee_job *job, const char *text) {
 /* A failed emit other than a cancel or an ended job (out of memory, bad
  * data) fails the job: it must not end "done" with an event missing. */
 static int emit_checked(rbee_job *job, int rc) {
-  if (rc == 0 || rc == RBEE_ECANCELED || rc == RBEE_ESTATE || job == NULL)
+  if (rc == 0 || rc == RBEE_ECANCELED || rc == RBEE_ESTATE || rc == RBEE_EAGAIN || job == NULL)
     return rc;
   char why[300];
   snprintf(why, sizeof why, "%s", rbee_error_message());

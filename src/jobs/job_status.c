@@ -64,6 +64,7 @@ cJSON *rbee__job_status_json(rbee_job *job) {
   add_time(o, "started_at", job->started_us);
   add_time(o, "finished_at", job->finished_us);
   cJSON_AddNumberToObject(o, "events", (double)job->next_id);
+  rbee__job_timings_add_locked(job, o);
   if (job->cancelled && !rbee__job_ended(job))
     cJSON_AddTrueToObject(o, "cancelling");
   if (job->error_message) {
@@ -75,7 +76,9 @@ cJSON *rbee__job_status_json(rbee_job *job) {
   } else {
     cJSON_AddNullToObject(o, "error");
   }
+  const char *result = rbee__job_status_extra_locked(job, o); /* result.c */
   pthread_mutex_unlock(&jobs->mu);
+  rbee__job_status_add_result(o, result);
   return o;
 }
 
@@ -96,6 +99,7 @@ rbee_job_state rbee__job_state(rbee_job *job) {
 void rbee__jobs_get_counts(rbee__jobs *jobs, rbee__jobs_counts *out) {
   pthread_mutex_lock(&jobs->mu);
   *out = jobs->counts;
+  out->slots = jobs->cfg.max_jobs;
   pthread_mutex_unlock(&jobs->mu);
 }
 

@@ -28,9 +28,12 @@ static rbee_job *take_queued_locked(rbee__jobs *jobs);
 void rbee__job_ref(rbee_job *job) { atomic_fetch_add(&job->refs, 1); }
 
 static void job_free(rbee_job *job) {
+  rbee__trace_forget(job->id);
   if (job->grace)
     event_free(job->grace);
   rbee__job_events_free(job);
+  rbee__job_control_free(job);
+  rbee__job_obs_free(&job->obs);
   pthread_cond_destroy(&job->room);
   cJSON_Delete(job->body);
   free(job->operation);
@@ -71,7 +74,7 @@ int rbee__jobs_new(rbee__jobs **out, struct event_base *base, const rbee__jobs_c
   ms = ms < 50 ? 50 : ms > 10000 ? 10000 : ms;
   struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
   event_add(jobs->sweep, &tv);
-  for (unsigned i = 0; i < cfg->max_jobs; i++) {
+  for (unsigned i = 0; i < (cfg->engine ? 0u : cfg->max_jobs); i++) {
     if (pthread_create(&jobs->threads[i], NULL, pool_main, jobs) != 0) {
       rbee__jobs_free(jobs);
       return rbee__error_set(RBEE_EINTERNAL, "job table: cannot start job thread %u of %u", i + 1,
@@ -109,6 +112,7 @@ static void *pool_main(void *arg) {
     const char *why = rc != 0 ? rbee_error_message() : "";
 
     pthread_mutex_lock(&jobs->mu);
+    rbee__job_after_run_locked(job);
     job->in_pool = 0;
     if (!rbee__job_ended(job)) {
       rbee_job_state st = RBEE_JOB_DONE;
@@ -219,16 +223,17 @@ static void forget_oldest(rbee__jobs *jobs) {
   rbee__job_unref(job);
 }
 
-static void forget_old(rbee__jobs *jobs) {
+void rbee__jobs_forget_old(rbee__jobs *jobs) {
   int64_t now = rbee__mono_us();
   size_t budget = jobs->cfg.finished_bytes ? jobs->cfg.finished_bytes : (size_t)64 << 20;
+  rbee__jobs_drop_results(jobs, budget); /* results go before whole jobs */
   while (jobs->fin_head &&
          (jobs->nfinished > jobs->cfg.finished_keep || jobs->fin_bytes > budget ||
           now - jobs->fin_head->finished_mono >= (int64_t)jobs->cfg.finished_ttl_ms * 1000))
     forget_oldest(jobs);
 }
 
-static void sweep_cb(evutil_socket_t fd, short what, void *arg) { forget_old(arg); }
+static void sweep_cb(evutil_socket_t fd, short what, void *arg) { rbee__jobs_forget_old(arg); }
 
 /* Give a job a slot (mu held): it is running from now on. The caller
  * hands it to a pool thread (or runs it on its own). */
@@ -261,7 +266,7 @@ static void hand_off_locked(rbee__jobs *jobs, rbee_job *job) {
 /* The next queued job if a slot is free (mu held): dequeued and started. */
 static rbee_job *take_queued_locked(rbee__jobs *jobs) {
   rbee_job *job = jobs->q_head;
-  if (job == NULL || jobs->counts.running >= jobs->cfg.max_jobs || jobs->shutdown)
+  if (job == NULL || jobs->counts.running >= jobs->cfg.max_jobs || jobs->shutdown || jobs->held)
     return NULL;
   jobs->q_head = job->q_next;
   if (jobs->q_head == NULL)
@@ -270,6 +275,17 @@ static rbee_job *take_queued_locked(rbee__jobs *jobs) {
   jobs->counts.queued--;
   start_locked(jobs, job);
   return job;
+}
+
+/* The engine's refill (any thread, mu held): queued jobs into free slots,
+ * handed to the engine; the loop arms their grace timers as for the pool. */
+void rbee__jobs_refill_locked(rbee__jobs *jobs) {
+  rbee_job *job;
+  while ((job = take_queued_locked(jobs)) != NULL) {
+    job->pool_started = 1;
+    rbee__job_notify_locked(job);
+    hand_off_locked(jobs, job);
+  }
 }
 
 /* Fill free slots from the queue (loop thread): a pool thread passes its
@@ -289,9 +305,11 @@ static void fill_slots(rbee__jobs *jobs) {
 
 /* The loop's side of a job's end: free the slot, count it, remember it
  * as finished (loop thread, mu not held). */
-static void finalize(rbee__jobs *jobs, rbee_job *job) {
+void rbee__jobs_finalize(rbee__jobs *jobs, rbee_job *job) {
   if (job->grace)
     event_del(job->grace);
+  size_t result_bytes = rbee__job_finalized(job);
+  rbee__jobs_count_end(jobs, job);
   rbee__jobs_counts *c = &jobs->counts;
   if (job->started_mono) { /* its pool thread counted the slot free */
     double secs = (double)(job->finished_mono - job->started_mono) / 1e6;
@@ -314,6 +332,7 @@ static void finalize(rbee__jobs *jobs, rbee_job *job) {
   }
   RBEE_LOG(RBEE_LOG_INFO, "jobs", "end", job->id, "job %s %s", job->operation,
            rbee_job_state_str(job->state));
+  rbee__job_span_log(job);
   /* on_job has returned: the request body (borrowed for the job's life)
    * is not kept with the finished job, only its events count. */
   pthread_mutex_lock(&jobs->mu);
@@ -322,7 +341,7 @@ static void finalize(rbee__jobs *jobs, rbee_job *job) {
   pthread_mutex_unlock(&jobs->mu);
   cJSON_Delete(body);
   /* Ended: only the loop thread changes kept_bytes now (trimming). */
-  job->fin_bytes = job->kept_bytes;
+  job->fin_bytes = job->kept_bytes + result_bytes;
   jobs->fin_bytes += job->fin_bytes;
   job->q_next = NULL;
   if (jobs->fin_tail)
@@ -361,7 +380,7 @@ static void wake_cb(evutil_socket_t fd, short what, void *arg) {
   for (rbee_job *j = first, *n; j; j = n) {
     n = j->wake_next;
     if (j->wake_end) {
-      finalize(jobs, j);
+      rbee__jobs_finalize(jobs, j);
       changed = 1;
     } else if (j->wake_started) {
       rbee__job_grace_update(j);
@@ -372,7 +391,7 @@ static void wake_cb(evutil_socket_t fd, short what, void *arg) {
   }
   if (changed) {
     fill_slots(jobs);
-    forget_old(jobs);
+    rbee__jobs_forget_old(jobs);
     if (jobs->cfg.on_change)
       jobs->cfg.on_change(jobs->cfg.userdata);
   }
@@ -383,7 +402,7 @@ static void grace_cb(evutil_socket_t fd, short what, void *arg) {
   if (job->nreaders == 0) {
     char why[64];
     snprintf(why, sizeof why, "no reader for %u ms", job->jobs->cfg.stream_grace_ms);
-    rbee__job_cancel(job, why);
+    rbee__job_cancel_as(job, RBEE_CANCEL_CLIENT_GONE, why);
   }
 }
 
@@ -396,7 +415,7 @@ void rbee__job_grace_update(rbee_job *job) {
   pthread_mutex_unlock(&job->jobs->mu);
   /* A queued job may wait unread (a client reading its jobs one after the
    * other); a running one holds a slot, so nobody reading it cancels it. */
-  if (job->nreaders > 0 || ended || queued) {
+  if (job->nreaders > 0 || ended || queued || job->no_stream) {
     event_del(job->grace);
   } else if (!evtimer_pending(job->grace, NULL)) {
     unsigned ms = job->jobs->cfg.stream_grace_ms;
@@ -406,6 +425,11 @@ void rbee__job_grace_update(rbee_job *job) {
 }
 
 int rbee__jobs_submit(rbee__jobs *jobs, cJSON *body, rbee_job **out) {
+  return rbee__jobs_submit_ctl(jobs, body, NULL, out);
+}
+
+int rbee__jobs_submit_ctl(rbee__jobs *jobs, cJSON *body, const rbee__job_ctl *ctl,
+                          rbee_job **out) {
   *out = NULL;
   const cJSON *op = cJSON_GetObjectItemCaseSensitive(body, "operation");
   if (!cJSON_IsObject(body) || !cJSON_IsString(op) || op->valuestring[0] == '\0') {
@@ -442,8 +466,15 @@ int rbee__jobs_submit(rbee__jobs *jobs, cJSON *body, rbee_job **out) {
   job->read_id = -1;
   job->progress = 0;
   job->created_us = rbee__now_us();
+  rbee__job_obs_start(&job->obs, body);
   job->grace = evtimer_new(jobs->base, grace_cb, job);
-  if (job->grace == NULL || job->operation == NULL) {
+  rbee__job_control_init(job);
+  if (ctl && ctl->trace)
+    job->trace = *ctl->trace;
+  else
+    rbee__trace_from_headers(&job->trace, NULL, NULL);
+  if (job->grace == NULL || job->operation == NULL ||
+      rbee__trace_register(job->id, &job->trace) != 0 || rbee__job_deadline_arm(job, ctl) != 0) {
     job_free(job);
     return rbee__error_set(RBEE_ENOMEM, NULL);
   }
@@ -475,6 +506,25 @@ int rbee__jobs_submit(rbee__jobs *jobs, cJSON *body, rbee_job **out) {
   return 0;
 }
 
+/* Unlink a queued job (mu held). */
+void rbee__jobs_unqueue_locked(rbee__jobs *jobs, rbee_job *job) {
+  rbee_job **pp = &jobs->q_head;
+  rbee_job *prev = NULL;
+  while (*pp && *pp != job) {
+    prev = *pp;
+    pp = &(*pp)->q_next;
+  }
+  if (*pp) {
+    *pp = job->q_next;
+    if (jobs->q_tail == job)
+      jobs->q_tail = prev;
+    jobs->counts.queued--;
+  }
+  job->q_next = NULL;
+}
+
+void *rbee__job_owner(const rbee_job *job) { return job->jobs->cfg.userdata; }
+
 void rbee__jobs_set_accepting(rbee__jobs *jobs, int accepting) { jobs->accepting = accepting != 0; }
 
 rbee_job *rbee__jobs_find(rbee__jobs *jobs, const char *id) {
@@ -487,72 +537,13 @@ rbee_job *rbee__jobs_find(rbee__jobs *jobs, const char *id) {
   return NULL;
 }
 
-int rbee__job_cancel(rbee_job *job, const char *why) {
-  rbee__jobs *jobs = job->jobs;
-  pthread_mutex_lock(&jobs->mu);
-  if (rbee__job_ended(job) || job->cancelled) {
-    /* The message is made under the lock: a job thread may end the job. */
-    rbee__error_set(RBEE_ESTATE, "job %s already %s", job->id,
-                    rbee__job_ended(job) ? rbee_job_state_str(job->state) : "cancelling");
-    pthread_mutex_unlock(&jobs->mu);
-    return RBEE_ESTATE;
-  }
-  job->cancelled = 1;
-  int queued = job->state == RBEE_JOB_QUEUED;
-  if (queued) {
-    /* Out of the queue, ended at once. */
-    rbee_job **pp = &jobs->q_head;
-    rbee_job *prev = NULL;
-    while (*pp && *pp != job) {
-      prev = *pp;
-      pp = &(*pp)->q_next;
-    }
-    if (*pp) {
-      *pp = job->q_next;
-      if (jobs->q_tail == job)
-        jobs->q_tail = prev;
-      jobs->counts.queued--;
-    }
-    job->q_next = NULL;
-    rbee__job_end_locked(job, RBEE_JOB_CANCELLED);
-    rbee__job_phase_set_locked(job, RBEE__JP_FINALIZED);
-  }
-  pthread_cond_broadcast(&job->room);
-  pthread_mutex_unlock(&jobs->mu);
-  RBEE_LOG(RBEE_LOG_INFO, "jobs", "cancel", job->id, "cancelling job: %s", why ? why : "cancelled");
-  if (queued) {
-    finalize(jobs, job);
-    forget_old(jobs);
-    if (jobs->cfg.on_change)
-      jobs->cfg.on_change(jobs->cfg.userdata);
-  }
-  return 0;
-}
-
-void rbee__jobs_cancel_all(rbee__jobs *jobs, const char *why) {
-  /* Queued first so that none of them grabs a slot freed meanwhile. */
-  for (;;) {
-    pthread_mutex_lock(&jobs->mu);
-    rbee_job *q = jobs->q_head;
-    pthread_mutex_unlock(&jobs->mu);
-    if (q == NULL)
-      break;
-    rbee__job_cancel(q, why);
-  }
-  for (rbee_job *j = jobs->all_head; j; j = j->all_next) {
-    pthread_mutex_lock(&jobs->mu);
-    int live = !rbee__job_ended(j) && !j->cancelled;
-    pthread_mutex_unlock(&jobs->mu);
-    if (live)
-      rbee__job_cancel(j, why);
-  }
-}
-
 unsigned rbee__jobs_abandon(rbee__jobs *jobs) {
   unsigned n = 0;
   pthread_mutex_lock(&jobs->mu);
   for (rbee_job *j = jobs->all_head; j; j = j->all_next) {
     if (!rbee__job_ended(j) && j->state == RBEE_JOB_RUNNING) {
+      if (!j->cancelled)
+        j->cancel_mono = rbee__mono_us();
       j->cancelled = 1;
       rbee__job_end_locked(j, RBEE_JOB_CANCELLED);
     }
@@ -580,11 +571,16 @@ void rbee__jobs_free(rbee__jobs *jobs) {
   for (rbee_job *j = jobs->all_head; j; j = j->all_next)
     pthread_cond_broadcast(&j->room);
   pthread_mutex_unlock(&jobs->mu);
-  for (rbee_job *j = jobs->all_head; j; j = j->all_next)
+  for (rbee_job *j = jobs->all_head; j; j = j->all_next) {
     if (j->grace) {
       event_free(j->grace);
       j->grace = NULL;
     }
+    if (j->deadline_ev) {
+      event_free(j->deadline_ev);
+      j->deadline_ev = NULL;
+    }
+  }
   if (jobs->wake)
     event_free(jobs->wake);
   if (jobs->sweep)

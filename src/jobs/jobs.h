@@ -17,6 +17,7 @@
 struct event_base;
 struct evbuffer;
 struct cJSON;
+struct rbee__job_watch;
 
 typedef struct rbee__jobs rbee__jobs;
 
@@ -32,6 +33,11 @@ typedef struct rbee__jobs_config {
   size_t finished_bytes;       /* ... and while their kept events take no
                                   more than this in all; 0: 64 MiB */
   unsigned max_readers;        /* open readers per job; 0: 64 */
+  int engine; /* no job threads: an engine (engine.c) takes handed-off jobs */
+  unsigned default_deadline_ms; /* --job-timeout: a job without its own
+                                   deadline gets this one; 0: none */
+  int summary;                 /* a summary event before each terminal
+                                  marker (the worker's table: on) */
   /* Runs one job on a job thread: the worker's on_job. */
   int (*run)(rbee_job *job, void *userdata);
   /* Loop thread: a job started or ended (slots or queue changed). */
@@ -48,9 +54,43 @@ typedef struct rbee__jobs_counts {
   uint64_t duration_bucket[RBEE__JOB_BUCKETS]; /* le = rbee__job_bucket_le[i] */
   uint64_t duration_count;
   double duration_sum;
+  unsigned slots; /* max_jobs now: an engine may change it at run time */
+  /* The batching engine (engine.c), zero without one. */
+#define RBEE__ENGINE_BATCH_BUCKETS 10
+#define RBEE__ENGINE_WAIT_BUCKETS 10
+  int has_engine;
+  uint64_t engine_steps;
+  uint64_t batch_bucket[RBEE__ENGINE_BATCH_BUCKETS]; /* le rbee__engine_batch_le[i] */
+  uint64_t batch_count, batch_sum;
+  uint64_t wait_bucket[RBEE__ENGINE_WAIT_BUCKETS]; /* le rbee__engine_wait_le[i] */
+  uint64_t wait_count;
+  double wait_sum;
+  /* Cancels by reason (index: rbee_cancel_reason) and their latency, the
+   * cancel to on_job returning (seconds). */
+#define RBEE__CANCEL_REASONS 6
+#define RBEE__CANCEL_BUCKETS 9
+  uint64_t cancel_reason[RBEE__CANCEL_REASONS];
+  uint64_t cancel_bucket[RBEE__CANCEL_BUCKETS]; /* le = rbee__cancel_bucket_le[i] */
+  uint64_t cancel_count;
+  double cancel_sum;
+  uint64_t idempotent_replays; /* POSTs answered with an existing job */
 } rbee__jobs_counts;
 
+extern const double rbee__engine_batch_le[RBEE__ENGINE_BATCH_BUCKETS];
+extern const double rbee__engine_wait_le[RBEE__ENGINE_WAIT_BUCKETS];
+
 extern const double rbee__job_bucket_le[RBEE__JOB_BUCKETS];
+extern const double rbee__cancel_bucket_le[RBEE__CANCEL_BUCKETS];
+
+/* Framework-level fields of a job request (src/http reads them). */
+typedef struct rbee__job_ctl {
+  int64_t deadline_ms;  /* > 0: from acceptance; 0: the table's default */
+  int no_stream;        /* "stream": false: runs to its end unread */
+  const char *idem_key; /* Idempotency-Key (copied), NULL none */
+  uint64_t idem_hash;   /* of the request body */
+  const struct rbee__trace *trace; /* the request's trace context
+                                      (util/trace.h); NULL: a new trace */
+} rbee__job_ctl;
 
 /* @p base must have been created after evthread_use_pthreads(): job
  * threads make a loop event active. */
@@ -65,6 +105,35 @@ void rbee__jobs_free(rbee__jobs *jobs);
  * RBEE_EBUSY when max_queue jobs already wait. *out is borrowed like the
  * result of rbee__jobs_find. */
 int rbee__jobs_submit(rbee__jobs *jobs, struct cJSON *body, rbee_job **out);
+/* The same with framework-level fields (NULL: none). */
+int rbee__jobs_submit_ctl(rbee__jobs *jobs, struct cJSON *body, const rbee__job_ctl *ctl,
+                          rbee_job **out);
+/* The job (not yet forgotten) that was submitted with Idempotency-Key
+ * @p key, or NULL. Borrowed as rbee__jobs_find. */
+rbee_job *rbee__jobs_find_idem(rbee__jobs *jobs, const char *key);
+/* 1 when @p job was submitted with a body of hash @p hash. */
+int rbee__job_idem_matches(const rbee_job *job, uint64_t hash);
+void rbee__jobs_count_replay(rbee__jobs *jobs);
+/* A loop-thread watcher of a job's end (result.c): GET ?wait=. */
+typedef struct rbee__job_watch {
+  struct rbee__job_watch *next, *prev;
+  void (*cb)(struct rbee__job_watch *wt, rbee_job *job);
+  void *userdata;
+  rbee_job *job; /* set while watching */
+} rbee__job_watch;
+/* Call @p wt->cb once @p job has ended (at once, from inside, when it
+ * already has). Loop thread. rbee__job_unwatch before it fires stops it;
+ * both take and drop a job reference. */
+void rbee__job_watch_add(struct rbee__job_watch *wt, rbee_job *job);
+void rbee__job_unwatch(struct rbee__job_watch *wt);
+/* The table's owner (cfg.userdata): in a worker, the rbee_worker. */
+void *rbee__job_owner(const rbee_job *job);
+/* From now on no queued job starts, not even in a slot a job thread
+ * frees (a device fault: they are failed instead). Any thread. */
+void rbee__jobs_hold(rbee__jobs *jobs);
+/* Fail every queued job with @p code (loop thread): the queen may retry
+ * them elsewhere. */
+void rbee__jobs_fail_queued(rbee__jobs *jobs, const char *code, const char *message);
 /* A new table accepts jobs; the worker turns this off until it is ready
  * and again when it drains. */
 void rbee__jobs_set_accepting(rbee__jobs *jobs, int accepting);
@@ -77,8 +146,13 @@ void rbee__job_unref(rbee_job *job);
  * rbee_job_cancelled() and its emit calls fail. Its stream ends with
  * [CANCELLED]. RBEE_ESTATE if it had already ended. */
 int rbee__job_cancel(rbee_job *job, const char *why);
-/* Cancel every queued and running job (drain deadline). */
+/* The same with its reason (rbee__job_cancel: RBEE_CANCEL_REQUESTED). */
+int rbee__job_cancel_as(rbee_job *job, rbee_cancel_reason reason, const char *why);
+/* Cancel every queued and running job (drain deadline: RBEE_CANCEL_DRAIN). */
 void rbee__jobs_cancel_all(rbee__jobs *jobs, const char *why);
+/* The same with a reason; RBEE_CANCEL_DEVICE leaves jobs that already
+ * failed (the one that hit the fault) failed. */
+void rbee__jobs_cancel_all_as(rbee__jobs *jobs, rbee_cancel_reason reason, const char *why);
 /* Last resort after cancel_all, when on_job ignores the cancel: end every
  * running job now ([CANCELLED] on its stream) although its thread has not
  * returned. Returns how many job threads are still inside on_job; if any,

@@ -12,6 +12,8 @@
 #include <stdatomic.h>
 
 #include "jobs/jobs.h"
+#include "jobs/summary.h"
+#include "util/trace.h"
 
 struct event;
 
@@ -98,7 +100,30 @@ struct rbee_job {
   size_t unread_bytes; /* bytes of events with id > read_id */
   size_t kept_bytes;   /* bytes of every kept event */
   size_t fin_bytes;    /* kept_bytes when it finished (loop thread) */
+
+  /* Job control (cancel.c, deadline.c, result.c, idempotency.c). */
+  rbee_cancel_reason cancel_reason; /* under mu */
+  int64_t cancel_mono;              /* under mu: when cancelled */
+  int64_t cancel_latency_us;        /* under mu: cancel -> on_job returned, -1 */
+  int cancel_pipe[2];               /* under mu: rbee_job_cancel_fd, -1 none */
+  rbee_job_cancel_cb cancel_cb;     /* under mu */
+  void *cancel_ud;
+  int cancel_cb_running;            /* under mu: a callback runs now */
+  int64_t accepted_mono;            /* set before the job is visible */
+  int64_t deadline_ms;              /* 0: none; fixed before visible */
+  int64_t deadline_mono;
+  struct event *deadline_ev;        /* loop thread */
+  int no_stream;                    /* "stream": false; fixed before visible */
+  char *result;                     /* under mu: compact JSON or NULL */
+  size_t result_len;
+  char *result_dropped;             /* under mu: why no result is shown */
+  char *idem_key;                   /* loop thread */
+  uint64_t idem_hash;
+  struct rbee__job_watch *watchers; /* loop thread: told when it ends */
+  rbee__trace trace;   /* set before the job is shared, then read-only */
+  rbee__job_obs obs;   /* summary.c, under mu */
 };
+
 
 struct rbee__jobs {
   rbee__jobs_config cfg;
@@ -112,6 +137,7 @@ struct rbee__jobs {
   int shutdown;  /* pool threads exit */
   int base_gone; /* events freed: job threads must not touch them */
   int accepting;
+  int held; /* under mu: no queued job starts (a device fault) */
 
   /* Loop thread. */
   rbee_job *all_head, *all_tail;
@@ -157,6 +183,48 @@ size_t rbee__job_trim_locked(rbee_job *job, rbee__sse_event **gone, size_t max);
 rbee__sse_event *rbee__job_event_locked(rbee_job *job, int64_t id);
 /* Free every kept event. */
 void rbee__job_events_free(rbee_job *job);
+
+/* engine.c hooks. On this thread while rbee_job_try_emit* runs: a full
+ * stream buffer returns RBEE_EAGAIN instead of waiting (job.c). */
+extern _Thread_local int rbee__emit_nowait;
+/* jobs.c: start queued jobs while slots are free and hand them to the
+ * engine (mu held; any thread). */
+void rbee__jobs_refill_locked(rbee__jobs *jobs);
+/* cancel.c: a new job's control fields (before it is visible), and
+ * their release in job_free. */
+void rbee__job_control_init(rbee_job *job);
+void rbee__job_control_free(rbee_job *job);
+/* deadline.c: take @p ctl's fields (NULL: none) and arm the deadline's
+ * one-shot timer (loop thread, before the job is visible). RBEE_ENOMEM. */
+int rbee__job_deadline_arm(rbee_job *job, const rbee__job_ctl *ctl);
+/* cancel.c: before the terminal marker of a job ending @p state (mu held):
+ * the "cancelled" event of a cancelled job, and a deadline's error.
+ * Returns the state to end in (a deadline ends failed). */
+rbee_job_state rbee__job_end_hook_locked(rbee_job *job, rbee_job_state state);
+/* cancel.c: the state a job ending @p state ends in (a deadline: failed). */
+rbee_job_state rbee__job_end_state(const rbee_job *job, rbee_job_state state);
+/* cancel.c: on_job returned (mu held; may wait for a cancel callback). */
+void rbee__job_after_run_locked(rbee_job *job);
+/* cancel.c: count the end of @p job in the cancel metrics (loop thread). */
+void rbee__jobs_count_end(rbee__jobs *jobs, rbee_job *job);
+/* result.c: the loop's side of a job's end: stop its deadline timer, tell
+ * its watchers. Returns the bytes its result adds to the finished bound. */
+size_t rbee__job_finalized(rbee_job *job);
+/* result.c: drop results of the oldest finished jobs while the kept bytes
+ * exceed @p budget (loop thread). */
+void rbee__jobs_drop_results(rbee__jobs *jobs, size_t budget);
+/* result.c: a "stream": false job over its buffer drops what nobody read
+ * instead of waiting (mu held). */
+void rbee__job_shed_locked(rbee_job *job);
+/* result.c: control fields of GET /v1/jobs/{id} (mu held); returns the
+ * result text for rbee__job_status_add_result after unlocking, or NULL. */
+const char *rbee__job_status_extra_locked(rbee_job *job, struct cJSON *o);
+void rbee__job_status_add_result(struct cJSON *o, const char *result);
+/* jobs.c: the loop's side of a job's end, and forgetting old ones. */
+void rbee__jobs_finalize(rbee__jobs *jobs, rbee_job *job);
+void rbee__jobs_forget_old(rbee__jobs *jobs);
+/* jobs.c: unlink a queued job from the queue (mu held). */
+void rbee__jobs_unqueue_locked(rbee__jobs *jobs, rbee_job *job);
 
 /* stream.c: call every reader's callback (loop thread, mu not held). */
 void rbee__job_notify_readers(rbee_job *job);

@@ -18,6 +18,7 @@
 #include "rbee/info.h"
 #include "rbee/timestamp.h"
 #include "rbee/log.h"
+#include "trace.h"
 #include "util.h"
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -236,8 +237,14 @@ static void format_text(rbee__buf *b, const rbee_log_event *ev, const char *ts) 
     rbee__buf_printf(b, " job=");
     put_escaped(b, ev->job_id);
   }
+  if (ev->trace_id)
+    rbee__buf_printf(b, " trace=%s", ev->trace_id);
   rbee__buf_printf(b, ": ");
   put_escaped(b, ev->message);
+  if (ev->span) {
+    rbee__buf_printf(b, " span=");
+    put_escaped(b, ev->span);
+  }
   rbee__buf_add(b, "\n", 1);
 }
 
@@ -253,7 +260,14 @@ static void format_json(rbee__buf *b, const rbee_log_event *ev, const char *ts) 
     cJSON_AddStringToObject(o, "worker_id", ev->worker_id);
   if (ev->job_id)
     cJSON_AddStringToObject(o, "job_id", ev->job_id);
+  if (ev->trace_id) {
+    cJSON_AddStringToObject(o, "trace_id", ev->trace_id);
+    cJSON_AddStringToObject(o, "span_id", ev->span_id);
+  }
   cJSON_AddStringToObject(o, "message", ev->message);
+  cJSON *span = ev->span ? cJSON_Parse(ev->span) : NULL;
+  if (span)
+    cJSON_AddItemToObject(o, "span", span);
   char *s = cJSON_PrintUnformatted(o);
   if (s != NULL) {
     rbee__buf_add(b, s, strlen(s));
@@ -354,25 +368,29 @@ static void sink_locked(const char *line, size_t n) {
   }
 }
 
-void rbee_log(rbee_log_level level, const char *actor, const char *action,
-              const char *job_id, const char *fmt, ...) {
-  if (!rbee__log_enabled(level))
-    return;
+static void vlog(rbee_log_level level, const char *actor, const char *action, const char *job_id,
+                 const char *span, const char *fmt, va_list ap0) {
   char small[512];
   char *msg = small;
   va_list ap;
-  va_start(ap, fmt);
+  va_copy(ap, ap0);
   int n = vsnprintf(small, sizeof small, fmt, ap);
   va_end(ap);
   if (n >= (int)sizeof small) {
-    va_start(ap, fmt);
+    va_copy(ap, ap0);
     msg = rbee__vasprintf(fmt, ap);
     va_end(ap);
     if (msg == NULL)
       msg = small; /* keep the truncated text rather than nothing */
   }
   rbee_log_event ev = {level, rbee__now_us(), actor ? actor : "rbee",
-                       action ? action : "log", msg, NULL, job_id};
+                       action ? action : "log", msg, NULL, job_id, NULL, NULL, span};
+  /* A line about a job carries its trace (looked up before the log lock). */
+  char tid[33], sid[17];
+  if (job_id && rbee__trace_lookup(job_id, tid, sid) == 0) {
+    ev.trace_id = tid;
+    ev.span_id = sid;
+  }
   pthread_mutex_lock(&lock);
   ev.worker_id = worker_id;
   if (user_cb != NULL) {
@@ -395,4 +413,23 @@ void rbee_log(rbee_log_level level, const char *actor, const char *action,
   pthread_mutex_unlock(&lock);
   if (msg != small)
     free(msg);
+}
+
+void rbee_log(rbee_log_level level, const char *actor, const char *action,
+              const char *job_id, const char *fmt, ...) {
+  if (!rbee__log_enabled(level))
+    return;
+  va_list ap;
+  va_start(ap, fmt);
+  vlog(level, actor, action, job_id, NULL, fmt, ap);
+  va_end(ap);
+}
+
+void rbee__log_span(const char *job_id, const char *span, const char *fmt, ...) {
+  if (!rbee__log_enabled(RBEE_LOG_INFO))
+    return;
+  va_list ap;
+  va_start(ap, fmt);
+  vlog(RBEE_LOG_INFO, "jobs", "span", job_id, span, fmt, ap);
+  va_end(ap);
 }

@@ -59,6 +59,10 @@ RBEE_INTERNAL int rbee__hold_stdio(void);
 /* @p url into @p out (always terminated) with any userinfo ("user:pw@")
  * replaced by "***@": what logs and messages print of a URL. Returns out. */
 RBEE_INTERNAL char *rbee__url_redact(char *out, size_t n, const char *url);
+/* The span line of a finished job (INFO, jobs.span): @p span is one JSON
+ * object, merged as "span" into a JSON line, appended as span=... to text. */
+RBEE_INTERNAL void rbee__log_span(const char *job_id, const char *span, const char *fmt, ...)
+    RBEE_PRINTF(3, 4);
 #define RBEE_LOG(level, actor, action, job_id, ...)                            \
   do {                                                                         \
     if (rbee__log_enabled(level))                                              \

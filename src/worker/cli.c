@@ -33,6 +33,11 @@ enum {
   O_STREAM_GRACE,
   O_JOB_HANG,
   O_MAX_BODY,
+  O_JOB_TIMEOUT,
+  O_ROCM_DEVICE, /* aliases of today's rbee binaries (ROCm workers) */
+  O_HIVE_URL,
+  O_CALLBACK_URL,
+  O_MODEL_REF,
   O_REQUEST_TIMEOUT, /* connections (options version 2) */
   O_IDLE_TIMEOUT,
   O_MAX_CONNECTIONS,
@@ -48,17 +53,17 @@ typedef struct {
 } flag_def;
 
 static const flag_def defs[] = {
-    {"worker-id", O_WORKER_ID, "RBEE_WORKER_ID", NULL, "ID",
+    {"worker-id", O_WORKER_ID, "RBEE_WORKER_ID", "WORKER_ID", "ID",
      "identity reported to the queen (default worker-<type>-<port>)"},
     {"model", O_MODEL, "RBEE_MODEL", NULL, "M", "model id or path, handed to on_init"},
     {"device", O_DEVICE, "RBEE_DEVICE", NULL, "D",
      "cpu, cuda:N, metal:N, or N for the build's accelerator (default cpu)"},
     {"cuda-device", O_CUDA_DEVICE, NULL, NULL, "N", "same as --device cuda:N"},
     {"metal-device", O_METAL_DEVICE, NULL, NULL, "N", "same as --device metal:N"},
-    {"port", O_PORT, "RBEE_PORT", NULL, "P", "HTTP port, 0 picks a free one (default 8080)"},
+    {"port", O_PORT, "RBEE_PORT", "PORT", "P", "HTTP port, 0 picks a free one (default 8080)"},
     {"bind", O_BIND, "RBEE_BIND", NULL, "ADDR",
      "listen address (default 127.0.0.1); others need an API token"},
-    {"queen-url", O_QUEEN_URL, "RBEE_QUEEN_URL", NULL, "URL",
+    {"queen-url", O_QUEEN_URL, "RBEE_QUEEN_URL", "CALLBACK_URL", "URL",
      "send heartbeats there (default: none, standalone)"},
     {"api-token-file", O_API_TOKEN_FILE, "RBEE_API_TOKEN", "LLORCH_API_TOKEN", "F",
      "bearer token for /v1/* (env: the token itself)"},
@@ -84,6 +89,14 @@ static const flag_def defs[] = {
      "a job silent this long makes the worker degraded (default 0: off)"},
     {"max-body", O_MAX_BODY, "RBEE_MAX_BODY", NULL, "BYTES",
      "largest job request body (default 16777216)"},
+    {"job-timeout", O_JOB_TIMEOUT, "RBEE_JOB_TIMEOUT", NULL, "S",
+     "deadline of a job that names none, from acceptance (default 0: none)"},
+    /* Flags of today's rbee worker binaries, accepted unchanged. */
+    {"rocm-device", O_ROCM_DEVICE, NULL, NULL, "N",
+     "same as --device rocm:N (this librbee has no ROCm backend: exit 69)"},
+    {"hive-url", O_HIVE_URL, NULL, NULL, "URL", "same as --queen-url"},
+    {"callback-url", O_CALLBACK_URL, NULL, NULL, "URL", "same as --queen-url"},
+    {"model-ref", O_MODEL_REF, NULL, NULL, "M", "same as --model"},
     {"request-timeout", O_REQUEST_TIMEOUT, "RBEE_REQUEST_TIMEOUT", NULL, "S",
      "a new connection's request must arrive whole within this (default 10)"},
     {"idle-timeout", O_IDLE_TIMEOUT, "RBEE_IDLE_TIMEOUT", NULL, "S",
@@ -199,6 +212,7 @@ static int apply(rbee__worker_args *a, int id, const char *v, const char *what) 
     o->worker_id = own(a, rbee__strdup(v));
     return o->worker_id ? 0 : RBEE_ENOMEM;
   case O_MODEL:
+  case O_MODEL_REF:
     if (*v == '\0')
       return bad(what, v, "not a model (empty)");
     o->model = own(a, rbee__strdup(v));
@@ -206,15 +220,17 @@ static int apply(rbee__worker_args *a, int id, const char *v, const char *what) 
   case O_DEVICE: {
     rbee_device_spec spec;
     if (rbee_device_spec_parse(&spec, v) == RBEE_EINVAL)
-      return bad(what, v, "not a device (cpu, cuda:N, metal:N or N)");
+      return bad(what, v, "not a device (cpu, cuda:N, metal:N, rocm:N or N)");
     o->device = own(a, rbee__strdup(v));
     return o->device ? 0 : RBEE_ENOMEM;
   }
   case O_CUDA_DEVICE:
   case O_METAL_DEVICE:
+  case O_ROCM_DEVICE:
     if (rbee__parse_long(&n, v, 0, 4095))
       return bad(what, v, "not a device number (0 or more)");
-    s = rbee__asprintf("%s:%ld", id == O_CUDA_DEVICE ? "cuda" : "metal", n);
+    s = rbee__asprintf("%s:%ld",
+                       id == O_CUDA_DEVICE ? "cuda" : id == O_METAL_DEVICE ? "metal" : "rocm", n);
     o->device = own(a, s);
     return o->device ? 0 : RBEE_ENOMEM;
   case O_PORT:
@@ -227,7 +243,9 @@ static int apply(rbee__worker_args *a, int id, const char *v, const char *what) 
       return bad(what, v, "not an IP address");
     o->bind = own(a, rbee__strdup(v));
     return o->bind ? 0 : RBEE_ENOMEM;
-  case O_QUEEN_URL: {
+  case O_QUEEN_URL:
+  case O_HIVE_URL:
+  case O_CALLBACK_URL: {
     const char *rest = strncmp(v, "http://", 7) == 0    ? v + 7
                        : strncmp(v, "https://", 8) == 0 ? v + 8
                                                         : NULL;
@@ -301,6 +319,11 @@ static int apply(rbee__worker_args *a, int id, const char *v, const char *what) 
     if (parse_seconds(&ms, v, 0, 86400))
       return bad(what, v, "not a hang timeout (0 to 86400 seconds)");
     o->job_hang_ms = ms;
+    return 0;
+  case O_JOB_TIMEOUT:
+    if (parse_seconds(&ms, v, 0, 86400))
+      return bad(what, v, "not a job timeout (0 to 86400 seconds)");
+    o->job_timeout_ms = ms;
     return 0;
   case O_MAX_BODY:
     if (rbee__parse_long(&n, v, 1024, 1L << 30))
@@ -402,9 +425,13 @@ int rbee__worker_parse(rbee__worker_args *out, int argc, char **argv,
     if ((rc = apply(out, c, optarg, what)) != 0)
       goto out;
     seen[d - defs] = 1;
-    /* The aliases set the device too. */
-    if (c == O_CUDA_DEVICE || c == O_METAL_DEVICE)
-      seen[def_of(O_DEVICE) - defs] = 1;
+    /* An alias sets its target, which then takes no env fallback. */
+    int target = c == O_CUDA_DEVICE || c == O_METAL_DEVICE || c == O_ROCM_DEVICE ? O_DEVICE
+                 : c == O_HIVE_URL || c == O_CALLBACK_URL                       ? O_QUEEN_URL
+                 : c == O_MODEL_REF                                             ? O_MODEL
+                                                                                : 0;
+    if (target)
+      seen[def_of(target) - defs] = 1;
   }
   if (optind < argc) {
     rc = rbee__error_set(RBEE_EINVAL, "unexpected argument '%s'", argv[optind]);
@@ -489,5 +516,6 @@ void rbee__worker_help(FILE *out, const char *prog, const rbee_worker_callbacks 
   fprintf(out, "\n  %-26s %s\n  %-26s %s\n", "-h, --help", "show this help and exit",
           "-V, --version", "show the version and exit");
   fprintf(out, "\nExit status: 0 stopped cleanly, 64 bad usage, 69 device or model "
-               "unavailable, 70 internal error,\n130/143 when a second signal forced the exit.\n");
+               "unavailable, 70 internal error,\n75 the drain deadline passed with a stream "
+               "undelivered, 130/143 when a second signal\nforced the exit.\n");
 }

@@ -1,6 +1,7 @@
 /* Option structs: init functions beside the INIT macros, the version rule
  * (0 < version <= this library's) and the zero rule (0 in a numeric field
  * means its default unless the field gives 0 a meaning of its own). */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,9 +17,23 @@ int rbee_worker_options_init(rbee_worker_options *opts, unsigned version) {
   if (rc)
     return rc;
   rbee_worker_options init = RBEE_WORKER_OPTIONS_INIT;
-  *opts = init;
+  /* A program built for an older version has a shorter struct. */
+  memcpy(opts, &init, rbee__worker_options_size(version));
   opts->version = version;
   return 0;
+}
+
+size_t rbee__worker_options_size(unsigned version) {
+  if (version < 2)
+    return offsetof(rbee_worker_options, job_timeout_ms);
+  return sizeof(rbee_worker_options);
+}
+
+void rbee__worker_options_copy(rbee_worker_options *out, const rbee_worker_options *in) {
+  rbee_worker_options init = RBEE_WORKER_OPTIONS_INIT;
+  *out = init;
+  out->job_timeout_ms = 0; /* fields after the caller's version: their zero */
+  memcpy(out, in, rbee__worker_options_size(in->version));
 }
 
 int rbee_worker_callbacks_init(rbee_worker_callbacks *cb, unsigned version) {
@@ -27,7 +42,8 @@ int rbee_worker_callbacks_init(rbee_worker_callbacks *cb, unsigned version) {
   int rc = rbee__version_check("worker callbacks", version, RBEE_WORKER_CALLBACKS_VERSION);
   if (rc)
     return rc;
-  memset(cb, 0, sizeof *cb);
+  /* Only the fields that version has: an older program's struct is smaller. */
+  memset(cb, 0, version < 3 ? offsetof(rbee_worker_callbacks, on_engine) : sizeof *cb);
   cb->version = version;
   return 0;
 }

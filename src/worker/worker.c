@@ -167,12 +167,15 @@ static void begin_drain(rbee_worker *w, const char *why) {
   RBEE_INFO("worker", "drain", "%s: draining (%u running, %u queued, deadline %u ms)", why,
             c.running, c.queued, w->opts.drain_timeout_ms);
   rbee__jobs_set_accepting(w->jobs, 0);
+  rbee__worker_engine_drain(w);
   rbee__sd_notify(&w->sd, "STOPPING=1");
   rbee__worker_set_status(w, RBEE_STATUS_STOPPING);
   w->ev_deadline = evtimer_new(w->base, deadline_cb, w);
   arm_deadline(w, w->opts.drain_timeout_ms);
   drain_check(w);
 }
+
+void rbee__worker_begin_drain(rbee_worker *w, const char *why) { begin_drain(w, why); }
 
 static void signal_cb(evutil_socket_t sig, short what, void *arg) {
   rbee_worker *w = arg;
@@ -220,6 +223,12 @@ static void init_done_cb(evutil_socket_t fd, short what, void *arg) {
     drain_check(w);
     return;
   }
+  if (rbee__worker_engine_start(w) != 0) {
+    RBEE_ERROR("worker", "engine", "%s", rbee_error_message());
+    w->exit_code = RBEE_EXIT_SOFTWARE;
+    event_base_loopbreak(w->base);
+    return;
+  }
   RBEE_INFO("worker", "ready", "ready for jobs on port %d (%u slots, queue %u)", w->port,
             w->opts.max_jobs, w->opts.max_queue);
   rbee__worker_set_status(w, RBEE_STATUS_READY);
@@ -254,6 +263,7 @@ static void state_cb(evutil_socket_t fd, short what, void *arg) {
   pthread_mutex_unlock(&w->mu);
   rbee__worker_progress_changed(w);
   rbee__worker_health_changed(w);
+  rbee__worker_fault_check(w); /* fault.c */
   if (stop)
     begin_drain(w, "rbee_worker_stop");
 }
@@ -366,11 +376,18 @@ static int start(rbee_worker *w) {
                           .stream_grace_ms = o->stream_grace_ms,
                           .finished_keep = o->finished_keep,
                           .finished_ttl_ms = o->finished_ttl_ms,
+                          .engine = rbee__worker_uses_engine(w->cb),
+                          .default_deadline_ms = o->job_timeout_ms,
+                          .summary = 1,
                           .run = run_job,
                           .on_change = jobs_changed,
                           .userdata = w};
   if (rbee__jobs_new(&w->jobs, w->base, &jc) != 0) {
     RBEE_ERROR("worker", "start", "job table: %s", rbee_error_message());
+    return RBEE_EXIT_SOFTWARE;
+  }
+  if (rbee__worker_engine_new(w) != 0) {
+    RBEE_ERROR("worker", "start", "engine: %s", rbee_error_message());
     return RBEE_EXIT_SOFTWARE;
   }
   rbee__jobs_set_accepting(w->jobs, 0); /* until on_init is done */
@@ -436,6 +453,9 @@ static int start(rbee_worker *w) {
   }
   rbee__sd_notify(&w->sd, "STATUS=loading");
   w->init_running = 1;
+  pthread_mutex_lock(&w->mu);
+  w->init_start_mono = rbee__mono_us();
+  pthread_mutex_unlock(&w->mu);
   if (pthread_create(&w->init_thread, NULL, init_main, w) != 0) {
     w->init_running = 0;
     RBEE_ERROR("worker", "init", "cannot start the on_init thread");
@@ -449,6 +469,7 @@ static int start(rbee_worker *w) {
 static int forced_exit(rbee_worker *w) {
   rbee__jobs_cancel_all(w->jobs, "forced exit");
   unsigned stuck = rbee__jobs_abandon(w->jobs);
+  stuck += (unsigned)rbee__worker_engine_stop(w, 200);
   rbee__http_free(w->http);
   w->http = NULL;
   rbee_heartbeat_free(w->hb);
@@ -470,6 +491,8 @@ static void finish(rbee_worker *w) {
   /* Streams are flushed: close the front, then free the model. */
   rbee__http_free(w->http);
   w->http = NULL;
+  if (rbee__worker_engine_stop(w, MOMENT_MS))
+    w->stuck++;
   if (w->init_joinable && !w->init_running) {
     pthread_join(w->init_thread, NULL);
     w->init_joinable = 0;
@@ -514,6 +537,7 @@ static void worker_free(rbee_worker *w) {
         break;
       }
     /* The loop goes away: the job table stops using its events. */
+    rbee__worker_engine_free(w);
     rbee__jobs_free(w->jobs);
     free_events(w);
     event_base_free(w->base);
@@ -521,6 +545,7 @@ static void worker_free(rbee_worker *w) {
     rbee__sd_close(&w->sd);
     return;
   }
+  rbee__worker_engine_free(w);
   rbee__jobs_free(w->jobs);
   free_events(w);
   if (w->base)
@@ -538,18 +563,17 @@ static int exit_follows;
 
 int rbee_worker_run(const rbee_worker_options *opts, const rbee_worker_callbacks *cb, void *ud) {
   rbee__hold_stdio(); /* before any fd is made: closed 0-2 would be taken */
-  if (cb == NULL || cb->on_job == NULL ||
-      rbee__version_check("worker callbacks", cb->version, RBEE_WORKER_CALLBACKS_VERSION)) {
-    RBEE_ERROR("worker", "start", "callbacks: %s", cb && cb->on_job ? rbee_error_message()
-                                                                    : "on_job is required");
+  if (cb == NULL ||
+      rbee__version_check("worker callbacks", cb->version, RBEE_WORKER_CALLBACKS_VERSION) ||
+      (cb->on_job == NULL && !rbee__worker_uses_engine(cb))) {
+    RBEE_ERROR("worker", "start", "callbacks: %s",
+               cb && (cb->on_job || rbee__worker_uses_engine(cb)) ? rbee_error_message()
+                                                                  : "on_job or on_engine is required");
     return RBEE_EXIT_SOFTWARE;
   }
   rbee_worker_options filled;
-  if (opts) {
-    /* A version 1 caller's struct ends before the version 2 fields. */
-    memset(&filled, 0, sizeof filled);
-    memcpy(&filled, opts, opts->version >= 2 ? sizeof filled
-                                             : offsetof(rbee_worker_options, request_timeout_ms));
+  if (opts && opts->version > 0 && opts->version <= RBEE_WORKER_OPTIONS_VERSION) {
+    rbee__worker_options_copy(&filled, opts);
     rbee__worker_options_defaults(&filled);
     opts = &filled;
   }

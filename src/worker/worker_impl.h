@@ -96,9 +96,34 @@ struct rbee_worker {
   char reason[RBEE__HS_N][256];
   double progress; /* -1: none reported */
   char progress_what[128];
+  int64_t init_start_mono; /* on_init started (loading.c) */
+  double expected_s;       /* rbee_worker_set_expected_s, 0: none */
   int stop_requested;
   int base_gone; /* loop events freed (threads left running) */
+
+  /* The batching engine (worker_engine.c), NULL with on_job. Loop thread. */
+  rbee_engine *engine;
+  int engine_stuck; /* its thread did not return when stopped */
+  /* fault.c, under mu: a restart asked for (a device fault, recycle). */
+  rbee_device_fault fault;   /* CONTEXT or LOST once seen */
+  int fault_pending;         /* the loop has not acted on it yet */
+  int recycle_requested;
+  int restarting;            /* loop thread: exit 75 after the drain */
 };
+
+/* worker_engine.c: the engine's hooks; each does nothing without one. */
+int rbee__worker_uses_engine(const rbee_worker_callbacks *cb);
+int rbee__worker_engine_new(rbee_worker *w);   /* after the job table */
+int rbee__worker_engine_start(rbee_worker *w); /* when ready */
+void rbee__worker_engine_drain(rbee_worker *w);
+/* 1 when on_engine did not return within @p wait_ms (then it is stuck). */
+int rbee__worker_engine_stop(rbee_worker *w, unsigned wait_ms);
+void rbee__worker_engine_free(rbee_worker *w);
+
+/* worker.c: begin a drain (loop thread), as SIGTERM does. */
+void rbee__worker_begin_drain(rbee_worker *w, const char *why);
+/* fault.c: act on a device fault or a recycle asked for (loop thread). */
+void rbee__worker_fault_check(rbee_worker *w);
 
 /* worker_state.c */
 void rbee__worker_effective_health(rbee_worker *w, rbee_health *h, char *reason, size_t len);
@@ -114,6 +139,9 @@ int rbee__worker_heartbeat_payload(rbee_worker_info *info, struct cJSON *extra, 
                                    void *userdata);
 /* Loop thread: log progress and tell systemd (rate-limited). */
 void rbee__worker_progress_changed(rbee_worker *w);
+/* loading.c: seconds since on_init started and the expected total (0:
+ * none given); both 0 before on_init starts. */
+void rbee__worker_loading(rbee_worker *w, double *elapsed_s, double *expected_s);
 /* The tick: hang detection, device check, live figures. */
 void rbee__worker_tick(rbee_worker *w);
 

@@ -37,6 +37,10 @@ int rbee__worker_options_check(const rbee_worker_options *o);
 /* The zero rule (options.c): a numeric field left 0 whose 0 means nothing
  * of its own, and a NULL device, take their defaults. */
 void rbee__worker_options_defaults(rbee_worker_options *o);
+/* The bytes of rbee_worker_options a program of @p version has, and a
+ * copy of only those (later fields take their INIT values). */
+size_t rbee__worker_options_size(unsigned version);
+void rbee__worker_options_copy(rbee_worker_options *out, const rbee_worker_options *in);
 /* cb->flags in this version's layout whatever cb->version (malloc'd,
  * {NULL} terminated); NULL when there are none or without memory. */
 rbee_worker_flag *rbee__worker_flags(const rbee_worker_callbacks *cb);

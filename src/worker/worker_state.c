@@ -101,7 +101,7 @@ void rbee__worker_update_status(rbee_worker *w) {
   rbee__jobs_set_accepting(w->jobs, h != RBEE_HEALTH_UNHEALTHY);
   rbee__jobs_counts c;
   rbee__jobs_get_counts(w->jobs, &c);
-  rbee__worker_set_status(w, c.running >= w->opts.max_jobs ? RBEE_STATUS_BUSY : RBEE_STATUS_READY);
+  rbee__worker_set_status(w, c.running >= c.slots ? RBEE_STATUS_BUSY : RBEE_STATUS_READY);
 }
 
 void rbee__worker_health_changed(rbee_worker *w) {
@@ -129,6 +129,8 @@ void rbee__worker_snapshot(rbee__snapshot *out, void *userdata) {
   out->progress = w->status == RBEE_STATUS_STARTING ? w->progress : -1;
   snprintf(out->progress_what, sizeof out->progress_what, "%s", w->progress_what);
   pthread_mutex_unlock(&w->mu);
+  if (w->status == RBEE_STATUS_STARTING)
+    rbee__worker_loading(w, &out->load_elapsed_s, &out->load_expected_s);
   if (out->reason[0] == '\0' && w->status == RBEE_STATUS_STARTING)
     snprintf(out->reason, sizeof out->reason, "loading the model%s%s",
              out->progress_what[0] ? ": " : "", out->progress_what);
@@ -174,6 +176,13 @@ int rbee__worker_heartbeat_payload(rbee_worker_info *info, cJSON *extra, uint64_
     if (pr) {
       cJSON_AddNumberToObject(pr, "fraction", p);
       cJSON_AddStringToObject(pr, "what", what);
+      double el, ex;
+      rbee__worker_loading(w, &el, &ex);
+      if (what[0])
+        cJSON_AddStringToObject(pr, "phase", what);
+      cJSON_AddNumberToObject(pr, "elapsed_s", el);
+      if (ex > 0)
+        cJSON_AddNumberToObject(pr, "expected_s", ex);
     }
   }
   rbee__jobs_counts c;
@@ -185,7 +194,7 @@ int rbee__worker_heartbeat_payload(rbee_worker_info *info, cJSON *extra, uint64_
     cJSON_AddNumberToObject(j, "done", (double)c.done);
     cJSON_AddNumberToObject(j, "failed", (double)c.failed);
     cJSON_AddNumberToObject(j, "cancelled", (double)c.cancelled);
-    cJSON_AddNumberToObject(j, "slots", w->opts.max_jobs);
+    cJSON_AddNumberToObject(j, "slots", c.slots);
   }
   if (w->has_usage) {
     cJSON *d = cJSON_AddObjectToObject(extra, "device_stats");
@@ -252,7 +261,7 @@ void rbee__worker_tick(rbee_worker *w) {
   }
   /* Device: live figures every tick, the sticky-error probe every 5 s.
    * Either failing means the device broke for good. */
-  if (w->dev == NULL)
+  if (w->dev == NULL || w->restarting)
     return;
   int rc = rbee_device_stats(&w->usage, w->dev);
   if (rc == 0)
@@ -264,14 +273,8 @@ void rbee__worker_tick(rbee_worker *w) {
   }
   if (rc == 0)
     return;
-  pthread_mutex_lock(&w->mu);
-  int was = w->health[RBEE__HS_DEVICE] == RBEE_HEALTH_UNHEALTHY;
-  if (!was) {
-    w->health[RBEE__HS_DEVICE] = RBEE_HEALTH_UNHEALTHY;
-    snprintf(w->reason[RBEE__HS_DEVICE], sizeof w->reason[0], "device %s: %s",
-             rbee_device_name(w->dev), rbee_error_message());
-  }
-  pthread_mutex_unlock(&w->mu);
-  if (!was)
-    rbee__worker_health_changed(w);
+  /* Sticky: the context is gone for good; restart (fault.c, exit 75). */
+  char why[300];
+  snprintf(why, sizeof why, "device %s: %s", rbee_device_name(w->dev), rbee_error_message());
+  rbee_worker_device_fault(w, RBEE_FAULT_CONTEXT, why);
 }

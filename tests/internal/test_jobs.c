@@ -104,8 +104,9 @@ START_TEST(test_jobs_cancel_queued) {
   jt_reader_open(&r, b, -1);
   ck_assert(r.complete); /* ended at once, no job thread involved */
   int n = jt_check_stream(&r, jt_evs, 16, 0);
-  ck_assert_int_eq(n, 1);
-  ck_assert_str_eq(jt_evs[0].data, "[CANCELLED]");
+  ck_assert_int_eq(n, 2); /* the reason, then the marker */
+  ck_assert_str_eq(jt_evs[0].data, "{\"type\":\"cancelled\",\"reason\":\"requested\",\"latency_ms\":0}");
+  ck_assert_str_eq(jt_evs[1].data, "[CANCELLED]");
   worker_sse_free(jt_evs, n);
   jt_reader_close(&r);
   rbee__jobs_counts k;
@@ -136,8 +137,9 @@ START_TEST(test_jobs_cancel_running) {
   ck_assert_int_eq(rbee__job_cancel(job, "twice"), RBEE_ESTATE);
   ck_assert_int_eq(worker_test_run_until(jt_base, jt_reader_done, &r, 20000), 0);
   int n = jt_check_stream(&r, jt_evs, 16, 0);
-  ck_assert_int_eq(n, 3);
-  ck_assert_str_eq(jt_evs[2].data, "[CANCELLED]");
+  ck_assert_int_eq(n, 4);
+  ck_assert_ptr_nonnull(strstr(jt_evs[2].data, "{\"type\":\"cancelled\",\"reason\":\"requested\""));
+  ck_assert_str_eq(jt_evs[3].data, "[CANCELLED]");
   worker_sse_free(jt_evs, n);
   jt_reader_close(&r);
   ck_assert_int_eq(worker_test_run_until(jt_base, jt_all_done, (void *)1, 20000), 0);

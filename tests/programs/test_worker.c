@@ -17,12 +17,29 @@
  *   --init-gate FILE  on_init waits until FILE exists (tests release it)
  *   --job-gate FILE   each job waits silently until FILE exists (or a
  *                     cancel), then does its work
+ *   --stall-gate FILE on_ready (on the loop thread) sees FILE: removes it
+ *                     and blocks the loop for an hour (a stuck loop, for
+ *                     the systemd watchdog)
+ *   --tempfail-gate FILE  once FILE exists: remove it and exit 75 at once
+ *                     (the "restart me" status, for supervisors' tests)
  *   --device-verify-fail      the cpu device fails its smoke test
  *   --device-fail-after-ms N  the cpu device reports a sticky error N ms
  *                     after it was opened
+ * Job fields (the request body) for job control tests:
+ *   "fault": "oom"|"job"|"context"|"lost"  fail with rbee_job_fail_device
+ *                        (after the --job-gate opens with "gated": true)
+ *   "result": true       set {"tokens":N,"text":...} as the result
+ *   "result_bytes": N    set a result of about N bytes (trace "result-rc ID RC")
+ *   "cancel_fd": true    wait in poll() on rbee_job_cancel_fd (trace
+ *                        "cancel-fd ID REASON")
+ *   "cancel_cb": true    trace "cancel-cb ID REASON" from rbee_job_on_cancel
+ *   "recycle": true      call rbee_worker_recycle
+ * Every job traces "job-deadline ID MS" (rbee_job_deadline_ms).
  * The two device flags replace the cpu backend through rbee/sys/device.h
  * with one that says what a broken device would. */
+#include <cjson/cJSON.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -42,7 +59,7 @@ typedef struct {
   int init_fail, ignore_cancel, fail_jobs;
   const char *health;
   const char *trace;
-  const char *init_gate, *job_gate;
+  const char *init_gate, *job_gate, *stall_gate, *tempfail_gate;
   pthread_mutex_t mu;
 } config;
 
@@ -153,6 +170,10 @@ static int on_flag(const char *name, const char *value, void *ud) {
     return (C.init_gate = value) == NULL;
   else if (strcmp(name, "job-gate") == 0)
     return (C.job_gate = value) == NULL;
+  else if (strcmp(name, "stall-gate") == 0)
+    return (C.stall_gate = value) == NULL;
+  else if (strcmp(name, "tempfail-gate") == 0)
+    return (C.tempfail_gate = value) == NULL;
   else if (strcmp(name, "health") == 0)
     return (C.health = value) == NULL;
   if (target == NULL)
@@ -189,8 +210,26 @@ static void *stopper(void *arg) {
   return NULL;
 }
 
+static void *tempfailer(void *arg) {
+  while (access(C.tempfail_gate, F_OK) != 0)
+    sleep_ms(20);
+  unlink(C.tempfail_gate);
+  trace("tempfail\n");
+  _exit(75);
+}
+
 static void on_ready(rbee_worker *w, void *ud) {
   trace("ready\n");
+  if (C.tempfail_gate) {
+    pthread_t t;
+    if (pthread_create(&t, NULL, tempfailer, NULL) == 0)
+      pthread_detach(t);
+  }
+  if (C.stall_gate && access(C.stall_gate, F_OK) == 0) {
+    unlink(C.stall_gate);
+    trace("stall\n");
+    sleep_ms(3600000); /* the loop thread: no watchdog ping, no HTTP */
+  }
   if (C.health) {
     rbee_health h;
     if (rbee_health_parse(&h, C.health) == 0)
@@ -221,9 +260,70 @@ static void *emit_many(void *arg) {
   return NULL;
 }
 
+static void on_cancel(rbee_job *job, rbee_cancel_reason r, void *ud) {
+  trace("cancel-cb %s %s\n", rbee_job_id(job), rbee_cancel_reason_str(r));
+}
+
+/* The job control fields of the request; 1 when one of them ended the job
+ * (its return code in *rc). */
+static int job_control(rbee_worker *w, rbee_job *job, int *rc) {
+  const cJSON *p = rbee_job_params(job);
+  trace("job-deadline %s %lld\n", rbee_job_id(job), (long long)rbee_job_deadline_ms(job));
+  if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(p, "cancel_cb")))
+    rbee_job_on_cancel(job, on_cancel, NULL);
+  if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(p, "recycle")))
+    rbee_worker_recycle(w);
+  const cJSON *f = cJSON_GetObjectItemCaseSensitive(p, "fault");
+  if (cJSON_IsString(f)) {
+    /* "gated": the fault waits for the gate, so a test can fill the queue. */
+    while (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(p, "gated")) && C.job_gate &&
+           access(C.job_gate, F_OK) != 0 && !rbee_job_cancelled(job))
+      sleep_ms(10);
+    static const char *const names[] = {"none", "oom", "job", "context", "lost"};
+    for (int i = 1; i < 5; i++)
+      if (strcmp(f->valuestring, names[i]) == 0)
+        rbee_job_fail_device(job, (rbee_device_fault)i, "test fault: %s", names[i]);
+    *rc = -1;
+    return 1;
+  }
+  if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(p, "cancel_fd"))) {
+    struct pollfd pfd = {rbee_job_cancel_fd(job), POLLIN, 0};
+    int n = pfd.fd >= 0 ? poll(&pfd, 1, 60000) : -1;
+    trace("cancel-fd %s %s\n", rbee_job_id(job),
+          n == 1 ? rbee_cancel_reason_str(rbee_job_cancel_reason(job)) : "timeout");
+    *rc = 0;
+    return 1;
+  }
+  return 0;
+}
+
+static void set_result(rbee_job *job, long tokens) {
+  const cJSON *p = rbee_job_params(job);
+  const cJSON *n = cJSON_GetObjectItemCaseSensitive(p, "result_bytes");
+  if (cJSON_IsNumber(n) && n->valuedouble > 0) {
+    size_t len = (size_t)n->valuedouble;
+    char *blob = malloc(len + 32);
+    if (blob == NULL)
+      return;
+    memcpy(blob, "{\"blob\":\"", 9);
+    memset(blob + 9, 'x', len);
+    memcpy(blob + 9 + len, "\"}", 3);
+    trace("result-rc %s %d\n", rbee_job_id(job), rbee_job_set_result(job, blob));
+    free(blob);
+  } else if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(p, "result"))) {
+    char r[128];
+    snprintf(r, sizeof r, "{\"tokens\":%ld,\"text\":\"w0 \"}", tokens);
+    rbee_job_set_result(job, r);
+  }
+}
+
 static int on_job(rbee_worker *w, rbee_job *job, void *ud) {
   trace("job-start %s\n", rbee_job_id(job));
   int rc = 0;
+  if (job_control(w, job, &rc)) {
+    trace("job-end %s %d\n", rbee_job_id(job), rc);
+    return rc;
+  }
   if (C.silent_ms)
     sleep_ms(C.silent_ms);
   while (C.job_gate && access(C.job_gate, F_OK) != 0 && !rbee_job_cancelled(job))
@@ -256,6 +356,8 @@ static int on_job(rbee_worker *w, rbee_job *job, void *ud) {
         sleep_ms(10);
     }
   }
+  if (rc == 0)
+    set_result(job, C.emit);
   trace("job-end %s %d\n", rbee_job_id(job), rc);
   return rc;
 }
@@ -276,6 +378,8 @@ static const rbee_worker_flag flags[] = {
     {"init-gate", 1, "on_init waits until this file exists", NULL},
     {"job-gate", 1, "jobs wait until this file exists", NULL},
     {"stop-after-ms", 1, "call rbee_worker_stop this long after ready", NULL},
+    {"stall-gate", 1, "on_ready blocks the loop if this file exists (removed)", "FILE"},
+    {"tempfail-gate", 1, "exit 75 once this file exists (removed)", "FILE"},
     {"device-verify-fail", 0, "the cpu device fails its smoke test", NULL},
     {"device-fail-after-ms", 1, "the cpu device breaks this long after opening", NULL},
     {NULL, 0, NULL, NULL}};
@@ -293,6 +397,7 @@ int main(int argc, char **argv) {
                               on_job,
                               on_shutdown,
                               flags,
-                              on_flag};
+                              on_flag,
+                              NULL};
   return rbee_worker_main(argc, argv, &cb, NULL);
 }

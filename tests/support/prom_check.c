@@ -15,6 +15,7 @@ typedef struct {
   /* histogram bookkeeping */
   double last_le, last_bucket, inf_bucket, count;
   int has_inf, has_count;
+  char key[160]; /* the labels other than le of the series being read */
 } family;
 
 static int name_ok(const char *s, size_t n) {
@@ -33,10 +34,12 @@ static family *find(family *f, int n, const char *name) {
   return NULL;
 }
 
-/* Parse {a="x",b="y"}; copies the le label when present. */
-static int parse_labels(const char **pp, char *le, size_t lelen) {
+/* Parse {a="x",b="y"}; copies the le label when present, and the other
+ * labels' text into @p key (one series of a labelled histogram). */
+static int parse_labels(const char **pp, char *le, size_t lelen, char *key, size_t keylen) {
   const char *p = *pp;
   le[0] = '\0';
+  key[0] = '\0';
   if (*p != '{')
     return 0;
   p++;
@@ -47,6 +50,7 @@ static int parse_labels(const char **pp, char *le, size_t lelen) {
     if (p == n || !(isalpha((unsigned char)*n) || *n == '_') || *p++ != '=' || *p++ != '"')
       return -1;
     int is_le = (size_t)(p - 2 - n) == 2 && strncmp(n, "le", 2) == 0;
+    const char *start = n;
     size_t k = 0;
     while (*p != '"') {
       if (*p == '\0' || *p == '\n')
@@ -63,6 +67,10 @@ static int parse_labels(const char **pp, char *le, size_t lelen) {
     if (is_le)
       le[k] = '\0';
     p++;
+    if (!is_le) {
+      size_t kl = strlen(key);
+      snprintf(key + kl, keylen - kl, "%.*s,", (int)(p - start), start);
+    }
     if (*p == ',')
       p++;
     else if (*p != '}')
@@ -166,8 +174,8 @@ int prom_check(const char *text, char *err, size_t errlen) {
       FAIL("bad sample name");
     memcpy(name, line, nl);
     name[nl] = '\0';
-    char le[64];
-    if (parse_labels(&q, le, sizeof le) != 0)
+    char le[64], key[160];
+    if (parse_labels(&q, le, sizeof le, key, sizeof key) != 0)
       FAIL("bad labels in '%s'", line);
     char series[160];
     snprintf(series, sizeof series, "%.*s", (int)(q - line), line);
@@ -213,6 +221,16 @@ int prom_check(const char *text, char *err, size_t errlen) {
     if (strcmp(f->type, "counter") == 0 && !(v >= 0))
       FAIL("counter %s is negative", series);
     if (strcmp(f->type, "histogram") == 0) {
+      if (strcmp(suffix, "_bucket") == 0 && strcmp(key, f->key) != 0) {
+        /* The next series of a labelled histogram: the previous one must
+         * have ended with its _count. */
+        if (f->samples_seen > 1 && !f->has_count)
+          FAIL("histogram %s: a series without _count before %s", f->name, series);
+        snprintf(f->key, sizeof f->key, "%s", key);
+        f->last_le = -INFINITY;
+        f->last_bucket = 0;
+        f->has_inf = f->has_count = 0;
+      }
       if (strcmp(suffix, "_bucket") == 0) {
         double lev;
         if (!le[0] || parse_value(le, &lev) != 0)
@@ -228,6 +246,8 @@ int prom_check(const char *text, char *err, size_t errlen) {
           f->inf_bucket = v;
         }
       } else if (strcmp(suffix, "_count") == 0) {
+        if (strcmp(key, f->key) != 0 || !f->has_inf || f->inf_bucket != v)
+          FAIL("histogram %s: +Inf bucket must exist and equal _count at %s", f->name, series);
         f->has_count = 1;
         f->count = v;
       } else if (suffix[0] == '\0') {

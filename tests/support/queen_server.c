@@ -256,6 +256,12 @@ static void on_request(struct evhttp_request *req, void *arg) {
   case QUEEN_REFUSE: /* a request on a connection from before the switch */
     reply(req, 503, "Service Unavailable", "{}");
     break;
+  case QUEEN_404:
+    reply(req, 404, "Not Found", "");
+    break;
+  case QUEEN_405:
+    reply(req, 405, "Method Not Allowed", "");
+    break;
   case QUEEN_SLOW: {
     struct timeval tv = {slow_ms / 1000, (slow_ms % 1000) * 1000};
     if (c->slow_ev == NULL && (c->slow_ev = evtimer_new(q->base, on_slow_due, c)) == NULL)

@@ -20,7 +20,9 @@ typedef enum queen_mode {
   QUEEN_GARBAGE, /* 200 with a body that is not an ack */
   QUEEN_REFUSE,  /* the port is closed: connections are refused (the port
                     stays reserved, so the same URL works again later) */
-  QUEEN_SLOW     /* answer 200 ok, but only after queen_server_set_slow_ms */
+  QUEEN_SLOW,    /* answer 200 ok, but only after queen_server_set_slow_ms */
+  QUEEN_404,     /* 404, as today's queen (no heartbeat route) does */
+  QUEEN_405      /* 405 Method Not Allowed (a route that takes no POST) */
 } queen_mode;
 
 /* One recorded request: a deep copy, owned by the caller. */

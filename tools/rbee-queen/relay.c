@@ -299,7 +299,8 @@ static size_t on_data(char *p, size_t size, size_t n, void *ud) {
   if (!r->started && r->status == 0)
     curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->status);
   if (r->kind == RELAY_PROXY || r->status != 200) {
-    if (evbuffer_get_length(r->answer) + len > ((size_t)1 << 20))
+    /* A job's status may carry a result of up to 8 MiB. */
+    if (evbuffer_get_length(r->answer) + len > ((size_t)16 << 20))
       return 0; /* not a job's status: refuse to hold more */
     evbuffer_add(r->answer, p, len);
     return len;
@@ -384,6 +385,16 @@ static int add_headers(queen_relay *r, struct evhttp_request *req) {
     snprintf(line, sizeof line, "Authorization: Bearer %s", tok);
     if (add_header(r, line))
       return RBEE_ENOMEM;
+  }
+  /* Job control the worker reads from headers (docs/protocol.md). */
+  static const char *const control[] = {"Idempotency-Key", "X-Rbee-Deadline-Ms"};
+  for (size_t i = 0; req && r->kind == RELAY_ROUTE && i < 2; i++) {
+    const char *v = evhttp_find_header(evhttp_request_get_input_headers(req), control[i]);
+    if (v && strlen(v) < 400) {
+      snprintf(line, sizeof line, "%s: %s", control[i], v);
+      if (add_header(r, line))
+        return RBEE_ENOMEM;
+    }
   }
   const char *last =
       req ? evhttp_find_header(evhttp_request_get_input_headers(req), "Last-Event-ID") : NULL;
@@ -683,12 +694,27 @@ void queen_relay_job(queen *q, struct evhttp_request *req, const char *job_id, i
   snprintf(r->job_id, sizeof r->job_id, "%s", j->job_id);
   snprintf(r->worker_id, sizeof r->worker_id, "%s", j->worker_id);
   snprintf(r->base_url, sizeof r->base_url, "%s", j->base_url);
-  snprintf(url, sizeof url, "%s/v1/jobs/%s%s", r->base_url, r->job_id, stream ? "/stream" : "");
+  /* GET ?wait=S waits at the worker: pass it on, and wait as long. */
+  const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+  double wait_s = 0;
+  if (!stream && cmd == EVHTTP_REQ_GET && query && strncmp(query, "wait=", 5) == 0 &&
+      strlen(query) < 32) {
+    char *end = NULL;
+    wait_s = strtod(query + 5, &end);
+    if (end == query + 5 || *end != '\0' || !(wait_s >= 0 && wait_s <= 300))
+      wait_s = -1; /* the worker answers 400 */
+  } else {
+    query = NULL;
+  }
+  snprintf(url, sizeof url, "%s/v1/jobs/%s%s%s%s", r->base_url, r->job_id,
+           stream ? "/stream" : "", query ? "?" : "", query ? query : "");
   if ((r->easy = make_easy(r, url)) == NULL) {
     relay_free(r);
     queen_send_error(req, 500, "INTERNAL", "out of memory");
     return;
   }
+  if (wait_s > 0)
+    curl_easy_setopt(r->easy, CURLOPT_TIMEOUT_MS, 30000L + (long)(wait_s * 1000));
   if (cmd == EVHTTP_REQ_DELETE)
     curl_easy_setopt(r->easy, CURLOPT_CUSTOMREQUEST, "DELETE");
   if (curl_multi_add_handle(q->multi, r->easy) != CURLM_OK) {
