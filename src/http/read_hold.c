@@ -119,6 +119,13 @@ rbee__read_hold *rbee__read_hold_new(struct event_base *base, struct evhttp_requ
   return h;
 }
 
+void rbee__read_hold_set_fin(rbee__read_hold *h, void (*on_fin)(void *arg), void *arg) {
+  if (h == NULL)
+    return;
+  h->on_fin = on_fin;
+  h->arg = arg;
+}
+
 void rbee__read_hold_free(rbee__read_hold *h) {
   if (h == NULL)
     return;

@@ -17,6 +17,9 @@ typedef struct rbee__read_hold rbee__read_hold;
 /* After evhttp_send_reply_start. NULL (nothing held) on out of memory. */
 rbee__read_hold *rbee__read_hold_new(struct event_base *base, struct evhttp_request *req,
                                      void (*on_fin)(void *arg), void *arg);
+/* From now on the client's end of sending calls @p on_fin (NULL: nothing;
+ * the peeks for a reset go on): for a hold that outlives its first owner. */
+void rbee__read_hold_set_fin(rbee__read_hold *h, void (*on_fin)(void *arg), void *arg);
 /* Once the reply has been written or the connection is closing (its
  * bufferevent still alive). Accepts NULL. */
 void rbee__read_hold_free(rbee__read_hold *h);

@@ -530,6 +530,7 @@ static void end_reply(queen_relay *r) {
     t->q = r->q;
     t->req = req;
     t->hold = hold;
+    rbee__read_hold_set_fin(hold, NULL, NULL); /* r is freed before the tail is written */
     evhttp_connection_set_closecb(c, tail_close, t);
     evhttp_request_set_on_complete_cb(req, tail_complete, t);
   } else {
