@@ -16,6 +16,8 @@
 #include "http_internal.h"
 #include "util/util.h"
 
+#define SSE_CHUNK_MAX (64 << 10)
+
 typedef struct rbee__sse {
   rbee__http *h;
   struct evhttp_request *req;
@@ -133,7 +135,9 @@ static void pump(rbee__sse *s) {
   struct evbuffer *buf = evbuffer_new();
   if (buf == NULL)
     return; /* the next notification retries */
-  s->ended = rbee__stream_read(s->stream, buf) == 1;
+  /* One chunk at a time: a client that does not read holds at most this
+   * much of the job's events in its connection (big events are shared). */
+  s->ended = rbee__stream_read_max(s->stream, buf, SSE_CHUNK_MAX) == 1;
   if (s->ended) {
     /* The last chunk and the end of the reply leave in one write. */
     if (evbuffer_get_length(buf) > 0)

@@ -68,6 +68,11 @@ static int ring_push(rbee_job *job, rbee__sse_event *e) {
   return 0;
 }
 
+void rbee__sse_event_unref(rbee__sse_event *e) {
+  if (e != NULL && atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) == 1)
+    free(e);
+}
+
 static rbee__sse_event *ring_pop(rbee_job *job) {
   rbee__sse_event *e = job->ev[job->ev_start];
   job->kept_bytes -= e->len;
@@ -87,14 +92,14 @@ size_t rbee__job_trim_locked(rbee_job *job, rbee__sse_event **gone, size_t max) 
     if (n < max)
       gone[n++] = e;
     else
-      free(e);
+      rbee__sse_event_unref(e);
   }
   return n;
 }
 
 void rbee__job_events_free(rbee_job *job) {
   while (job->ev_count > 0)
-    free(ring_pop(job));
+    rbee__sse_event_unref(ring_pop(job));
   free(job->ev);
   job->ev = NULL;
   job->ev_cap = 0;
@@ -157,6 +162,7 @@ static int add_event_locked(rbee_job *job, const char *event, const char *data, 
   e->id = job->next_id;
   e->len = len;
   e->terminal = terminal;
+  atomic_init(&e->refs, 1);
   if (ring_push(job, e)) {
     free(e);
     return rbee__error_set(RBEE_ENOMEM, "job %s: out of memory for an event", job->id);

@@ -191,6 +191,11 @@ int rbee__stream_open(rbee__stream **out, rbee_job *job, int64_t last_event_id,
  * been written (the stream is complete), 0 otherwise. Reading frees buffer
  * room and so unblocks an emitter waiting on backpressure. */
 int rbee__stream_read(rbee__stream *s, struct evbuffer *out);
+/* The same, stopping once about @p max bytes were added (at least one
+ * event): a reader's buffer then holds at most one chunk, whatever the job
+ * keeps. Events of 1 KiB and more are added by reference, shared by every
+ * reader, not copied. */
+int rbee__stream_read_max(rbee__stream *s, struct evbuffer *out, size_t max);
 /* The reader is gone (client closed or finished). With no reader left on a
  * job that has not ended, the grace timer starts. Accepts NULL. */
 void rbee__stream_close(rbee__stream *s);

@@ -17,13 +17,19 @@
 
 struct event;
 
-/* One SSE event, already formatted. */
+/* One SSE event, already formatted, immutable once appended. Shared: the
+ * ring holds one reference and every connection buffer that points at its
+ * text (evbuffer_add_reference) one more, so readers do not copy it. */
 typedef struct rbee__sse_event {
   int64_t id;
   size_t len;
   int terminal;
+  atomic_int refs; /* set to 1 when appended */
   char text[];
 } rbee__sse_event;
+
+/* Drop one reference to an appended event (any thread, no lock needed). */
+void rbee__sse_event_unref(rbee__sse_event *e);
 
 struct rbee__stream {
   rbee__stream *next, *prev; /* the job's readers */
@@ -176,7 +182,7 @@ int rbee__job_end_locked(rbee_job *job, rbee_job_state state);
  * want_notify is set. */
 void rbee__job_notify_locked(rbee_job *job);
 /* Drop events no reader needs any more (mu held): up to @p max of them
- * into @p gone for the caller to free after unlocking (the rest freed
+ * into @p gone for the caller to unref after unlocking (the rest unref'd
  * here). Returns how many went into @p gone. */
 size_t rbee__job_trim_locked(rbee_job *job, rbee__sse_event **gone, size_t max);
 /* The kept event with @p id, or NULL (mu held). */
