@@ -343,8 +343,11 @@ static int on_job(rbee_worker *w, rbee_job *job, void *ud) {
     memcpy(ev, "{\"type\":\"blob\",\"b\":\"", 20);
     memset(ev + 20, 'b', len);
     memcpy(ev + 20 + len, "\"}", 3);
-    for (long i = 0; i < C.emit && rc == 0; i++)
+    for (long i = 0; i < C.emit && rc == 0; i++) {
       rc = rbee_job_emit_json(job, NULL, ev);
+      if (C.job_ms)
+        sleep_ms(C.job_ms / C.emit);
+    }
     free(ev);
   } else if (C.emit_threads > 1) {
     emitter e[16];
