@@ -19,6 +19,19 @@
 #include "worker_proc.h"
 #include "worker_stream.h"
 
+/* Sanitizers keep freed memory in quarantine and pad every block: RSS
+ * says nothing there, so the bounds are checked in plain builds only. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define RSS_CHECKED 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define RSS_CHECKED 0
+#endif
+#endif
+#ifndef RSS_CHECKED
+#define RSS_CHECKED 1
+#endif
+
 #define NJOBS 8
 #define PER_JOB 60 /* readers per job (the bound is 64) */
 #define NREAD (NJOBS * PER_JOB)
@@ -100,7 +113,8 @@ START_TEST(test_idle_readers_share_kept_events) {
   }
   /* docs/http.md: a reader holds at most one 64 KiB chunk of small events,
    * big ones shared; the connection itself a few KiB. */
-  ck_assert_int_lt(grow, 32 * NREAD);
+  if (RSS_CHECKED)
+    ck_assert_int_lt(grow, 32 * NREAD);
   for (int i = 0; i < NREAD; i++)
     close(fds[i]);
 
@@ -146,7 +160,8 @@ START_TEST(test_big_body_finished_jobs) {
   long after = rss_settled(p.pid);
   fprintf(stderr, "big bodies: 190 more finished jobs of 256 KiB bodies: RSS %ld -> %ld KiB (+%ld KiB)\n",
           before, after, after - before);
-  ck_assert_int_lt(after - before, 16 * 1024); /* kept whole: +47 MiB */
+  if (RSS_CHECKED)
+    ck_assert_int_lt(after - before, 16 * 1024); /* kept whole: +47 MiB */
   proc_kill(&p, SIGTERM);
   ck_assert_int_eq(proc_wait(&p, WP_EXIT_MS), 0);
   proc_cleanup(&p);
