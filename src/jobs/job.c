@@ -69,7 +69,12 @@ static int ring_push(rbee_job *job, rbee__sse_event *e) {
 }
 
 void rbee__sse_event_unref(rbee__sse_event *e) {
-  if (e != NULL && atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) == 1)
+  if (e == NULL)
+    return;
+  /* The common case, no reader holds it: references are only taken from
+   * the ring, which no longer has it, so nobody can add one now. */
+  if (atomic_load_explicit(&e->refs, memory_order_acquire) == 1 ||
+      atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) == 1)
     free(e);
 }
 
