@@ -440,11 +440,7 @@ int rbee__jobs_submit_ctl(rbee__jobs *jobs, cJSON *body, const rbee__job_ctl *ct
     cJSON_Delete(body);
     return rbee__error_set(RBEE_ESTATE, "not accepting jobs now");
   }
-  pthread_mutex_lock(&jobs->mu);
-  int full =
-      jobs->counts.running >= jobs->cfg.max_jobs && jobs->counts.queued >= jobs->cfg.max_queue;
-  pthread_mutex_unlock(&jobs->mu);
-  if (full) {
+  if (rbee__jobs_full(jobs)) {
     cJSON_Delete(body);
     jobs->counts.rejected_full++;
     return rbee__error_set(RBEE_EBUSY, "every job slot is taken and %u jobs wait",
