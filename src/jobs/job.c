@@ -269,6 +269,21 @@ int rbee__job_end_locked(rbee_job *job, rbee_job_state state) {
   return rc;
 }
 
+int rbee__job_error_event_locked(rbee_job *job, const char *code, const char *message, int retryable) {
+  cJSON *o = cJSON_CreateObject();
+  char *t = NULL;
+  int rc = RBEE_ENOMEM;
+  if (o && cJSON_AddStringToObject(o, "type", "error") && cJSON_AddStringToObject(o, "code", code) &&
+      cJSON_AddStringToObject(o, "message", message) && (!retryable || cJSON_AddTrueToObject(o, "retryable")) &&
+      (t = cJSON_PrintUnformatted(o)) != NULL)
+    rc = rbee__job_append_locked(job, NULL, t, 1);
+  else
+    rbee__error_set(RBEE_ENOMEM, "job %s: out of memory for its error event", job->id);
+  cJSON_free(t);
+  cJSON_Delete(o);
+  return rc;
+}
+
 /* An event name goes on one SSE line: no line breaks, not empty. */
 static int event_name_ok(const char *event) {
   if (event == NULL)
@@ -484,12 +499,8 @@ int rbee_job_fail(rbee_job *job, const char *code, const char *fmt, ...) {
     if (*p == '\n' || *p == '\r')
       *p = ' ';
   char *c = rbee__strdup(code && *code ? code : "JOB_FAILED");
-  cJSON *o = cJSON_CreateObject();
-  char *text = NULL;
   int rc = 0;
-  if (c == NULL || o == NULL || !cJSON_AddStringToObject(o, "type", "error") ||
-      !cJSON_AddStringToObject(o, "code", c) || !cJSON_AddStringToObject(o, "message", msg) ||
-      (text = cJSON_PrintUnformatted(o)) == NULL) {
+  if (c == NULL) {
     rc = rbee__error_set(RBEE_ENOMEM, NULL);
     goto out;
   }
@@ -508,13 +519,11 @@ int rbee_job_fail(rbee_job *job, const char *code, const char *fmt, ...) {
     /* A worker that already sent its own error event with this code (the
      * sd-worker, named "error") gets no second one. */
     if (!said_already_locked(job, job->error_code))
-      rc = rbee__job_append_locked(job, NULL, text, 1);
+      rc = rbee__job_error_event_locked(job, job->error_code, job->error_message, 0);
     pthread_cond_broadcast(&job->room); /* other emitters stop now */
   }
   pthread_mutex_unlock(&jobs->mu);
 out:
-  cJSON_free(text);
-  cJSON_Delete(o);
   free(c);
   free(msg);
   return rc;

@@ -127,16 +127,8 @@ static void *pool_main(void *arg) {
           job->error_code = rbee__strdup("JOB_FAILED");
           job->error_message = why[0] ? rbee__strdup(why)
                                       : rbee__asprintf("the job failed (on_job returned %d)", rc);
-          cJSON *o = cJSON_CreateObject();
-          char *t = NULL;
-          if (o && cJSON_AddStringToObject(o, "type", "error") &&
-              cJSON_AddStringToObject(o, "code", "JOB_FAILED") &&
-              cJSON_AddStringToObject(o, "message",
-                                      job->error_message ? job->error_message : "the job failed") &&
-              (t = cJSON_PrintUnformatted(o)) != NULL)
-            rbee__job_append_locked(job, NULL, t, 1);
-          cJSON_free(t);
-          cJSON_Delete(o);
+          rbee__job_error_event_locked(job, "JOB_FAILED",
+                                       job->error_message ? job->error_message : "the job failed", 0);
         }
       }
       rbee__job_end_locked(job, st);

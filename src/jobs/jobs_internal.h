@@ -176,6 +176,10 @@ int rbee__job_append_event_locked(rbee_job *job, const char *event, const char *
                                   int force, rbee__sse_event **e);
 /* Record the phase rbee_job_emit_progress reports (job_state.c; takes mu). */
 void rbee__job_set_progress_phase(rbee_job *job, const char *phase);
+/* The error event, {"type":"error","code":..,"message":..} (and
+ * "retryable":true when @p retryable), appended past backpressure (mu
+ * held): the one place its JSON is written. 0 or a negative code. */
+int rbee__job_error_event_locked(rbee_job *job, const char *code, const char *message, int retryable);
 /* Append the terminal marker matching job->state (mu held). */
 int rbee__job_end_locked(rbee_job *job, rbee_job_state state);
 /* Tell the loop this job has news (mu held); events do so only while
