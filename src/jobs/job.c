@@ -239,6 +239,14 @@ int rbee__job_append_event_locked(rbee_job *job, const char *event, const char *
   return rc;
 }
 
+char *rbee__job_marker_new(const rbee_job *job, rbee_job_state state) {
+  if (state == RBEE_JOB_DONE)
+    return rbee__strdup("[DONE]");
+  if (state == RBEE_JOB_FAILED)
+    return rbee__asprintf("[ERROR] %s", job->error_message ? job->error_message : "failed");
+  return rbee__strdup("[CANCELLED]");
+}
+
 int rbee__job_end_locked(rbee_job *job, rbee_job_state state) {
   if (rbee__job_ended(job))
     return RBEE_ESTATE;
@@ -253,16 +261,9 @@ int rbee__job_end_locked(rbee_job *job, rbee_job_state state) {
   if (job->jobs->cfg.summary)
     rbee__job_summary_append_locked(job);
   state = rbee__job_end_hook_locked(job, state); /* cancel.c */
-  int rc;
-  if (state == RBEE_JOB_DONE) {
-    rc = add_event_locked(job, NULL, "[DONE]", 6, 1, NULL);
-  } else if (state == RBEE_JOB_FAILED) {
-    char *m = rbee__asprintf("[ERROR] %s", job->error_message ? job->error_message : "failed");
-    rc = m ? add_event_locked(job, NULL, m, strlen(m), 1, NULL) : RBEE_ENOMEM;
-    free(m);
-  } else {
-    rc = add_event_locked(job, NULL, "[CANCELLED]", 11, 1, NULL);
-  }
+  char *m = rbee__job_marker_new(job, state);
+  int rc = m ? add_event_locked(job, NULL, m, strlen(m), 1, NULL) : RBEE_ENOMEM;
+  free(m);
   if (rc)
     RBEE_LOG(RBEE_LOG_ERROR, "jobs", "end", job->id, "could not write the terminal marker: %s",
              rbee_error_message());

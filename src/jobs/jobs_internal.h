@@ -180,6 +180,10 @@ void rbee__job_set_progress_phase(rbee_job *job, const char *phase);
  * "retryable":true when @p retryable), appended past backpressure (mu
  * held): the one place its JSON is written. 0 or a negative code. */
 int rbee__job_error_event_locked(rbee_job *job, const char *code, const char *message, int retryable);
+/* The terminal marker's data for a job ending @p state: "[DONE]",
+ * "[ERROR] <message>" or "[CANCELLED]" (mu held; malloc'd, NULL when out
+ * of memory). The one place they are spelled. */
+char *rbee__job_marker_new(const rbee_job *job, rbee_job_state state);
 /* Append the terminal marker matching job->state (mu held). */
 int rbee__job_end_locked(rbee_job *job, rbee_job_state state);
 /* Tell the loop this job has news (mu held); events do so only while

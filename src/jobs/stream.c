@@ -95,11 +95,10 @@ int rbee__stream_read_max(rbee__stream *s, struct evbuffer *out, size_t max) {
       s->next_id > last->id) {
     s->complete = 1; /* came back after the marker: nothing more to say */
   } else if (!s->complete && rbee__job_ended(job) && s->next_id >= job->next_id) {
-    const char *m = job->state == RBEE_JOB_DONE     ? "[DONE]"
-                    : job->state == RBEE_JOB_FAILED ? "[ERROR] the job failed"
-                                                    : "[CANCELLED]";
-    if (evbuffer_add_printf(out, "id: %lld\ndata: %s\n\n", (long long)job->next_id, m) > 0)
+    char *m = rbee__job_marker_new(job, job->state);
+    if (m && evbuffer_add_printf(out, "id: %lld\ndata: %s\n\n", (long long)job->next_id, m) > 0)
       s->complete = 1;
+    free(m);
   }
   if (!s->complete && s->next_id >= job->next_id)
     job->want_notify = 1; /* caught up: call back on the next event */
