@@ -33,6 +33,16 @@ typedef struct rbee__sse {
 
 static void pump(rbee__sse *s);
 
+/* Events of this stream not yet written to its socket (the end of the
+ * reply counts as one while it is unwritten). */
+static uint64_t undelivered(const rbee__sse *s) {
+  int64_t total = rbee__stream_total(s->stream);
+  uint64_t left = total > s->delivered_next ? (uint64_t)(total - s->delivered_next) : 0;
+  if (s->delivering && left == 0)
+    left = 1;
+  return left;
+}
+
 static void unlink_sse(rbee__sse *s) {
   if (s->prev)
     s->prev->next = s->next;
@@ -81,6 +91,9 @@ static void finish(rbee__sse *s) {
 static void on_close(struct evhttp_connection *c, void *arg) {
   rbee__sse *s = arg;
   (void)c;
+  uint64_t left = undelivered(s);
+  if (left > 0)
+    rbee__stream_count_undelivered(s->stream, left);
   if (!s->delivering && evhttp_request_get_connection(s->req) == NULL)
     evhttp_send_reply_end(s->req);
   else if (s->delivering)
@@ -201,9 +214,8 @@ uint64_t rbee__http_log_undelivered(const rbee__http *h) {
   uint64_t all = 0;
   for (const rbee__sse *s = h ? h->streams : NULL; s != NULL; s = s->next) {
     int64_t total = rbee__stream_total(s->stream);
-    uint64_t left = total > s->delivered_next ? (uint64_t)(total - s->delivered_next) : 0;
-    if (s->delivering && left == 0)
-      left = 1; /* the end of the reply itself is still unwritten */
+    uint64_t left = undelivered(s);
+    rbee__stream_count_undelivered(s->stream, left);
     all += left;
     RBEE_LOG(RBEE_LOG_ERROR, "http", "undelivered", rbee__stream_job_id(s->stream),
              "stream not delivered: %llu of %lld events not written to the client",

@@ -74,6 +74,7 @@ typedef struct rbee__jobs_counts {
   uint64_t cancel_count;
   double cancel_sum;
   uint64_t idempotent_replays; /* POSTs answered with an existing job */
+  uint64_t undelivered_events; /* a stream ended before its client got them */
 } rbee__jobs_counts;
 
 extern const double rbee__engine_batch_le[RBEE__ENGINE_BATCH_BUCKETS];
@@ -206,6 +207,9 @@ void rbee__stream_close(rbee__stream *s);
  * events (terminal marker included, written yet or not) the job has. */
 int64_t rbee__stream_next_id(const rbee__stream *s);
 int64_t rbee__stream_total(rbee__stream *s);
+/* Count @p n events this reader's client never got (it left before its
+ * terminal marker, or the drain deadline passed): rbee_stream_undelivered_events_total. */
+void rbee__stream_count_undelivered(rbee__stream *s, uint64_t n);
 const char *rbee__stream_job_id(const rbee__stream *s);
 
 #endif

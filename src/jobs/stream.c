@@ -151,4 +151,11 @@ int64_t rbee__stream_total(rbee__stream *s) {
   return n;
 }
 
+void rbee__stream_count_undelivered(rbee__stream *s, uint64_t n) {
+  rbee__jobs *jobs = s->job->jobs;
+  pthread_mutex_lock(&jobs->mu);
+  jobs->counts.undelivered_events += n;
+  pthread_mutex_unlock(&jobs->mu);
+}
+
 const char *rbee__stream_job_id(const rbee__stream *s) { return s->job->id; }
