@@ -17,20 +17,7 @@ fi
 command -v debootstrap >/dev/null || { echo "systemd-root: debootstrap is missing (apt-get install debootstrap)" >&2; exit 1; }
 
 # The first Debian (not -security) mirror apt is configured with.
-mirror=""
-for f in /etc/apt/sources.list.d/*.sources; do
-  [ -f "$f" ] || continue
-  mirror=$(awk '/^URIs:/ { for (i = 2; i <= NF; i++) if ($i !~ /security/) { print $i; exit } }' "$f")
-  [ -n "$mirror" ] && break
-done
-if [ -z "$mirror" ]; then
-  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-    [ -f "$f" ] || continue
-    mirror=$(awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /:\/\// && $i !~ /security/) { print $i; exit } }' "$f")
-    [ -n "$mirror" ] && break
-  done
-fi
-[ -n "$mirror" ] || { echo "systemd-root: no Debian mirror found in /etc/apt/sources.list*" >&2; exit 1; }
+mirror=$("$(dirname "$0")/apt-mirror.sh") || { echo "systemd-root: no Debian mirror found in /etc/apt/sources.list*" >&2; exit 1; }
 
 pkgs=systemd,systemd-sysv,dbus,curl,ca-certificates,libevent-2.1-7,libevent-pthreads-2.1-7,libcurl4,libcjson1,procps
 echo "systemd-root: debootstrap bookworm into $root from the configured mirror (a few minutes)"

@@ -15,6 +15,8 @@
 #include "proc_spawn.h"
 #include "prom_check.h"
 #include "queen_server.h"
+#include <cjson/cJSON.h>
+
 #include "rbee/rbee.h"
 
 static proc P;
@@ -328,6 +330,19 @@ START_TEST(test_obs_trace_valid_parent) {
   ck_assert_ptr_nonnull(sl);
   ck_assert_ptr_null(strstr(sl + 1, "\"action\":\"span\""));
   char *line = strndup(sl, strcspn(sl, "\n"));
+  /* The whole line is one JSON object; its span an object of its own. */
+  const char *ls = sl;
+  while (ls > log && ls[-1] != '\n')
+    ls--;
+  char *whole = strndup(ls, strcspn(ls, "\n"));
+  cJSON *o = cJSON_Parse(whole);
+  ck_assert_msg(o != NULL, "not JSON: %s", whole);
+  cJSON *sp = cJSON_GetObjectItem(o, "span");
+  ck_assert(cJSON_IsObject(sp));
+  ck_assert_str_eq(cJSON_GetObjectItem(sp, "traceId")->valuestring, "0af7651916cd43dd8448eb211c80319c");
+  ck_assert(cJSON_IsArray(cJSON_GetObjectItem(sp, "attributes")));
+  cJSON_Delete(o);
+  free(whole);
   ck_assert_ptr_nonnull(strstr(line, "\"parentSpanId\":\"b7ad6b7169203331\""));
   ck_assert_ptr_nonnull(strstr(line, "\"traceState\":\"congo=t61rcWkgMzE,rojo=00f067aa0ba902b7\""));
   ck_assert_ptr_nonnull(strstr(line, "\"name\":\"job infer\""));
@@ -436,6 +451,15 @@ START_TEST(test_obs_summary_members_and_order) {
   run_job_to_end(&r, port, "{\"operation\":\"infer\",\"mode\":\"tokens\",\"n\":2,\"summary\":false}", NULL);
   ck_assert_int_eq(tc_count(&r, "summary"), 0);
   ck_assert_int_eq(tc_count(&r, "data: [DONE]"), 1);
+  tc_response_free(&r);
+  /* A failed job: the error event, then the summary, then [ERROR]. */
+  run_job_to_end(&r, port, "{\"operation\":\"infer\",\"mode\":\"tokens\",\"n\":-1}", NULL);
+  sum = summary_of(r.body);
+  ck_assert_ptr_nonnull(sum);
+  ck_assert_ptr_nonnull(strstr(sum, "\"state\":\"failed\""));
+  const char *err = strstr(r.body, "\"type\":\"error\""), *se0 = strstr(r.body, "event: summary");
+  ck_assert(err && se0 && err < se0 && se0 < strstr(r.body, "data: [ERROR]"));
+  free(sum);
   tc_response_free(&r);
   /* A cancelled job: the summary still comes, then the cancelled event, then [CANCELLED]. */
   const char *long_job = "{\"operation\":\"infer\",\"mode\":\"tokens\",\"n\":100000,\"pace_ms\":5}";

@@ -9,20 +9,7 @@ set -euo pipefail
 tag=${1:-localhost/rbee-base:bookworm}
 dir=${RBEE_BASE_ROOT:-/var/cache/librbee/container-base}
 [ "$(id -u)" -eq 0 ] || { echo "make-base: needs root (debootstrap)" >&2; exit 1; }
-mirror=""
-for f in /etc/apt/sources.list.d/*.sources; do
-  [ -f "$f" ] || continue
-  mirror=$(awk '/^URIs:/ { for (i = 2; i <= NF; i++) if ($i !~ /security/) { print $i; exit } }' "$f")
-  [ -n "$mirror" ] && break
-done
-if [ -z "$mirror" ]; then
-  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-    [ -f "$f" ] || continue
-    mirror=$(awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /:\/\// && $i !~ /security/) { print $i; exit } }' "$f")
-    [ -n "$mirror" ] && break
-  done
-fi
-[ -n "$mirror" ] || { echo "make-base: no Debian mirror in /etc/apt/sources.list*" >&2; exit 1; }
+mirror=$("$(dirname "$0")/../../scripts/apt-mirror.sh") || { echo "make-base: no Debian mirror in /etc/apt/sources.list*" >&2; exit 1; }
 if [ ! -e "$dir/.rbee-root-complete" ]; then
   rm -rf "$dir"
   mkdir -p "$dir"

@@ -81,7 +81,7 @@ typedef struct rbee_worker_callbacks {
   int (*on_engine)(rbee_worker *w, rbee_engine *e, void *userdata);
 } rbee_worker_callbacks;
 
-/** 2: job_timeout_ms. */
+/** 2: job_timeout_ms; request_timeout_ms, idle_timeout_ms, max_connections. */
 #define RBEE_WORKER_OPTIONS_VERSION 2
 
 /** Everything the command line and environment set (CONTRACT section 1).
@@ -120,12 +120,17 @@ typedef struct rbee_worker_options {
   unsigned finished_ttl_ms;  /**< and for how long, default 600000 */
   unsigned job_timeout_ms;   /**< (options version 2) deadline of a job that
                                   names none (--job-timeout); 0: none */
+  /* (options version 2) connections, see docs/http.md */
+  unsigned request_timeout_ms; /**< a new connection's whole request, default 10000 */
+  unsigned idle_timeout_ms;    /**< a kept-alive connection between requests, default 75000 */
+  unsigned max_connections;    /**< open connections, default 1024 (clamped to the fd limit) */
 } rbee_worker_options;
 
 #define RBEE_WORKER_OPTIONS_INIT                                               \
   {RBEE_WORKER_OPTIONS_VERSION, NULL, NULL, "cpu", 8080, "127.0.0.1", NULL,    \
    NULL, NULL, NULL, 30000, 1, 16, 25000, RBEE_LOG_TEXT, RBEE_LOG_INFO, NULL,  \
-   (size_t)16 << 20, 10000, 15000, 0, 1024, 600000, 0}
+   (size_t)16 << 20, 10000, 15000, 0, 1024, 600000, 0,                       \
+   /* (options version 2) connections */ 10000, 75000, 1024}
 
 RBEE_BEGIN_DECLS
 

@@ -45,6 +45,11 @@ typedef struct rbee__http_config {
    * for the socket) or its client went away. NULL: not told. */
   void (*on_stream_done)(void *userdata);
   void *userdata;
+  /* conns.c; 0: the defaults there (1024 clamped to the fd limit, 10 s,
+   * 75 s). */
+  unsigned max_connections;
+  unsigned request_timeout_ms; /* a new connection's request, headers and body */
+  unsigned idle_timeout_ms;    /* a kept-alive connection between requests */
 } rbee__http_config;
 
 typedef struct rbee__http rbee__http;

@@ -58,8 +58,9 @@ struct rbee__http {
   int port;
   struct rbee__sse *streams; /* open SSE connections, for shutdown */
   unsigned nstreams;
-  struct evhttp_bound_socket *sock; /* server.c: its listener pauses on accept errors */
-  struct rbee__job_waiter *waiters;  /* job_wait.c: held GET ?wait= requests */
+  struct evhttp_bound_socket *sock;
+  struct rbee__conns *conns;        /* conns.c: cap, deadlines, accept pauses */
+  struct rbee__job_waiter *waiters; /* job_wait.c: held GET ?wait= requests */
 };
 
 /* job_control.c: the framework-level fields of a job request; -1 with a
@@ -104,6 +105,9 @@ void rbee__sse_close_all(rbee__http *h);
 /* Prometheus text exposition of the worker's state into @p out. */
 int rbee__metrics_format(struct evbuffer *out, const rbee__snapshot *snap,
                          const rbee__jobs_counts *jobs);
+struct rbee__conns_stats;
+/* The connection gauges and counters (conns.c) after those. */
+int rbee__metrics_format_conns(struct evbuffer *out, const struct rbee__conns_stats *st);
 /* The metrics worker code declared (rbee/metrics.h), after the framework's
  * (worker_metrics.c). */
 void rbee__worker_metrics_format(struct evbuffer *out);

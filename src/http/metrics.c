@@ -2,6 +2,7 @@
 #include <event2/buffer.h>
 #include <stdio.h>
 
+#include "conns.h"
 #include "http_internal.h"
 
 static void head(struct evbuffer *b, const char *name, const char *type, const char *help) {
@@ -13,30 +14,27 @@ static void gauge(struct evbuffer *b, const char *name, const char *help, double
   evbuffer_add_printf(b, "%s %.17g\n", name, v);
 }
 
+/* A histogram of cumulative buckets: @p cum[i] observations <= le[i]. */
+static void histogram(struct evbuffer *b, const char *name, const char *help, const double *le,
+                      const uint64_t *cum, int n, uint64_t count, double sum) {
+  head(b, name, "histogram", help);
+  for (int i = 0; i < n; i++)
+    evbuffer_add_printf(b, "%s_bucket{le=\"%g\"} %llu\n", name, le[i], (unsigned long long)cum[i]);
+  evbuffer_add_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)count);
+  evbuffer_add_printf(b, "%s_sum %.17g\n", name, sum);
+  evbuffer_add_printf(b, "%s_count %llu\n", name, (unsigned long long)count);
+}
+
 /* A worker with on_engine: its steps, batch sizes and admission waits. */
 static void engine_metrics(struct evbuffer *b, const rbee__jobs_counts *c) {
   gauge(b, "rbee_engine_capacity", "Jobs the engine may hold at once.", c->slots);
   head(b, "rbee_engine_steps_total", "counter", "Engine steps (admissions with a job active).");
   evbuffer_add_printf(b, "rbee_engine_steps_total %llu\n", (unsigned long long)c->engine_steps);
-  head(b, "rbee_engine_batch_size", "histogram", "Active jobs per engine step.");
-  for (int i = 0; i < RBEE__ENGINE_BATCH_BUCKETS; i++)
-    evbuffer_add_printf(b, "rbee_engine_batch_size_bucket{le=\"%g\"} %llu\n",
-                        rbee__engine_batch_le[i], (unsigned long long)c->batch_bucket[i]);
-  evbuffer_add_printf(b, "rbee_engine_batch_size_bucket{le=\"+Inf\"} %llu\n",
-                      (unsigned long long)c->batch_count);
-  evbuffer_add_printf(b, "rbee_engine_batch_size_sum %llu\n", (unsigned long long)c->batch_sum);
-  evbuffer_add_printf(b, "rbee_engine_batch_size_count %llu\n",
-                      (unsigned long long)c->batch_count);
-  head(b, "rbee_engine_admission_wait_seconds", "histogram",
-       "Time from a job's acceptance to its admission by the engine.");
-  for (int i = 0; i < RBEE__ENGINE_WAIT_BUCKETS; i++)
-    evbuffer_add_printf(b, "rbee_engine_admission_wait_seconds_bucket{le=\"%g\"} %llu\n",
-                        rbee__engine_wait_le[i], (unsigned long long)c->wait_bucket[i]);
-  evbuffer_add_printf(b, "rbee_engine_admission_wait_seconds_bucket{le=\"+Inf\"} %llu\n",
-                      (unsigned long long)c->wait_count);
-  evbuffer_add_printf(b, "rbee_engine_admission_wait_seconds_sum %.17g\n", c->wait_sum);
-  evbuffer_add_printf(b, "rbee_engine_admission_wait_seconds_count %llu\n",
-                      (unsigned long long)c->wait_count);
+  histogram(b, "rbee_engine_batch_size", "Active jobs per engine step.", rbee__engine_batch_le,
+            c->batch_bucket, RBEE__ENGINE_BATCH_BUCKETS, c->batch_count, (double)c->batch_sum);
+  histogram(b, "rbee_engine_admission_wait_seconds",
+            "Time from a job's acceptance to its admission by the engine.", rbee__engine_wait_le,
+            c->wait_bucket, RBEE__ENGINE_WAIT_BUCKETS, c->wait_count, (double)c->wait_sum);
 }
 
 int rbee__metrics_format(struct evbuffer *b, const rbee__snapshot *s,
@@ -60,15 +58,9 @@ int rbee__metrics_format(struct evbuffer *b, const rbee__snapshot *s,
   gauge(b, "rbee_queue_depth", "Accepted jobs waiting for a slot.", c->queued);
   gauge(b, "rbee_job_slots_busy", "Job slots running a job.", c->running);
 
-  head(b, "rbee_job_duration_seconds", "histogram", "Time from a job's start to its end.");
-  for (int i = 0; i < RBEE__JOB_BUCKETS; i++)
-    evbuffer_add_printf(b, "rbee_job_duration_seconds_bucket{le=\"%g\"} %llu\n",
-                        rbee__job_bucket_le[i], (unsigned long long)c->duration_bucket[i]);
-  evbuffer_add_printf(b, "rbee_job_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
-                      (unsigned long long)c->duration_count);
-  evbuffer_add_printf(b, "rbee_job_duration_seconds_sum %.17g\n", c->duration_sum);
-  evbuffer_add_printf(b, "rbee_job_duration_seconds_count %llu\n",
-                      (unsigned long long)c->duration_count);
+  histogram(b, "rbee_job_duration_seconds", "Time from a job's start to its end.",
+            rbee__job_bucket_le, c->duration_bucket, RBEE__JOB_BUCKETS, c->duration_count,
+            (double)c->duration_sum);
 
   if (c->has_engine)
     engine_metrics(b, c);
@@ -77,16 +69,10 @@ int rbee__metrics_format(struct evbuffer *b, const rbee__snapshot *s,
     evbuffer_add_printf(b, "rbee_job_cancels_total{reason=\"%s\"} %llu\n",
                         rbee_cancel_reason_str((rbee_cancel_reason)r),
                         (unsigned long long)c->cancel_reason[r]);
-  head(b, "rbee_job_cancel_latency_seconds", "histogram",
-       "Time from a job's cancel to its on_job returning (0 for a job that never started).");
-  for (int i = 0; i < RBEE__CANCEL_BUCKETS; i++)
-    evbuffer_add_printf(b, "rbee_job_cancel_latency_seconds_bucket{le=\"%g\"} %llu\n",
-                        rbee__cancel_bucket_le[i], (unsigned long long)c->cancel_bucket[i]);
-  evbuffer_add_printf(b, "rbee_job_cancel_latency_seconds_bucket{le=\"+Inf\"} %llu\n",
-                      (unsigned long long)c->cancel_count);
-  evbuffer_add_printf(b, "rbee_job_cancel_latency_seconds_sum %.17g\n", c->cancel_sum);
-  evbuffer_add_printf(b, "rbee_job_cancel_latency_seconds_count %llu\n",
-                      (unsigned long long)c->cancel_count);
+  histogram(b, "rbee_job_cancel_latency_seconds",
+            "Time from a job's cancel to its on_job returning (0 for a job that never started).",
+            rbee__cancel_bucket_le, c->cancel_bucket, RBEE__CANCEL_BUCKETS, c->cancel_count,
+            (double)c->cancel_sum);
   head(b, "rbee_job_idempotent_replays_total", "counter",
        "POST /v1/jobs answered with the job an earlier request of the same Idempotency-Key made.");
   evbuffer_add_printf(b, "rbee_job_idempotent_replays_total %llu\n",
@@ -130,5 +116,25 @@ int rbee__metrics_format(struct evbuffer *b, const rbee__snapshot *s,
       gauge(b, "rbee_device_temperature_celsius", "GPU temperature.", s->device.temperature_c);
   }
   rbee__worker_metrics_format(b);
+  return 0;
+}
+
+int rbee__metrics_format_conns(struct evbuffer *b, const rbee__conns_stats *st) {
+  gauge(b, "rbee_http_connections", "Open HTTP connections.", st->open);
+  gauge(b, "rbee_http_connections_waiting",
+        "Open HTTP connections waiting for (the rest of) a request.", st->waiting);
+  gauge(b, "rbee_http_connections_max", "The cap on open HTTP connections.", st->max);
+  head(b, "rbee_http_connections_accepted_total", "counter", "HTTP connections accepted.");
+  evbuffer_add_printf(b, "rbee_http_connections_accepted_total %llu\n",
+                      (unsigned long long)st->accepted);
+  head(b, "rbee_http_connections_closed_total", "counter",
+       "HTTP connections the worker closed: to make room at the cap, refused with a 503, or "
+       "past their request or idle deadline.");
+  evbuffer_add_printf(b, "rbee_http_connections_closed_total{reason=\"evicted\"} %llu\n",
+                      (unsigned long long)st->evicted);
+  evbuffer_add_printf(b, "rbee_http_connections_closed_total{reason=\"refused\"} %llu\n",
+                      (unsigned long long)st->refused);
+  evbuffer_add_printf(b, "rbee_http_connections_closed_total{reason=\"timeout\"} %llu\n",
+                      (unsigned long long)st->timed_out);
   return 0;
 }

@@ -9,99 +9,16 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
-#include <event2/listener.h>
 #include <event2/util.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "conns.h"
 #include "http_internal.h"
 #include "util/util.h"
 
 /* Bounds on what one request may make us hold. */
 #define MAX_HEADERS_BYTES (16 * 1024)
-
-/* ---- accept errors: pause the listener instead of spinning ----
- * Out of fds, accept() fails at once each time the socket polls readable:
- * libevent would log a warning per try at 100 % CPU. The listener pauses
- * for ACCEPT_PAUSE_MS instead and one line a pause says so. Listeners are
- * kept in a small table so that a pause timer never outlives its server. */
-#define ACCEPT_PAUSE_MS 100
-#define MAX_LISTENERS 64
-static pthread_mutex_t lis_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct evconnlistener *lis_live[MAX_LISTENERS];
-static struct event *lis_timer[MAX_LISTENERS];
-
-static int lis_find_locked(const struct evconnlistener *l) {
-  for (int i = 0; i < MAX_LISTENERS; i++)
-    if (lis_live[i] == l)
-      return i;
-  return -1;
-}
-
-static void on_accept_resume(evutil_socket_t fd, short what, void *arg) {
-  (void)fd;
-  (void)what;
-  pthread_mutex_lock(&lis_mu);
-  if (lis_find_locked(arg) >= 0)
-    evconnlistener_enable(arg);
-  pthread_mutex_unlock(&lis_mu);
-}
-
-static void on_accept_error(struct evconnlistener *l, void *ctx) {
-  (void)ctx;
-  int err = EVUTIL_SOCKET_ERROR();
-  pthread_mutex_lock(&lis_mu);
-  int i = lis_find_locked(l);
-  struct event *t = i >= 0 ? lis_timer[i] : NULL;
-  pthread_mutex_unlock(&lis_mu);
-  if (t == NULL)
-    return;
-  evconnlistener_disable(l);
-  struct timeval tv = {0, ACCEPT_PAUSE_MS * 1000};
-  event_add(t, &tv);
-  /* One line a second at most, with the pauses since the last one. */
-  static _Atomic long long last_us, pauses;
-  long long now = (long long)rbee__mono_us(), n = ++pauses;
-  if (now - last_us >= 1000000) {
-    last_us = now;
-    pauses = 0;
-    RBEE_WARN("http", "accept", "accept failed: %s; paused accepting %lld time%s (%d ms each)",
-              evutil_socket_error_to_string(err), n, n == 1 ? "" : "s", ACCEPT_PAUSE_MS);
-  }
-}
-
-static void lis_add(struct event_base *base, struct evconnlistener *l) {
-  if (l == NULL)
-    return;
-  struct event *t = evtimer_new(base, on_accept_resume, l);
-  pthread_mutex_lock(&lis_mu);
-  int i = t ? lis_find_locked(NULL) : -1;
-  if (i >= 0) {
-    lis_live[i] = l;
-    lis_timer[i] = t;
-    t = NULL;
-    evconnlistener_set_error_cb(l, on_accept_error);
-  }
-  pthread_mutex_unlock(&lis_mu);
-  if (t)
-    event_free(t);
-}
-
-static void lis_remove(struct evhttp_bound_socket *sock) {
-  struct evconnlistener *l = sock ? evhttp_bound_socket_get_listener(sock) : NULL;
-  struct event *t = NULL;
-  pthread_mutex_lock(&lis_mu);
-  int i = l ? lis_find_locked(l) : -1;
-  if (i >= 0) {
-    t = lis_timer[i];
-    lis_live[i] = NULL;
-    lis_timer[i] = NULL;
-  }
-  pthread_mutex_unlock(&lis_mu);
-  if (t)
-    event_free(t);
-}
 
 static int method_bit(enum evhttp_cmd_type cmd) {
   switch (cmd) {
@@ -165,6 +82,7 @@ static int check_framing(struct evhttp_request *req) {
 
 static void dispatch(struct evhttp_request *req, void *arg) {
   rbee__http *h = arg;
+  rbee__conns_request(h->conns, req);
   if (check_framing(req) != 0)
     return;
   const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
@@ -258,6 +176,10 @@ int rbee__http_new(rbee__http **out, struct event_base *base, const rbee__http_c
                                             EVHTTP_REQ_DELETE | EVHTTP_REQ_PUT |
                                             EVHTTP_REQ_PATCH | EVHTTP_REQ_OPTIONS);
   evhttp_set_gencb(h->evhttp, dispatch, h);
+  rbee__conns_config cc = {cfg->max_connections, cfg->request_timeout_ms, cfg->idle_timeout_ms,
+                           "http"};
+  if (rbee__conns_new(&h->conns, base, h->evhttp, &cc) != 0)
+    goto fail;
   struct evhttp_bound_socket *sock =
       evhttp_bind_socket_with_handle(h->evhttp, cfg->bind, (ev_uint16_t)cfg->port);
   if (sock == NULL) {
@@ -267,7 +189,7 @@ int rbee__http_new(rbee__http **out, struct event_base *base, const rbee__http_c
                          evutil_socket_error_to_string(err));
     goto fail_quiet;
   }
-  lis_add(base, evhttp_bound_socket_get_listener(sock));
+  rbee__conns_listen(h->conns, sock);
   h->sock = sock;
   /* Accepted connections inherit TCP_NODELAY (Linux): an SSE stream's
    * small writes must not wait for the client's delayed ACK (40 ms). */
@@ -297,7 +219,7 @@ void rbee__http_free(rbee__http *h) {
     return;
   rbee__sse_close_all(h);
   rbee__http_job_wait_close_all(h);
-  lis_remove(h->sock);
+  rbee__conns_free(h->conns);
   if (h->evhttp)
     evhttp_free(h->evhttp);
   if (h->operations) {

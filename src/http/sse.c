@@ -13,7 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conns.h"
 #include "http_internal.h"
+#include "read_hold.h"
 #include "util/util.h"
 
 #define SSE_CHUNK_MAX (64 << 10)
@@ -23,6 +25,7 @@ typedef struct rbee__sse {
   struct evhttp_request *req;
   rbee__stream *stream;
   struct event *keepalive;
+  rbee__read_hold *hold; /* a half-closing client still gets its stream */
   int writing;    /* a chunk is on its way to the socket */
   int ended;      /* the terminal marker has been queued */
   int delivering; /* the reply is ended: waiting for it to reach the socket */
@@ -56,6 +59,7 @@ static void unlink_sse(rbee__sse *s) {
 static void destroy(rbee__sse *s) {
   rbee__http *h = s->h;
   unlink_sse(s);
+  rbee__read_hold_free(s->hold);
   rbee__stream_close(s->stream);
   if (s->keepalive)
     event_free(s->keepalive);
@@ -72,6 +76,7 @@ static void on_complete(struct evhttp_request *req, void *arg) {
   struct evhttp_connection *c = evhttp_request_get_connection(req);
   if (c != NULL)
     evhttp_connection_set_closecb(c, NULL, NULL);
+  rbee__conns_reply_done(s->h->conns, req); /* this callback took conns.c's place */
   destroy(s);
 }
 
@@ -169,6 +174,14 @@ static void on_ready(rbee__stream *st, void *arg) {
   pump(arg);
 }
 
+/* The client stopped sending: half-closed (the stream goes on) or gone.
+ * A comment now tells which: a closed socket answers it with a reset. */
+static void on_client_fin(void *arg) {
+  rbee__sse *s = arg;
+  if (!s->writing && !s->ended && !s->delivering)
+    event_active(s->keepalive, EV_TIMEOUT, 1);
+}
+
 void rbee__sse_start(rbee__http *h, struct evhttp_request *req, rbee_job *job,
                      long long last_event_id) {
   rbee__sse *s = calloc(1, sizeof *s);
@@ -203,6 +216,7 @@ void rbee__sse_start(rbee__http *h, struct evhttp_request *req, rbee_job *job,
   evhttp_add_header(out, "Cache-Control", "no-cache");
   evhttp_add_header(out, "X-Accel-Buffering", "no");
   evhttp_send_reply_start(req, 200, "OK");
+  s->hold = rbee__read_hold_new(h->base, req, on_client_fin, s);
   evhttp_connection_set_closecb(evhttp_request_get_connection(req), on_close, s);
   arm_keepalive(s);
   pump(s);

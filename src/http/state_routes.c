@@ -4,6 +4,7 @@
 #include <event2/buffer.h>
 #include <event2/http.h>
 
+#include "conns.h"
 #include "http_internal.h"
 
 void rbee__http_health(rbee__http *h, struct evhttp_request *req) {
@@ -84,7 +85,10 @@ void rbee__http_metrics(rbee__http *h, struct evhttp_request *req) {
   if (h->jobs != NULL)
     rbee__jobs_get_counts(h->jobs, &c);
   struct evbuffer *buf = evbuffer_new();
-  if (buf == NULL || rbee__metrics_format(buf, &s, &c) != 0) {
+  rbee__conns_stats cs;
+  rbee__conns_get_stats(h->conns, &cs);
+  if (buf == NULL || rbee__metrics_format(buf, &s, &c) != 0 ||
+      rbee__metrics_format_conns(buf, &cs) != 0) {
     if (buf)
       evbuffer_free(buf);
     rbee__http_reply_error(req, 500, "INTERNAL", "out of memory");

@@ -5,6 +5,7 @@
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "jobs/jobs_internal.h"
@@ -25,8 +26,103 @@ void rbee__job_obs_free(rbee__job_obs *obs) {
 /* Microseconds as milliseconds with three decimals. */
 static double ms(int64_t us) { return (double)us / 1000.0; }
 
+/* A small JSON writer for the summary and the span, once per job each:
+ * cJSON trees and its number printing cost several times the rest of a
+ * short job (bench/: callgrind). NUL-terminated; oom set on failure. */
+typedef struct jw {
+  char *p;
+  size_t len, cap;
+  int oom;
+} jw;
+
+static void jw_add(jw *w, const char *s, size_t n) {
+  if (w->oom)
+    return;
+  if (w->len + n + 1 > w->cap) {
+    size_t cap = w->cap ? w->cap : 512;
+    while (w->len + n + 1 > cap)
+      cap *= 2;
+    char *np = realloc(w->p, cap);
+    if (np == NULL) {
+      w->oom = 1;
+      return;
+    }
+    w->p = np;
+    w->cap = cap;
+  }
+  memcpy(w->p + w->len, s, n);
+  w->len += n;
+  w->p[w->len] = '\0';
+}
+
+static void jw_raw(jw *w, const char *s) { jw_add(w, s, strlen(s)); }
+
+/* A JSON string, escaped as cJSON does. */
+static void jw_str(jw *w, const char *s) {
+  static const char hex[] = "0123456789abcdef";
+  jw_add(w, "\"", 1);
+  const char *run = s;
+  for (const unsigned char *c = (const unsigned char *)s;; c++) {
+    if (*c >= 0x20 && *c != '"' && *c != '\\')
+      continue;
+    jw_add(w, run, (size_t)((const char *)c - run));
+    if (*c == '\0')
+      break;
+    char e[7] = {'\\', (char)*c, 0};
+    if (*c < 0x20) {
+      e[1] = 'u', e[2] = '0', e[3] = '0', e[4] = hex[*c >> 4], e[5] = hex[*c & 15];
+      jw_add(w, e, 6);
+    } else {
+      jw_add(w, e, 2);
+    }
+    run = (const char *)c + 1;
+  }
+  jw_add(w, "\"", 1);
+}
+
+/* Decimal digits of @p v into @p out (room for 20); returns the count.
+ * By hand: snprintf costs more than the rest of a summary. */
+static int u64_digits(char *out, uint64_t v) {
+  char tmp[20];
+  int n = 0;
+  do
+    tmp[n++] = (char)('0' + v % 10);
+  while ((v /= 10) != 0);
+  for (int i = 0; i < n; i++)
+    out[i] = tmp[n - 1 - i];
+  return n;
+}
+
+static void jw_int(jw *w, long long v) {
+  char b[24];
+  int n = 0;
+  if (v < 0)
+    b[n++] = '-';
+  n += u64_digits(b + n, v < 0 ? 0 - (uint64_t)v : (uint64_t)v);
+  jw_add(w, b, (size_t)n);
+}
+
+/* Microseconds @p us (>= 0) as milliseconds: "12.345", "0.007", "3"
+ * (no trailing zeros, as a number printer would write them). */
+static void jw_ms(jw *w, int64_t us) {
+  char b[32];
+  uint64_t u = us > 0 ? (uint64_t)us : 0;
+  int n = u64_digits(b, u / 1000);
+  unsigned frac = (unsigned)(u % 1000);
+  if (frac) {
+    b[n++] = '.';
+    b[n++] = (char)('0' + frac / 100);
+    b[n++] = (char)('0' + frac / 10 % 10);
+    b[n++] = (char)('0' + frac % 10);
+    while (b[n - 1] == '0')
+      n--;
+  }
+  jw_add(w, b, (size_t)n);
+}
+
+/* Microseconds; first_event_us < 0: none. */
 typedef struct timings {
-  double queued_ms, run_ms, first_event_ms, stall_ms; /* first_event_ms < 0: none */
+  int64_t queued_us, run_us, first_event_us, stall_us;
 } timings;
 
 /* The job's timings now (mu held): a running job's run_ms grows. */
@@ -34,32 +130,41 @@ static timings timings_locked(const rbee_job *job) {
   int64_t now = job->finished_mono ? job->finished_mono : rbee__mono_us();
   int64_t start = job->started_mono ? job->started_mono : 0;
   timings t;
-  t.queued_ms = ms((start ? start : now) - job->obs.created_mono);
-  t.run_ms = start ? ms(now - start) : 0;
-  t.first_event_ms = start && job->obs.first_event_mono ? ms(job->obs.first_event_mono - start) : -1;
-  t.stall_ms = ms(job->obs.stall_us);
+  t.queued_us = (start ? start : now) - job->obs.created_mono;
+  t.run_us = start ? now - start : 0;
+  t.first_event_us = start && job->obs.first_event_mono ? job->obs.first_event_mono - start : -1;
+  t.stall_us = job->obs.stall_us;
   return t;
 }
 
-static cJSON *timings_json(const timings *t) {
-  cJSON *o = cJSON_CreateObject();
-  if (o == NULL)
-    return NULL;
-  cJSON_AddNumberToObject(o, "queued_ms", t->queued_ms);
-  cJSON_AddNumberToObject(o, "run_ms", t->run_ms);
-  if (t->first_event_ms >= 0)
-    cJSON_AddNumberToObject(o, "first_event_ms", t->first_event_ms);
+/* "timings":{...} */
+static void jw_timings(jw *w, const timings *t) {
+  jw_raw(w, "\"timings\":{\"queued_ms\":");
+  jw_ms(w, t->queued_us);
+  jw_raw(w, ",\"run_ms\":");
+  jw_ms(w, t->run_us);
+  jw_raw(w, ",\"first_event_ms\":");
+  if (t->first_event_us >= 0)
+    jw_ms(w, t->first_event_us);
   else
-    cJSON_AddNullToObject(o, "first_event_ms");
-  cJSON_AddNumberToObject(o, "client_stall_ms", t->stall_ms);
-  return o;
+    jw_raw(w, "null");
+  jw_raw(w, ",\"client_stall_ms\":");
+  jw_ms(w, t->stall_us);
+  jw_raw(w, "}");
 }
 
 void rbee__job_timings_add_locked(rbee_job *job, cJSON *o) {
   timings t = timings_locked(job);
-  cJSON *tj = timings_json(&t);
-  if (tj)
-    cJSON_AddItemToObject(o, "timings", tj);
+  cJSON *tj = cJSON_AddObjectToObject(o, "timings");
+  if (tj) {
+    cJSON_AddNumberToObject(tj, "queued_ms", ms(t.queued_us));
+    cJSON_AddNumberToObject(tj, "run_ms", ms(t.run_us));
+    if (t.first_event_us >= 0)
+      cJSON_AddNumberToObject(tj, "first_event_ms", ms(t.first_event_us));
+    else
+      cJSON_AddNullToObject(tj, "first_event_ms");
+    cJSON_AddNumberToObject(tj, "client_stall_ms", ms(t.stall_us));
+  }
   cJSON_AddStringToObject(o, "trace_id", job->trace.trace_id);
   cJSON_AddStringToObject(o, "span_id", job->trace.span_id);
 }
@@ -68,33 +173,37 @@ void rbee__job_summary_append_locked(rbee_job *job) {
   if (job->obs.off)
     return;
   timings t = timings_locked(job);
-  cJSON *o = cJSON_CreateObject();
-  char *text = NULL;
-  if (o == NULL || !cJSON_AddStringToObject(o, "type", "summary") ||
-      !cJSON_AddStringToObject(o, "trace_id", job->trace.trace_id) ||
-      !cJSON_AddStringToObject(o, "span_id", job->trace.span_id) ||
-      !cJSON_AddStringToObject(o, "state", rbee_job_state_str(job->state)))
-    goto out;
-  cJSON *tj = timings_json(&t);
-  if (tj == NULL || !cJSON_AddItemToObject(o, "timings", tj)) {
-    cJSON_Delete(tj);
-    goto out;
-  }
+  jw w = {0};
+  jw_raw(&w, "{\"type\":\"summary\",\"trace_id\":\"");
+  jw_raw(&w, job->trace.trace_id);
+  jw_raw(&w, "\",\"span_id\":\"");
+  jw_raw(&w, job->trace.span_id);
+  jw_raw(&w, "\",\"state\":\"");
+  jw_raw(&w, rbee_job_state_str(job->state));
+  jw_raw(&w, "\",");
+  jw_timings(&w, &t);
   /* Events and bytes before this one: what the client was sent. */
-  cJSON_AddNumberToObject(o, "events", (double)job->next_id);
-  cJSON_AddNumberToObject(o, "bytes", (double)job->obs.bytes);
-  for (cJSON *m = job->obs.extra ? job->obs.extra->child : NULL; m; m = m->next) {
-    cJSON *c = cJSON_Duplicate(m, 1);
-    if (c)
-      cJSON_AddItemToObject(o, m->string, c);
+  jw_raw(&w, ",\"events\":");
+  jw_int(&w, (long long)job->next_id);
+  jw_raw(&w, ",\"bytes\":");
+  jw_int(&w, (long long)job->obs.bytes);
+  if (job->obs.extra && job->obs.extra->child) {
+    /* The worker's members: its object without the braces. */
+    char *x = cJSON_PrintUnformatted(job->obs.extra);
+    if (x == NULL) {
+      w.oom = 1;
+    } else {
+      jw_raw(&w, ",");
+      jw_add(&w, x + 1, strlen(x) - 2);
+    }
+    cJSON_free(x);
   }
-  if ((text = cJSON_PrintUnformatted(o)) != NULL)
-    rbee__job_append_event_locked(job, "summary", text, strlen(text), 1, NULL);
-out:
-  if (text == NULL)
+  jw_raw(&w, "}");
+  if (!w.oom)
+    rbee__job_append_event_locked(job, "summary", w.p, w.len, 1, NULL);
+  else
     RBEE_LOG(RBEE_LOG_WARN, "jobs", "summary", job->id, "out of memory for the summary event");
-  cJSON_free(text);
-  cJSON_Delete(o);
+  free(w.p);
 }
 
 static int name_ok(const char *name) {
@@ -153,37 +262,33 @@ int rbee_job_summary_add_string(rbee_job *job, const char *name, const char *v) 
   return summary_set(job, name, cJSON_CreateString(v));
 }
 
-/* OTLP/JSON attribute helpers: {"key":k,"value":{"stringValue":v}}. */
-static void attr_str(cJSON *a, const char *k, const char *v) {
-  cJSON *o = cJSON_CreateObject(), *val = cJSON_CreateObject();
-  cJSON_AddStringToObject(o, "key", k);
-  cJSON_AddStringToObject(val, "stringValue", v);
-  cJSON_AddItemToObject(o, "value", val);
-  cJSON_AddItemToArray(a, o);
+/* OTLP/JSON attributes: {"key":k,"value":{"stringValue":v}} and the
+ * like (int64 is a string in OTLP/JSON). */
+static void attr_head(jw *w, const char *k, const char *type) {
+  jw_raw(w, w->p[w->len - 1] == '[' ? "{\"key\":\"" : ",{\"key\":\"");
+  jw_raw(w, k);
+  jw_raw(w, "\",\"value\":{\"");
+  jw_raw(w, type);
+  jw_raw(w, "\":");
 }
 
-static void attr_int(cJSON *a, const char *k, long long v) {
-  char s[24];
-  snprintf(s, sizeof s, "%lld", v);
-  cJSON *o = cJSON_CreateObject(), *val = cJSON_CreateObject();
-  cJSON_AddStringToObject(o, "key", k);
-  cJSON_AddStringToObject(val, "intValue", s); /* int64 is a string in OTLP/JSON */
-  cJSON_AddItemToObject(o, "value", val);
-  cJSON_AddItemToArray(a, o);
+static void attr_str(jw *w, const char *k, const char *v) {
+  attr_head(w, k, "stringValue");
+  jw_str(w, v);
+  jw_raw(w, "}}");
 }
 
-static void attr_double(cJSON *a, const char *k, double v) {
-  cJSON *o = cJSON_CreateObject(), *val = cJSON_CreateObject();
-  cJSON_AddStringToObject(o, "key", k);
-  cJSON_AddNumberToObject(val, "doubleValue", v);
-  cJSON_AddItemToObject(o, "value", val);
-  cJSON_AddItemToArray(a, o);
+static void attr_int(jw *w, const char *k, long long v) {
+  attr_head(w, k, "intValue");
+  jw_raw(w, "\"");
+  jw_int(w, v);
+  jw_raw(w, "\"}}");
 }
 
-static void add_nanos(cJSON *o, const char *name, int64_t us) {
-  char s[32];
-  snprintf(s, sizeof s, "%lld000", (long long)us);
-  cJSON_AddStringToObject(o, name, s);
+static void attr_ms(jw *w, const char *k, int64_t us) {
+  attr_head(w, k, "doubleValue");
+  jw_ms(w, us);
+  jw_raw(w, "}}");
 }
 
 /* The span: an OTLP/JSON Span object of the job, from its acceptance to
@@ -192,13 +297,11 @@ void rbee__job_span_log(rbee_job *job) {
   if (!rbee__log_enabled(RBEE_LOG_INFO))
     return;
   rbee__jobs *jobs = job->jobs;
-  cJSON *s = cJSON_CreateObject();
-  if (s == NULL)
-    return;
   pthread_mutex_lock(&jobs->mu);
   timings t = timings_locked(job);
   rbee_job_state st = job->state;
   long long events = (long long)job->next_id, bytes = (long long)job->obs.bytes;
+  int64_t end_us = job->finished_us ? job->finished_us : rbee__now_us();
   char err_code[64] = "", err_msg[256] = "";
   if (job->error_message) {
     snprintf(err_code, sizeof err_code, "%s", job->error_code ? job->error_code : "JOB_FAILED");
@@ -206,44 +309,52 @@ void rbee__job_span_log(rbee_job *job) {
   }
   pthread_mutex_unlock(&jobs->mu);
 
+  jw w = {0};
+  jw_raw(&w, "{\"traceId\":\"");
+  jw_raw(&w, job->trace.trace_id);
+  jw_raw(&w, "\",\"spanId\":\"");
+  jw_raw(&w, job->trace.span_id);
+  if (job->trace.parent_id[0]) {
+    jw_raw(&w, "\",\"parentSpanId\":\"");
+    jw_raw(&w, job->trace.parent_id);
+  }
+  jw_raw(&w, "\"");
+  if (job->trace.tracestate[0]) {
+    jw_raw(&w, ",\"traceState\":");
+    jw_str(&w, job->trace.tracestate);
+  }
+  jw_raw(&w, ",\"name\":");
   char name[128];
   snprintf(name, sizeof name, "job %s", job->operation);
-  cJSON_AddStringToObject(s, "traceId", job->trace.trace_id);
-  cJSON_AddStringToObject(s, "spanId", job->trace.span_id);
-  if (job->trace.parent_id[0])
-    cJSON_AddStringToObject(s, "parentSpanId", job->trace.parent_id);
-  if (job->trace.tracestate[0])
-    cJSON_AddStringToObject(s, "traceState", job->trace.tracestate);
-  cJSON_AddStringToObject(s, "name", name);
-  cJSON_AddNumberToObject(s, "kind", 2); /* SPAN_KIND_SERVER */
-  add_nanos(s, "startTimeUnixNano", job->created_us);
-  add_nanos(s, "endTimeUnixNano", job->finished_us ? job->finished_us : rbee__now_us());
-  cJSON *a = cJSON_AddArrayToObject(s, "attributes");
-  if (a) {
-    attr_str(a, "rbee.job.id", job->id);
-    attr_str(a, "rbee.job.operation", job->operation);
-    attr_str(a, "rbee.job.state", rbee_job_state_str(st));
-    attr_double(a, "rbee.job.queued_ms", t.queued_ms);
-    attr_double(a, "rbee.job.run_ms", t.run_ms);
-    if (t.first_event_ms >= 0)
-      attr_double(a, "rbee.job.first_event_ms", t.first_event_ms);
-    attr_double(a, "rbee.job.client_stall_ms", t.stall_ms);
-    attr_int(a, "rbee.job.events", events);
-    attr_int(a, "rbee.job.bytes", bytes);
-    if (err_code[0])
-      attr_str(a, "rbee.job.error_code", err_code);
-  }
+  jw_str(&w, name);
+  jw_raw(&w, ",\"kind\":2,\"startTimeUnixNano\":\""); /* SPAN_KIND_SERVER */
+  jw_int(&w, (long long)job->created_us);
+  jw_raw(&w, "000\",\"endTimeUnixNano\":\"");
+  jw_int(&w, (long long)end_us);
+  jw_raw(&w, "000\",\"attributes\":[");
+  attr_str(&w, "rbee.job.id", job->id);
+  attr_str(&w, "rbee.job.operation", job->operation);
+  attr_str(&w, "rbee.job.state", rbee_job_state_str(st));
+  attr_ms(&w, "rbee.job.queued_ms", t.queued_us);
+  attr_ms(&w, "rbee.job.run_ms", t.run_us);
+  if (t.first_event_us >= 0)
+    attr_ms(&w, "rbee.job.first_event_ms", t.first_event_us);
+  attr_ms(&w, "rbee.job.client_stall_ms", t.stall_us);
+  attr_int(&w, "rbee.job.events", events);
+  attr_int(&w, "rbee.job.bytes", bytes);
+  if (err_code[0])
+    attr_str(&w, "rbee.job.error_code", err_code);
   /* STATUS_CODE_OK 1, ERROR 2; a cancel is no error of the job's: UNSET. */
-  cJSON *status = cJSON_AddObjectToObject(s, "status");
-  if (status) {
-    cJSON_AddNumberToObject(status, "code", st == RBEE_JOB_DONE ? 1 : st == RBEE_JOB_FAILED ? 2 : 0);
-    if (err_msg[0])
-      cJSON_AddStringToObject(status, "message", err_msg);
+  jw_raw(&w, "],\"status\":{\"code\":");
+  jw_raw(&w, st == RBEE_JOB_DONE ? "1" : st == RBEE_JOB_FAILED ? "2" : "0");
+  if (err_msg[0]) {
+    jw_raw(&w, ",\"message\":");
+    jw_str(&w, err_msg);
   }
-  char *text = cJSON_PrintUnformatted(s);
-  cJSON_Delete(s);
-  if (text)
-    rbee__log_span(job->id, text, "%s %s in %.3f ms (queued %.3f ms)", name, rbee_job_state_str(st),
-                   t.run_ms, t.queued_ms);
-  cJSON_free(text);
+  jw_raw(&w, "}}");
+  if (!w.oom)
+    rbee__log_span(job->id, w.p, "%s %s in %lld.%03lld ms (queued %lld.%03lld ms)", name,
+                   rbee_job_state_str(st), (long long)(t.run_us / 1000), (long long)(t.run_us % 1000),
+                   (long long)(t.queued_us / 1000), (long long)(t.queued_us % 1000));
+  free(w.p);
 }

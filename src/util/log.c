@@ -219,11 +219,15 @@ static void rbee__buf_printf(rbee__buf *b, const char *fmt, ...) {
 /* Append @p str to @p b, control characters (and DEL) as \xHH: an
  * untrusted id or operation cannot forge a line or reach a terminal raw. */
 static void put_escaped(rbee__buf *b, const char *str) {
-  for (const unsigned char *p = (const unsigned char *)str; *p; p++) {
-    if (*p < 0x20 || *p == 0x7f)
-      rbee__buf_printf(b, "\\x%02x", *p);
-    else
-      rbee__buf_add(b, (const char *)p, 1);
+  const char *run = str; /* plain bytes go in runs, not one call each */
+  for (const unsigned char *p = (const unsigned char *)str;; p++) {
+    if (*p >= 0x20 && *p != 0x7f)
+      continue;
+    rbee__buf_add(b, run, (size_t)((const char *)p - run));
+    if (*p == '\0')
+      break;
+    rbee__buf_printf(b, "\\x%02x", *p);
+    run = (const char *)p + 1;
   }
 }
 
@@ -265,12 +269,19 @@ static void format_json(rbee__buf *b, const rbee_log_event *ev, const char *ts) 
     cJSON_AddStringToObject(o, "span_id", ev->span_id);
   }
   cJSON_AddStringToObject(o, "message", ev->message);
-  cJSON *span = ev->span ? cJSON_Parse(ev->span) : NULL;
-  if (span)
-    cJSON_AddItemToObject(o, "span", span);
   char *s = cJSON_PrintUnformatted(o);
   if (s != NULL) {
-    rbee__buf_add(b, s, strlen(s));
+    size_t n = strlen(s);
+    if (ev->span && n > 1) {
+      /* The span is the library's own compact JSON object: appended as
+       * written, not parsed and printed again. */
+      rbee__buf_add(b, s, n - 1);
+      rbee__buf_add(b, ",\"span\":", 8);
+      rbee__buf_add(b, ev->span, strlen(ev->span));
+      rbee__buf_add(b, "}", 1);
+    } else {
+      rbee__buf_add(b, s, n);
+    }
     rbee__buf_add(b, "\n", 1);
   }
   cJSON_free(s);
@@ -368,6 +379,8 @@ static void sink_locked(const char *line, size_t n) {
   }
 }
 
+static void vlog(rbee_log_level level, const char *actor, const char *action, const char *job_id,
+                 const char *span, const char *fmt, va_list ap0) RBEE_PRINTF(6, 0);
 static void vlog(rbee_log_level level, const char *actor, const char *action, const char *job_id,
                  const char *span, const char *fmt, va_list ap0) {
   char small[512];

@@ -38,6 +38,9 @@ enum {
   O_HIVE_URL,
   O_CALLBACK_URL,
   O_MODEL_REF,
+  O_REQUEST_TIMEOUT, /* connections (options version 2) */
+  O_IDLE_TIMEOUT,
+  O_MAX_CONNECTIONS,
   O_EXTRA = 2000 /* + index into cb->flags */
 };
 
@@ -94,6 +97,12 @@ static const flag_def defs[] = {
     {"hive-url", O_HIVE_URL, NULL, NULL, "URL", "same as --queen-url"},
     {"callback-url", O_CALLBACK_URL, NULL, NULL, "URL", "same as --queen-url"},
     {"model-ref", O_MODEL_REF, NULL, NULL, "M", "same as --model"},
+    {"request-timeout", O_REQUEST_TIMEOUT, "RBEE_REQUEST_TIMEOUT", NULL, "S",
+     "a new connection's request must arrive whole within this (default 10)"},
+    {"idle-timeout", O_IDLE_TIMEOUT, "RBEE_IDLE_TIMEOUT", NULL, "S",
+     "close a kept-alive connection idle this long (default 75)"},
+    {"max-connections", O_MAX_CONNECTIONS, "RBEE_MAX_CONNECTIONS", NULL, "N",
+     "open connections at most (default 1024, kept below the fd limit)"},
 };
 #define NDEFS (sizeof defs / sizeof defs[0])
 
@@ -320,6 +329,21 @@ static int apply(rbee__worker_args *a, int id, const char *v, const char *what) 
     if (rbee__parse_long(&n, v, 1024, 1L << 30))
       return bad(what, v, "not a body limit (1024 to 1073741824 bytes)");
     o->max_body_bytes = (size_t)n;
+    return 0;
+  case O_REQUEST_TIMEOUT:
+    if (parse_seconds(&ms, v, 0.1, 3600))
+      return bad(what, v, "not a request timeout (0.1 to 3600 seconds)");
+    o->request_timeout_ms = ms;
+    return 0;
+  case O_IDLE_TIMEOUT:
+    if (parse_seconds(&ms, v, 0.1, 86400))
+      return bad(what, v, "not an idle timeout (0.1 to 86400 seconds)");
+    o->idle_timeout_ms = ms;
+    return 0;
+  case O_MAX_CONNECTIONS:
+    if (rbee__parse_long(&n, v, 1, 1000000))
+      return bad(what, v, "not a connection cap (1 to 1000000)");
+    o->max_connections = (unsigned)n;
     return 0;
   }
   return rbee__error_set(RBEE_EINTERNAL, "unknown option id %d", id);

@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "worker/worker_impl.h"
@@ -182,6 +183,13 @@ static void free_events(rbee_worker *w) {
     }
 }
 
+/* SIGTERM and SIGINT outside libevent's handlers (before they are added,
+ * and after libevent puts this one back when they are freed): noted, never
+ * the default action, so that a signal storm during the teardown cannot
+ * kill a process that is already exiting. */
+static volatile sig_atomic_t held_signal;
+static void hold_signal(int sig) { held_signal = sig; }
+
 static void log_config(const rbee_worker_options *o) {
   char queen[512];
   rbee__url_redact(queen, sizeof queen, o->queen_url);
@@ -250,7 +258,10 @@ static int start(rbee_worker *w) {
                           .max_queue = o->max_queue,
                           .snapshot = rbee__worker_snapshot,
                           .on_stream_done = rbee__worker_stream_done,
-                          .userdata = w};
+                          .userdata = w,
+                          .max_connections = o->max_connections,
+                          .request_timeout_ms = o->request_timeout_ms,
+                          .idle_timeout_ms = o->idle_timeout_ms};
   if (rbee__http_new(&w->http, w->base, &hc, w->jobs) != 0) {
     RBEE_ERROR("worker", "listen", "cannot listen on %s port %d: %s", hc.bind, o->port,
                rbee_error_message());
@@ -400,6 +411,9 @@ static void worker_free(rbee_worker *w) {
   free(w);
 }
 
+/* Set by rbee_worker_main: the process exits after rbee_worker_run. */
+static int exit_follows;
+
 int rbee_worker_run(const rbee_worker_options *opts, const rbee_worker_callbacks *cb, void *ud) {
   rbee__hold_stdio(); /* before any fd is made: closed 0-2 would be taken */
   if (cb == NULL ||
@@ -431,6 +445,14 @@ int rbee_worker_run(const rbee_worker_options *opts, const rbee_worker_callbacks
     RBEE_ERROR("worker", "start", "out of memory allocating the worker");
     return RBEE_EXIT_SOFTWARE;
   }
+  struct sigaction old_term, old_int, hold;
+  memset(&hold, 0, sizeof hold);
+  hold.sa_handler = hold_signal;
+  hold.sa_flags = SA_RESTART;
+  sigemptyset(&hold.sa_mask);
+  held_signal = 0;
+  sigaction(SIGTERM, &hold, &old_term);
+  sigaction(SIGINT, &hold, &old_int);
   w->opts = *opts;
   w->cb = cb;
   w->ud = ud;
@@ -447,6 +469,8 @@ int rbee_worker_run(const rbee_worker_options *opts, const rbee_worker_callbacks
 
   int code = start(w);
   if (code == 0) {
+    if (held_signal) /* it came before libevent's handler: its turn now */
+      raise(held_signal);
     event_base_dispatch(w->base);
     code = w->forced_code ? w->forced_code : w->exit_code;
     finish(w);
@@ -458,6 +482,10 @@ int rbee_worker_run(const rbee_worker_options *opts, const rbee_worker_callbacks
   }
   worker_free(w);
   rbee_log_set_worker_id(NULL);
+  if (!exit_follows) { /* rbee_worker_main keeps hold_signal until its exit */
+    sigaction(SIGTERM, &old_term, NULL);
+    sigaction(SIGINT, &old_int, NULL);
+  }
   return code;
 }
 
@@ -466,9 +494,12 @@ int rbee_worker_main(int argc, char **argv, const rbee_worker_callbacks *cb, voi
   snprintf(progbuf, sizeof progbuf, "%s", argc > 0 && argv[0] ? argv[0] : "rbee-worker");
   const char *prog = basename(progbuf);
   rbee__worker_args args;
-  if (rbee__worker_parse(&args, argc, argv, cb, userdata) != 0) {
+  int prc = rbee__worker_parse(&args, argc, argv, cb, userdata);
+  if (prc != 0) {
     /* The command line's own channel: one line on stderr. */
-    fprintf(stderr, "%s: %s (see --help)\n", prog, rbee_error_message());
+    const char *m = rbee_error_message();
+    fprintf(stderr, "%s: %s%s (see --help)\n", prog, m && *m ? m : "parsing the command line: ",
+            m && *m ? "" : rbee_strerror(prc));
     return RBEE_EXIT_USAGE;
   }
   if (args.action == RBEE__CLI_HELP) {
@@ -482,6 +513,7 @@ int rbee_worker_main(int argc, char **argv, const rbee_worker_callbacks *cb, voi
     rbee__worker_args_clear(&args);
     return RBEE_EXIT_OK;
   }
+  exit_follows = 1;
   int code = rbee_worker_run(&args.opts, cb, userdata);
   rbee__worker_args_clear(&args);
   return code;

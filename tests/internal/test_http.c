@@ -6,6 +6,7 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,6 +112,9 @@ static void *loop_main(void *arg) {
 
 static void start_server(const char *token, unsigned max_jobs, unsigned max_queue,
                          size_t stream_buffer) {
+  /* As rbee_worker_run does: a stream written to a client that is gone
+   * must fail with EPIPE, not kill the process. */
+  signal(SIGPIPE, SIG_IGN);
   evthread_use_pthreads();
   pthread_mutex_init(&fx.mu, NULL);
   fx.base = event_base_new();

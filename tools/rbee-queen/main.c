@@ -28,6 +28,11 @@ static void usage(FILE *f) {
           "                       for heartbeats (default: a private temporary directory)\n"
           "  --insecure-open-registration  take heartbeats without a token (anyone local\n"
           "                       can register a worker)\n"
+          "  --max-connections N  open connections at most (default 1024, kept below the\n"
+          "                       fd limit)\n"
+          "  --request-timeout MS a new connection's request must arrive whole within\n"
+          "                       this (default 10000)\n"
+          "  --idle-timeout MS    close a kept-alive connection idle this long (default 75000)\n"
           "  --table / --no-table   redraw a table of workers on stdout (default: when a tty)\n"
           "  --log-format text|json\n"
           "  -h, --help, -V, --version\n\n"
@@ -130,7 +135,7 @@ int main(int argc, char **argv) {
   int open_reg = 0;
   int table = isatty(STDOUT_FILENO);
   enum { O_PORT = 1, O_BIND, O_DEAD, O_TOKEN, O_WTOKEN, O_TABLE, O_NOTABLE, O_LOGFMT, O_RTOKEN,
-         O_OPEN };
+         O_OPEN, O_MAXCONN, O_REQTO, O_IDLETO };
   static const struct option longopts[] = {
       {"port", required_argument, NULL, O_PORT},
       {"bind", required_argument, NULL, O_BIND},
@@ -142,6 +147,9 @@ int main(int argc, char **argv) {
       {"log-format", required_argument, NULL, O_LOGFMT},
       {"registration-token-file", required_argument, NULL, O_RTOKEN},
       {"insecure-open-registration", no_argument, NULL, O_OPEN},
+      {"max-connections", required_argument, NULL, O_MAXCONN},
+      {"request-timeout", required_argument, NULL, O_REQTO},
+      {"idle-timeout", required_argument, NULL, O_IDLETO},
       {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, 'V'},
       {NULL, 0, NULL, 0}};
@@ -182,6 +190,22 @@ int main(int argc, char **argv) {
       break;
     case O_OPEN:
       open_reg = 1;
+      break;
+    case O_MAXCONN:
+    case O_REQTO:
+    case O_IDLETO:
+      if (parse_uint(optarg, 86400000, &v) != 0 || v < (c == O_MAXCONN ? 1 : 100)) {
+        fprintf(stderr, "rbee-local-queen: --%s wants %s, got '%s'\n",
+                c == O_MAXCONN ? "max-connections" : c == O_REQTO ? "request-timeout" : "idle-timeout",
+                c == O_MAXCONN ? "1 or more" : "100..86400000 ms", optarg);
+        goto out;
+      }
+      if (c == O_MAXCONN)
+        o.max_connections = (unsigned)v;
+      else if (c == O_REQTO)
+        o.request_timeout_ms = (unsigned)v;
+      else
+        o.idle_timeout_ms = (unsigned)v;
       break;
     case O_TABLE:
       table = 1;

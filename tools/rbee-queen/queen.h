@@ -26,9 +26,14 @@ typedef struct queen_options {
   /* Bearer token required on heartbeats only (the generated registration
    * token), when @c token is NULL. NULL too: open registration. */
   const char *reg_token;
+  /* Connections (src/http/conns.h); 0: 1024 (kept below the fd limit),
+   * 10 s for a new connection's request, 75 s idle between requests. */
+  unsigned max_connections;
+  unsigned request_timeout_ms;
+  unsigned idle_timeout_ms;
 } queen_options;
 
-#define QUEEN_OPTIONS_INIT {"127.0.0.1", 7833, 90000, NULL, NULL, (size_t)16 << 20, 0, NULL}
+#define QUEEN_OPTIONS_INIT {"127.0.0.1", 7833, 90000, NULL, NULL, (size_t)16 << 20, 0, NULL, 0, 0, 0}
 /* A heartbeat larger than this is refused (413): extras cannot grow memory. */
 #define QUEEN_MAX_HEARTBEAT_BYTES (16u << 10)
 
@@ -36,6 +41,7 @@ typedef struct queen {
   struct event_base *base;
   queen_options opts;
   struct evhttp *http;
+  struct rbee__conns *conns; /* cap, deadlines, accept pauses */
   int port;
   queen_registry reg;
   struct event *sweep_ev;
@@ -74,6 +80,8 @@ int queen_relay_init(queen *q);
  * model the worker is marked verified (routable). One at a time a worker. */
 void queen_probe_start(queen *q, queen_worker *w);
 void queen_relay_shutdown(queen *q);
+/* GET /v1/workers, sent a few workers a chunk (workers_list.c). */
+void queen_workers_list(queen *q, struct evhttp_request *req);
 void queen_table_draw(const queen *q);
 /* Send {"error":{"code":...,"message":...}} with @p status. */
 void queen_send_error(struct evhttp_request *req, int status, const char *code,

@@ -18,7 +18,10 @@
 #include <rbee/errors.h>
 #include <rbee/log.h>
 
+#include "conns.h"
 #include "queen.h"
+#include "read_hold.h"
+#include "sse_check.h"
 
 #define MAX_TRIES 8
 /* Unsent bytes to a slow client before the worker's stream is paused. */
@@ -66,6 +69,8 @@ typedef struct queen_relay {
   struct event *unpause_ev;
   char errbuf[CURL_ERROR_SIZE];
   const char *refused;             /* why the queen cut the worker's answer */
+  queen_sse_check sse;             /* the stream's framing, checked as relayed */
+  rbee__read_hold *hold;           /* a half-closing client still gets its stream */
 } queen_relay;
 
 static void check_done(queen *q);
@@ -187,6 +192,8 @@ static void relay_free(queen_relay *r) {
   }
   if (r->evcon)
     evhttp_connection_set_closecb(r->evcon, NULL, NULL);
+  if (r->req) /* its connection is still there */
+    rbee__read_hold_free(r->hold);
   curl_slist_free_all(r->headers);
   if (r->answer)
     evbuffer_free(r->answer);
@@ -227,6 +234,8 @@ static void on_client_close(struct evhttp_connection *evcon, void *arg) {
   queen_relay *r = arg;
   /* A client that left mid-reply: libevent detached the unfinished request
    * and leaves it to us; one still attached is freed with the connection. */
+  rbee__read_hold_free(r->hold); /* the connection's bufferevent is still there */
+  r->hold = NULL;
   if (r->req && evhttp_request_get_connection(r->req) == NULL)
     evhttp_request_free(r->req);
   r->req = NULL;
@@ -274,6 +283,8 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud) {
   return len;
 }
 
+static void relay_fin(void *arg);
+
 static size_t on_data(char *p, size_t size, size_t n, void *ud) {
   queen_relay *r = ud;
   size_t len = size * n;
@@ -312,8 +323,12 @@ static size_t on_data(char *p, size_t size, size_t n, void *ud) {
     evhttp_add_header(h, "Cache-Control", "no-cache");
     evhttp_add_header(h, "X-Rbee-Worker", r->worker_id);
     evhttp_send_reply_start(r->req, 200, "OK");
+    r->hold = rbee__read_hold_new(r->q->base, r->req, relay_fin, r);
     r->started = 1;
   }
+  /* Framing: only event-stream lines reach the client. */
+  if (queen_sse_check_feed(&r->sse, p, len) != 0)
+    return 0;
   if (r->kind == RELAY_ROUTE)
     scan_job_id(r, p, len);
   struct evbuffer *b = evbuffer_new();
@@ -477,6 +492,66 @@ static void end_client(queen_relay *r) {
   r->req = NULL;
 }
 
+/* The read hold of a relayed stream lasts until the end of the reply has
+ * been written (or the connection closes), after the relay is gone. */
+typedef struct hold_tail {
+  queen *q;
+  struct evhttp_request *req;
+  rbee__read_hold *hold;
+} hold_tail;
+
+static void tail_close(struct evhttp_connection *c, void *arg) {
+  (void)c;
+  hold_tail *t = arg;
+  evhttp_request_set_on_complete_cb(t->req, NULL, NULL);
+  rbee__read_hold_free(t->hold);
+  free(t);
+}
+
+static void tail_complete(struct evhttp_request *req, void *arg) {
+  hold_tail *t = arg;
+  struct evhttp_connection *c = evhttp_request_get_connection(req);
+  if (c)
+    evhttp_connection_set_closecb(c, NULL, NULL);
+  rbee__conns_reply_done(t->q->conns, req); /* this callback took conns.c's place */
+  rbee__read_hold_free(t->hold);
+  free(t);
+}
+
+/* End a started reply to the client. */
+static void end_reply(queen_relay *r) {
+  struct evhttp_request *req = r->req;
+  rbee__read_hold *hold = r->hold;
+  r->hold = NULL;
+  end_client(r);
+  struct evhttp_connection *c = evhttp_request_get_connection(req);
+  hold_tail *t = hold && c ? malloc(sizeof *t) : NULL;
+  if (t) {
+    t->q = r->q;
+    t->req = req;
+    t->hold = hold;
+    evhttp_connection_set_closecb(c, tail_close, t);
+    evhttp_request_set_on_complete_cb(req, tail_complete, t);
+  } else {
+    rbee__read_hold_free(hold);
+  }
+  evhttp_send_reply_end(req);
+}
+
+/* The client stopped sending: half-closed, or gone. A comment line (at a
+ * line's start) tells which: a closed socket answers it with a reset. */
+static void relay_fin(void *arg) {
+  queen_relay *r = arg;
+  if (r->req == NULL || r->sse.col != 0)
+    return;
+  struct evbuffer *b = evbuffer_new();
+  if (b == NULL)
+    return;
+  evbuffer_add(b, ": \n", 3);
+  evhttp_send_reply_chunk(r->req, b);
+  evbuffer_free(b);
+}
+
 static void probe_done(queen_relay *r, CURLcode result);
 
 static void transfer_done(queen_relay *r, CURLcode result) {
@@ -518,18 +593,20 @@ static void transfer_done(queen_relay *r, CURLcode result) {
   if (result != CURLE_OK) {
     struct evbuffer *b = evbuffer_new();
     if (b) {
-      evbuffer_add_printf(b, "data: [ERROR] the queen lost the stream from %s: %s\n\n",
-                          r->worker_id, r->errbuf[0] ? r->errbuf : curl_easy_strerror(result));
+      evbuffer_add_printf(b, "%sdata: [ERROR] the queen lost the stream from %s: %s\n\n",
+                          r->sse.col ? "\n" : "", r->worker_id,
+                          r->sse.error    ? r->sse.error
+                          : r->errbuf[0] ? r->errbuf
+                                          : curl_easy_strerror(result));
       evhttp_send_reply_chunk(r->req, b);
       evbuffer_free(b);
     }
     rbee_log(RBEE_LOG_WARN, "queen", "relay", r->job_id[0] ? r->job_id : NULL,
-             "stream from %s broke: %s", r->worker_id, curl_easy_strerror(result));
+             "stream from %s broke: %s", r->worker_id,
+             r->sse.error ? r->sse.error : curl_easy_strerror(result));
   }
   r->q->jobs_routed += r->kind == RELAY_ROUTE;
-  struct evhttp_request *req = r->req;
-  end_client(r);
-  evhttp_send_reply_end(req);
+  end_reply(r);
   relay_free(r);
 }
 
@@ -583,7 +660,17 @@ void queen_relay_start(queen *q, struct evhttp_request *req, char *body, size_t 
 void queen_relay_job(queen *q, struct evhttp_request *req, const char *job_id, int stream) {
   enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
   const queen_job_ref *j = job_id_ok(job_id) ? find_job(q, job_id) : NULL;
-  if (stream ? cmd != EVHTTP_REQ_GET : cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_DELETE) {
+  if (cmd == EVHTTP_REQ_HEAD && j != NULL) {
+    /* Headers only, from what the queen knows: nothing is held or asked of
+     * the worker. */
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                      stream ? "text/event-stream" : "application/json");
+    evhttp_add_header(evhttp_request_get_output_headers(req), "X-Rbee-Worker", j->worker_id);
+    evhttp_send_reply(req, 200, "OK", NULL);
+    return;
+  }
+  if (cmd != EVHTTP_REQ_HEAD &&
+      (stream ? cmd != EVHTTP_REQ_GET : cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_DELETE)) {
     queen_send_error(req, 405, "METHOD_NOT_ALLOWED",
                      stream ? "GET resumes a stream" : "GET shows a job, DELETE cancels it");
     return;
@@ -711,8 +798,7 @@ void queen_relay_shutdown(queen *q) {
           evhttp_send_reply_chunk(req, b);
           evbuffer_free(b);
         }
-        end_client(r);
-        evhttp_send_reply_end(req);
+        end_reply(r);
       } else {
         end_client(r);
         queen_send_error(req, 503, "SHUTTING_DOWN", "the queen is shutting down");

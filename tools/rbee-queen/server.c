@@ -17,6 +17,7 @@
 #include <rbee/heartbeat.h>
 #include <rbee/log.h>
 
+#include "conns.h"
 #include "queen.h"
 
 int64_t queen_mono_us(void) {
@@ -37,7 +38,16 @@ static void send_json(struct evhttp_request *req, int status, const char *json) 
                     "application/json");
   if (b)
     evbuffer_add_printf(b, "%s\n", json);
-  evhttp_send_reply(req, status, NULL, b);
+  if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
+    /* The headers a GET gets, Content-Length included, and no body
+     * (evhttp 2.1 would send it). */
+    char len[32];
+    snprintf(len, sizeof len, "%zu", b ? evbuffer_get_length(b) : (size_t)0);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Length", len);
+    evhttp_send_reply(req, status, NULL, NULL);
+  } else {
+    evhttp_send_reply(req, status, NULL, b);
+  }
   if (b)
     evbuffer_free(b);
 }
@@ -57,6 +67,30 @@ void queen_send_error(struct evhttp_request *req, int status, const char *code,
   cJSON_Delete(o);
   send_json(req, status, s ? s : "{\"error\":{\"code\":\"INTERNAL\",\"message\":\"out of memory\"}}");
   cJSON_free(s);
+}
+
+/* GET, or HEAD (answered as GET without the body). */
+static int is_get(struct evhttp_request *req) {
+  enum evhttp_cmd_type c = evhttp_request_get_command(req);
+  return c == EVHTTP_REQ_GET || c == EVHTTP_REQ_HEAD;
+}
+
+/* Framing libevent lets through (it takes the first): two different
+ * Content-Length values, a request-smuggling shape. 0, or -1 after a 400. */
+static int framing_ok(struct evhttp_request *req) {
+  struct evkeyval *kv;
+  const char *cl = NULL;
+  TAILQ_FOREACH(kv, evhttp_request_get_input_headers(req), next) {
+    if (strcasecmp(kv->key, "Content-Length") != 0)
+      continue;
+    if (cl && strcmp(cl, kv->value) != 0) {
+      evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+      queen_send_error(req, 400, "INVALID_REQUEST", "two different Content-Length values");
+      return 0;
+    }
+    cl = kv->value;
+  }
+  return 1;
 }
 
 /* Body of @p req as a NUL-terminated malloc'd string. */
@@ -113,6 +147,32 @@ static int check_token(struct evhttp_request *req, const char *want) {
 
 static int authorized(queen *q, struct evhttp_request *req) { return check_token(req, q->opts.token); }
 
+/* Lines about refused heartbeats: 5 a second at most, the next one passed
+ * says how many were held back (a flood of bad beats is no log flood). */
+typedef struct limiter {
+  int64_t window_us;
+  unsigned n, held;
+} limiter;
+
+static int log_pass(limiter *l, char *more, size_t len) {
+  int64_t now = queen_mono_us();
+  if (now - l->window_us >= 1000000) {
+    l->window_us = now;
+    l->n = 0;
+  }
+  if (++l->n > 5) {
+    l->held++;
+    return 0;
+  }
+  more[0] = '\0';
+  if (l->held)
+    snprintf(more, len, " (and %u more not logged)", l->held);
+  l->held = 0;
+  return 1;
+}
+
+static limiter refused_log;
+
 static void on_heartbeat(queen *q, struct evhttp_request *req) {
   if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
     queen_send_error(req, 405, "METHOD_NOT_ALLOWED", "heartbeats are POSTed");
@@ -141,8 +201,10 @@ static void on_heartbeat(queen *q, struct evhttp_request *req) {
   int64_t ts = 0;
   if (rbee_heartbeat_from_json(&info, &ts, body, len) != 0) {
     queen_send_error(req, 400, "INVALID_HEARTBEAT", "%s", rbee_error_message());
-    rbee_log(RBEE_LOG_WARN, "queen", "heartbeat", NULL, "rejected a heartbeat: %s",
-             rbee_error_message());
+    char more[64];
+    if (log_pass(&refused_log, more, sizeof more))
+      rbee_log(RBEE_LOG_WARN, "queen", "heartbeat", NULL, "rejected a heartbeat: %s%s",
+               rbee_error_message(), more);
     free(body);
     return;
   }
@@ -170,9 +232,11 @@ static void on_heartbeat(queen *q, struct evhttp_request *req) {
     queen_send_error(req, 409, "WORKER_ID_TAKEN",
                      "worker %s is registered at another address or port until it stops or "
                      "is dropped", id);
-    rbee_log(RBEE_LOG_WARN, "queen", "heartbeat", NULL,
-             "refused a heartbeat for %s from %s:%u: the id is bound elsewhere", id,
-             peer ? peer : "?", port);
+    char more[64];
+    if (log_pass(&refused_log, more, sizeof more))
+      rbee_log(RBEE_LOG_WARN, "queen", "heartbeat", NULL,
+               "refused a heartbeat for %s from %s:%u: the id is bound elsewhere%s", id,
+               peer ? peer : "?", port, more);
     return;
   }
   if (flags == QUEEN_EFULL) {
@@ -209,25 +273,16 @@ static void on_heartbeat(queen *q, struct evhttp_request *req) {
 }
 
 static void on_workers(queen *q, struct evhttp_request *req) {
-  if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
+  if (!is_get(req)) {
     queen_send_error(req, 405, "METHOD_NOT_ALLOWED", "GET lists the workers");
     return;
   }
-  cJSON *o = queen_registry_to_json(&q->reg, queen_mono_us());
-  if (o)
-    cJSON_AddNumberToObject(o, "dead_after_ms", q->opts.dead_after_ms);
-  char *s = o ? cJSON_PrintUnformatted(o) : NULL;
-  cJSON_Delete(o);
-  if (s)
-    send_json(req, 200, s);
-  else
-    queen_send_error(req, 500, "INTERNAL", "out of memory");
-  cJSON_free(s);
+  queen_workers_list(q, req);
 }
 
 /* GET /v1/workers/{id}: one worker, with its status history. */
 static void on_worker(queen *q, struct evhttp_request *req, const char *id) {
-  if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
+  if (!is_get(req)) {
     queen_send_error(req, 405, "METHOD_NOT_ALLOWED", "GET shows a worker");
     return;
   }
@@ -276,10 +331,13 @@ static void on_jobs(queen *q, struct evhttp_request *req) {
 
 static void on_request(struct evhttp_request *req, void *arg) {
   queen *q = arg;
+  rbee__conns_request(q->conns, req);
   const char *uri = evhttp_request_get_uri(req);
   struct evhttp_uri *u = evhttp_uri_parse(uri);
   const char *path = u ? evhttp_uri_get_path(u) : NULL;
-  if (path == NULL) {
+  if (!framing_ok(req)) {
+    /* answered */
+  } else if (path == NULL) {
     queen_send_error(req, 400, "INVALID_REQUEST", "cannot parse the request URI");
   } else if (strcmp(path, "/health") == 0) {
     send_json(req, 200, "{\"status\":\"healthy\"}");
@@ -352,6 +410,13 @@ int queen_new(queen **out, struct event_base *base, const queen_options *opts, c
   evhttp_set_allowed_methods(q->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_DELETE |
                                           EVHTTP_REQ_HEAD);
   evhttp_set_gencb(q->http, on_request, q);
+  rbee__conns_config cc = {opts->max_connections, opts->request_timeout_ms,
+                           opts->idle_timeout_ms, "queen"};
+  if (rbee__conns_new(&q->conns, base, q->http, &cc) != 0) {
+    snprintf(err, errlen, "out of memory");
+    rc = RBEE_ENOMEM;
+    goto fail;
+  }
   struct evhttp_bound_socket *s = evhttp_bind_socket_with_handle(q->http, opts->bind,
                                                                  (ev_uint16_t)opts->port);
   if (s == NULL) {
@@ -360,6 +425,7 @@ int queen_new(queen **out, struct event_base *base, const queen_options *opts, c
     rc = RBEE_EADDRINUSE;
     goto fail;
   }
+  rbee__conns_listen(q->conns, s);
   struct sockaddr_storage ss;
   socklen_t sl = sizeof ss;
   if (getsockname(evhttp_bound_socket_get_fd(s), (struct sockaddr *)&ss, &sl) == 0)
@@ -402,6 +468,7 @@ void queen_free(queen *q) {
   if (q == NULL)
     return;
   queen_relay_shutdown(q);
+  rbee__conns_free(q->conns);
   if (q->http)
     evhttp_free(q->http);
   if (q->sweep_ev)
