@@ -14,6 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "http_client.h"
+#include "prom_check.h"
 #include "proc_spawn.h"
 #include "testutil.h"
 #include "worker_proc.h"
@@ -206,11 +208,49 @@ START_TEST(test_short_deadline_undelivered_exits_75) {
 }
 END_TEST
 
+static double undelivered_metric(int port) {
+  tc_response r;
+  tc_request(&r, port, "GET", "/metrics", NULL, NULL, 0, NULL, 5000);
+  ck_assert_int_eq(r.status, 200);
+  char err[256];
+  ck_assert_msg(prom_check(r.body, err, sizeof err) == 0, "%s", err);
+  double v = prom_value(r.body, "rbee_stream_undelivered_events_total");
+  tc_response_free(&r);
+  return v;
+}
+
+/* A whole stream counts nothing; a client that leaves mid-stream counts
+ * the events it never got in rbee_stream_undelivered_events_total. */
+START_TEST(test_client_gone_counts_undelivered) {
+  proc p;
+  int port = wp_start_worker(&p, WP_ARGS("--emit", "2000", "--job-ms", "2000"));
+  ck_assert_int_eq(wp_wait_ready(port), 0);
+  ck_assert(undelivered_metric(port) == 0);
+  worker_stream s;
+  ck_assert_int_eq(worker_stream_post(&s, port, "{\"operation\":\"infer\"}", NULL, 5000), 0);
+  ck_assert_int_eq(worker_stream_finish(&s, 20000), 0);
+  ck_assert_int_eq(worker_stream_terminals(&s, NULL, 0), 1);
+  worker_stream_close(&s);
+  ck_assert(undelivered_metric(port) == 0);
+  ck_assert_int_eq(worker_stream_post(&s, port, "{\"operation\":\"infer\"}", NULL, 5000), 0);
+  ck_assert_int_eq(s.status, 200);
+  worker_stream_close(&s); /* gone after the headers, the job still running */
+  double v = 0;
+  for (int i = 0; i < 100 && (v = undelivered_metric(port)) == 0; i++)
+    usleep(20000);
+  ck_assert_msg(v > 0, "undelivered %g", v);
+  proc_kill(&p, SIGTERM);
+  ck_assert_int_eq(proc_wait(&p, WP_EXIT_MS), 0);
+  proc_cleanup(&p);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("jobs_delivery");
   TCase *tc = tcase_create("process");
   tcase_add_checked_fixture(tc, wp_setup, wp_teardown);
   tcase_set_timeout(tc, 200);
+  tcase_add_test(tc, test_client_gone_counts_undelivered);
   tcase_add_test(tc, test_slow_reader_at_sigterm_gets_everything);
   tcase_add_test(tc, test_twenty_slow_readers_at_sigterm_get_everything);
   tcase_add_test(tc, test_finished_job_tail_delivered);

@@ -96,6 +96,61 @@ START_TEST(test_resume_past_and_inside_window) {
 }
 END_TEST
 
+/* Events bigger than the whole 256 KiB window (a 300 KiB audio or image
+ * result): a resume past them, on a running job and once it finished,
+ * gets the gap event naming the first id kept, then the rest and one
+ * [DONE]; the big event itself stays kept (the newest always is). */
+START_TEST(test_resume_past_big_events) {
+  proc p;
+  int port = wp_start_worker(&p, WP_ARGS("--emit", "3", "--job-ms", "3000"));
+  ck_assert_int_eq(wp_wait_ready(port), 0);
+  worker_stream a;
+  ck_assert_int_eq(
+      worker_stream_post(&a, port, "{\"operation\":\"infer\",\"event_bytes\":307200}", NULL, 5000), 0);
+  ck_assert_int_eq(a.status, 200);
+  /* Running: wait until the reader has the second blob (id 2). */
+  char *buf = NULL;
+  size_t len = 0;
+  ck_assert_int_eq(tc_read_until(a.fd, &buf, &len, "id: 2\n", 20000), 1);
+  free(buf);
+  char path[128];
+  snprintf(path, sizeof path, "/v1/jobs/%s", a.job_id);
+  tc_response r;
+  tc_request(&r, port, "GET", path, NULL, NULL, 0, NULL, 5000);
+  ck_assert_ptr_nonnull(strstr(r.body, "\"state\":\"running\""));
+  tc_response_free(&r);
+  r = get_stream(port, a.job_id, "0");
+  ck_assert_int_eq(r.status, 200);
+  int gaps;
+  long first;
+  ck_assert(strncmp(r.body, "data: {\"type\":\"gap\",\"first_kept_id\":", 36) == 0);
+  long n = walk(r.body, &gaps, &first);
+  ck_assert_int_eq(gaps, 1);
+  ck_assert_int_gt(first, 1);
+  ck_assert_int_eq(n, 6 - first); /* ... blob 3 (id 3), summary, [DONE] */
+  ck_assert_int_ge(tc_count(&r, "data: {\"type\":\"blob\""), 1);
+  ck_assert_int_eq(tc_count(&r, "data: [DONE]"), 1);
+  tc_response_free(&r);
+  char id[64];
+  snprintf(id, sizeof id, "%s", a.job_id);
+  worker_stream_close(&a);
+
+  /* Finished: the same answer, and the terminal marker is there. */
+  r = get_stream(port, id, "1");
+  ck_assert_int_eq(r.status, 200);
+  ck_assert(strncmp(r.body, "data: {\"type\":\"gap\"", 19) == 0);
+  n = walk(r.body, &gaps, &first);
+  ck_assert_int_eq(gaps, 1);
+  ck_assert_int_gt(first, 2);
+  ck_assert_int_eq(n, 6 - first);
+  ck_assert_int_eq(tc_count(&r, "data: [DONE]"), 1);
+  tc_response_free(&r);
+  proc_kill(&p, SIGTERM);
+  ck_assert_int_eq(proc_wait(&p, WP_EXIT_MS), 0);
+  proc_cleanup(&p);
+}
+END_TEST
+
 /* A resume id beyond the newest and a HEAD of the stream, on a running
  * job nobody reads yet: refused / headers only, and the job goes on. */
 START_TEST(test_resume_beyond_newest_and_head_hold_nothing) {
@@ -216,6 +271,7 @@ static Suite *suite(void) {
   tcase_add_checked_fixture(tc, wp_setup, wp_teardown);
   tcase_set_timeout(tc, 240);
   tcase_add_test(tc, test_resume_past_and_inside_window);
+  tcase_add_test(tc, test_resume_past_big_events);
   tcase_add_test(tc, test_resume_beyond_newest_and_head_hold_nothing);
   tcase_add_test(tc, test_two_readers_different_speeds);
   tcase_add_test(tc, test_readers_per_job_bounded);

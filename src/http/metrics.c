@@ -50,6 +50,11 @@ int rbee__metrics_format(struct evbuffer *b, const rbee__snapshot *s,
   head(b, "rbee_jobs_rejected_total", "counter", "Jobs refused because the queue was full.");
   evbuffer_add_printf(b, "rbee_jobs_rejected_total{reason=\"queue_full\"} %llu\n",
                       (unsigned long long)c->rejected_full);
+  head(b, "rbee_stream_undelivered_events_total", "counter",
+       "Events a stream's client never got: it left before the terminal marker, or the drain "
+       "deadline passed.");
+  evbuffer_add_printf(b, "rbee_stream_undelivered_events_total %llu\n",
+                      (unsigned long long)c->undelivered_events);
   gauge(b, "rbee_queue_depth", "Accepted jobs waiting for a slot.", c->queued);
   gauge(b, "rbee_job_slots_busy", "Job slots running a job.", c->running);
 

@@ -18,6 +18,8 @@
 #include "read_hold.h"
 #include "util/util.h"
 
+#define SSE_CHUNK_MAX (64 << 10)
+
 typedef struct rbee__sse {
   rbee__http *h;
   struct evhttp_request *req;
@@ -33,6 +35,16 @@ typedef struct rbee__sse {
 } rbee__sse;
 
 static void pump(rbee__sse *s);
+
+/* Events of this stream not yet written to its socket (the end of the
+ * reply counts as one while it is unwritten). */
+static uint64_t undelivered(const rbee__sse *s) {
+  int64_t total = rbee__stream_total(s->stream);
+  uint64_t left = total > s->delivered_next ? (uint64_t)(total - s->delivered_next) : 0;
+  if (s->delivering && left == 0)
+    left = 1;
+  return left;
+}
 
 static void unlink_sse(rbee__sse *s) {
   if (s->prev)
@@ -84,6 +96,9 @@ static void finish(rbee__sse *s) {
 static void on_close(struct evhttp_connection *c, void *arg) {
   rbee__sse *s = arg;
   (void)c;
+  uint64_t left = undelivered(s);
+  if (left > 0)
+    rbee__stream_count_undelivered(s->stream, left);
   if (!s->delivering && evhttp_request_get_connection(s->req) == NULL)
     evhttp_send_reply_end(s->req);
   else if (s->delivering)
@@ -138,7 +153,9 @@ static void pump(rbee__sse *s) {
   struct evbuffer *buf = evbuffer_new();
   if (buf == NULL)
     return; /* the next notification retries */
-  s->ended = rbee__stream_read(s->stream, buf) == 1;
+  /* One chunk at a time: a client that does not read holds at most this
+   * much of the job's events in its connection (big events are shared). */
+  s->ended = rbee__stream_read_max(s->stream, buf, SSE_CHUNK_MAX) == 1;
   if (s->ended) {
     /* The last chunk and the end of the reply leave in one write. */
     if (evbuffer_get_length(buf) > 0)
@@ -211,9 +228,8 @@ uint64_t rbee__http_log_undelivered(const rbee__http *h) {
   uint64_t all = 0;
   for (const rbee__sse *s = h ? h->streams : NULL; s != NULL; s = s->next) {
     int64_t total = rbee__stream_total(s->stream);
-    uint64_t left = total > s->delivered_next ? (uint64_t)(total - s->delivered_next) : 0;
-    if (s->delivering && left == 0)
-      left = 1; /* the end of the reply itself is still unwritten */
+    uint64_t left = undelivered(s);
+    rbee__stream_count_undelivered(s->stream, left);
     all += left;
     RBEE_LOG(RBEE_LOG_ERROR, "http", "undelivered", rbee__stream_job_id(s->stream),
              "stream not delivered: %llu of %lld events not written to the client",

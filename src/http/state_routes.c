@@ -30,12 +30,8 @@ static const char *not_ready_reason(rbee__http *h, const rbee__snapshot *s) {
   default:
     break;
   }
-  if (h->jobs != NULL && s->status == RBEE_STATUS_BUSY) {
-    rbee__jobs_counts c;
-    rbee__jobs_get_counts(h->jobs, &c);
-    if (c.queued >= h->cfg.max_queue)
-      return "every job slot is busy and the queue is full";
-  }
+  if (h->jobs != NULL && s->status == RBEE_STATUS_BUSY && rbee__jobs_full(h->jobs))
+    return "every job slot is busy and the queue is full";
   return NULL;
 }
 

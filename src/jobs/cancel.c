@@ -181,11 +181,8 @@ rbee_job_state rbee__job_end_hook_locked(rbee_job *job, rbee_job_state state) {
   job->error_code = rbee__strdup("DEADLINE_EXCEEDED");
   job->error_message = msg;
   job->failed = 1;
-  cJSON *e = cJSON_CreateObject();
-  cJSON_AddStringToObject(e, "type", "error");
-  cJSON_AddStringToObject(e, "code", "DEADLINE_EXCEEDED");
-  cJSON_AddStringToObject(e, "message", msg ? msg : "the job's deadline passed");
-  append_obj_locked(job, e);
+  if (rbee__job_error_event_locked(job, "DEADLINE_EXCEEDED", msg ? msg : "the job's deadline passed", 0))
+    RBEE_LOG(RBEE_LOG_WARN, "jobs", "cancel", job->id, "could not write the deadline's error event");
   return rbee__job_end_state(job, state);
 }
 
@@ -283,12 +280,7 @@ void rbee__jobs_fail_queued(rbee__jobs *jobs, const char *code, const char *mess
     job->failed = 1;
     job->error_code = rbee__strdup(code);
     job->error_message = rbee__strdup(message);
-    cJSON *e = cJSON_CreateObject();
-    cJSON_AddStringToObject(e, "type", "error");
-    cJSON_AddStringToObject(e, "code", code);
-    cJSON_AddStringToObject(e, "message", message);
-    cJSON_AddTrueToObject(e, "retryable");
-    append_obj_locked(job, e);
+    rbee__job_error_event_locked(job, code, message, 1);
     rbee__job_end_locked(job, RBEE_JOB_FAILED);
     rbee__job_phase_set_locked(job, RBEE__JP_FINALIZED);
     pthread_mutex_unlock(&jobs->mu);

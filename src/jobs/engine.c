@@ -73,13 +73,7 @@ static void fail_locked(rbee_job *job, const char *code, const char *msg) {
   job->failed = 1;
   job->error_code = rbee__strdup(code);
   job->error_message = rbee__strdup(msg);
-  cJSON *o = cJSON_CreateObject();
-  char *t = NULL;
-  if (o && cJSON_AddStringToObject(o, "type", "error") && cJSON_AddStringToObject(o, "code", code) &&
-      cJSON_AddStringToObject(o, "message", msg) && (t = cJSON_PrintUnformatted(o)) != NULL)
-    rbee__job_append_locked(job, NULL, t, 1);
-  cJSON_free(t);
-  cJSON_Delete(o);
+  rbee__job_error_event_locked(job, code, msg, 0);
 }
 
 /* A job leaves the engine (mu held): its terminal marker if it has none

@@ -68,6 +68,16 @@ static int ring_push(rbee_job *job, rbee__sse_event *e) {
   return 0;
 }
 
+void rbee__sse_event_unref(rbee__sse_event *e) {
+  if (e == NULL)
+    return;
+  /* The common case, no reader holds it: references are only taken from
+   * the ring, which no longer has it, so nobody can add one now. */
+  if (atomic_load_explicit(&e->refs, memory_order_acquire) == 1 ||
+      atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) == 1)
+    free(e);
+}
+
 static rbee__sse_event *ring_pop(rbee_job *job) {
   rbee__sse_event *e = job->ev[job->ev_start];
   job->kept_bytes -= e->len;
@@ -87,14 +97,14 @@ size_t rbee__job_trim_locked(rbee_job *job, rbee__sse_event **gone, size_t max) 
     if (n < max)
       gone[n++] = e;
     else
-      free(e);
+      rbee__sse_event_unref(e);
   }
   return n;
 }
 
 void rbee__job_events_free(rbee_job *job) {
   while (job->ev_count > 0)
-    free(ring_pop(job));
+    rbee__sse_event_unref(ring_pop(job));
   free(job->ev);
   job->ev = NULL;
   job->ev_cap = 0;
@@ -157,6 +167,7 @@ static int add_event_locked(rbee_job *job, const char *event, const char *data, 
   e->id = job->next_id;
   e->len = len;
   e->terminal = terminal;
+  atomic_init(&e->refs, 1);
   if (ring_push(job, e)) {
     free(e);
     return rbee__error_set(RBEE_ENOMEM, "job %s: out of memory for an event", job->id);
@@ -228,6 +239,14 @@ int rbee__job_append_event_locked(rbee_job *job, const char *event, const char *
   return rc;
 }
 
+char *rbee__job_marker_new(const rbee_job *job, rbee_job_state state) {
+  if (state == RBEE_JOB_DONE)
+    return rbee__strdup("[DONE]");
+  if (state == RBEE_JOB_FAILED)
+    return rbee__asprintf("[ERROR] %s", job->error_message ? job->error_message : "failed");
+  return rbee__strdup("[CANCELLED]");
+}
+
 int rbee__job_end_locked(rbee_job *job, rbee_job_state state) {
   if (rbee__job_ended(job))
     return RBEE_ESTATE;
@@ -242,19 +261,27 @@ int rbee__job_end_locked(rbee_job *job, rbee_job_state state) {
   if (job->jobs->cfg.summary)
     rbee__job_summary_append_locked(job);
   state = rbee__job_end_hook_locked(job, state); /* cancel.c */
-  int rc;
-  if (state == RBEE_JOB_DONE) {
-    rc = add_event_locked(job, NULL, "[DONE]", 6, 1, NULL);
-  } else if (state == RBEE_JOB_FAILED) {
-    char *m = rbee__asprintf("[ERROR] %s", job->error_message ? job->error_message : "failed");
-    rc = m ? add_event_locked(job, NULL, m, strlen(m), 1, NULL) : RBEE_ENOMEM;
-    free(m);
-  } else {
-    rc = add_event_locked(job, NULL, "[CANCELLED]", 11, 1, NULL);
-  }
+  char *m = rbee__job_marker_new(job, state);
+  int rc = m ? add_event_locked(job, NULL, m, strlen(m), 1, NULL) : RBEE_ENOMEM;
+  free(m);
   if (rc)
     RBEE_LOG(RBEE_LOG_ERROR, "jobs", "end", job->id, "could not write the terminal marker: %s",
              rbee_error_message());
+  return rc;
+}
+
+int rbee__job_error_event_locked(rbee_job *job, const char *code, const char *message, int retryable) {
+  cJSON *o = cJSON_CreateObject();
+  char *t = NULL;
+  int rc = RBEE_ENOMEM;
+  if (o && cJSON_AddStringToObject(o, "type", "error") && cJSON_AddStringToObject(o, "code", code) &&
+      cJSON_AddStringToObject(o, "message", message) && (!retryable || cJSON_AddTrueToObject(o, "retryable")) &&
+      (t = cJSON_PrintUnformatted(o)) != NULL)
+    rc = rbee__job_append_locked(job, NULL, t, 1);
+  else
+    rbee__error_set(RBEE_ENOMEM, "job %s: out of memory for its error event", job->id);
+  cJSON_free(t);
+  cJSON_Delete(o);
   return rc;
 }
 
@@ -473,12 +500,8 @@ int rbee_job_fail(rbee_job *job, const char *code, const char *fmt, ...) {
     if (*p == '\n' || *p == '\r')
       *p = ' ';
   char *c = rbee__strdup(code && *code ? code : "JOB_FAILED");
-  cJSON *o = cJSON_CreateObject();
-  char *text = NULL;
   int rc = 0;
-  if (c == NULL || o == NULL || !cJSON_AddStringToObject(o, "type", "error") ||
-      !cJSON_AddStringToObject(o, "code", c) || !cJSON_AddStringToObject(o, "message", msg) ||
-      (text = cJSON_PrintUnformatted(o)) == NULL) {
+  if (c == NULL) {
     rc = rbee__error_set(RBEE_ENOMEM, NULL);
     goto out;
   }
@@ -497,13 +520,11 @@ int rbee_job_fail(rbee_job *job, const char *code, const char *fmt, ...) {
     /* A worker that already sent its own error event with this code (the
      * sd-worker, named "error") gets no second one. */
     if (!said_already_locked(job, job->error_code))
-      rc = rbee__job_append_locked(job, NULL, text, 1);
+      rc = rbee__job_error_event_locked(job, job->error_code, job->error_message, 0);
     pthread_cond_broadcast(&job->room); /* other emitters stop now */
   }
   pthread_mutex_unlock(&jobs->mu);
 out:
-  cJSON_free(text);
-  cJSON_Delete(o);
   free(c);
   free(msg);
   return rc;

@@ -127,16 +127,8 @@ static void *pool_main(void *arg) {
           job->error_code = rbee__strdup("JOB_FAILED");
           job->error_message = why[0] ? rbee__strdup(why)
                                       : rbee__asprintf("the job failed (on_job returned %d)", rc);
-          cJSON *o = cJSON_CreateObject();
-          char *t = NULL;
-          if (o && cJSON_AddStringToObject(o, "type", "error") &&
-              cJSON_AddStringToObject(o, "code", "JOB_FAILED") &&
-              cJSON_AddStringToObject(o, "message",
-                                      job->error_message ? job->error_message : "the job failed") &&
-              (t = cJSON_PrintUnformatted(o)) != NULL)
-            rbee__job_append_locked(job, NULL, t, 1);
-          cJSON_free(t);
-          cJSON_Delete(o);
+          rbee__job_error_event_locked(job, "JOB_FAILED",
+                                       job->error_message ? job->error_message : "the job failed", 0);
         }
       }
       rbee__job_end_locked(job, st);
@@ -440,11 +432,7 @@ int rbee__jobs_submit_ctl(rbee__jobs *jobs, cJSON *body, const rbee__job_ctl *ct
     cJSON_Delete(body);
     return rbee__error_set(RBEE_ESTATE, "not accepting jobs now");
   }
-  pthread_mutex_lock(&jobs->mu);
-  int full =
-      jobs->counts.running >= jobs->cfg.max_jobs && jobs->counts.queued >= jobs->cfg.max_queue;
-  pthread_mutex_unlock(&jobs->mu);
-  if (full) {
+  if (rbee__jobs_full(jobs)) {
     cJSON_Delete(body);
     jobs->counts.rejected_full++;
     return rbee__error_set(RBEE_EBUSY, "every job slot is taken and %u jobs wait",

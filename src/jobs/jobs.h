@@ -74,6 +74,7 @@ typedef struct rbee__jobs_counts {
   uint64_t cancel_count;
   double cancel_sum;
   uint64_t idempotent_replays; /* POSTs answered with an existing job */
+  uint64_t undelivered_events; /* a stream ended before its client got them */
 } rbee__jobs_counts;
 
 extern const double rbee__engine_batch_le[RBEE__ENGINE_BATCH_BUCKETS];
@@ -165,6 +166,9 @@ rbee_job_state rbee__job_state(rbee_job *job);
 /* Events the job has written so far (ids 0 .. n-1), terminal marker included. */
 int64_t rbee__job_events(rbee_job *job);
 void rbee__jobs_get_counts(rbee__jobs *jobs, rbee__jobs_counts *out);
+/* 1 when every slot is taken and the queue is full: a submit now gets
+ * RBEE_EBUSY. The one copy of that rule (/ready asks it too). */
+int rbee__jobs_full(rbee__jobs *jobs);
 /* Monotonic time (us) of the oldest emit/progress among running jobs, or 0
  * when none runs: the hang detector compares it with now. */
 int64_t rbee__jobs_oldest_activity(rbee__jobs *jobs);
@@ -191,6 +195,11 @@ int rbee__stream_open(rbee__stream **out, rbee_job *job, int64_t last_event_id,
  * been written (the stream is complete), 0 otherwise. Reading frees buffer
  * room and so unblocks an emitter waiting on backpressure. */
 int rbee__stream_read(rbee__stream *s, struct evbuffer *out);
+/* The same, stopping once about @p max bytes were added (at least one
+ * event): a reader's buffer then holds at most one chunk, whatever the job
+ * keeps. Events of 1 KiB and more are added by reference, shared by every
+ * reader, not copied. */
+int rbee__stream_read_max(rbee__stream *s, struct evbuffer *out, size_t max);
 /* The reader is gone (client closed or finished). With no reader left on a
  * job that has not ended, the grace timer starts. Accepts NULL. */
 void rbee__stream_close(rbee__stream *s);
@@ -198,6 +207,9 @@ void rbee__stream_close(rbee__stream *s);
  * events (terminal marker included, written yet or not) the job has. */
 int64_t rbee__stream_next_id(const rbee__stream *s);
 int64_t rbee__stream_total(rbee__stream *s);
+/* Count @p n events this reader's client never got (it left before its
+ * terminal marker, or the drain deadline passed): rbee_stream_undelivered_events_total. */
+void rbee__stream_count_undelivered(rbee__stream *s, uint64_t n);
 const char *rbee__stream_job_id(const rbee__stream *s);
 
 #endif

@@ -17,13 +17,19 @@
 
 struct event;
 
-/* One SSE event, already formatted. */
+/* One SSE event, already formatted, immutable once appended. Shared: the
+ * ring holds one reference and every connection buffer that points at its
+ * text (evbuffer_add_reference) one more, so readers do not copy it. */
 typedef struct rbee__sse_event {
   int64_t id;
   size_t len;
   int terminal;
+  atomic_int refs; /* set to 1 when appended */
   char text[];
 } rbee__sse_event;
+
+/* Drop one reference to an appended event (any thread, no lock needed). */
+void rbee__sse_event_unref(rbee__sse_event *e);
 
 struct rbee__stream {
   rbee__stream *next, *prev; /* the job's readers */
@@ -170,13 +176,21 @@ int rbee__job_append_event_locked(rbee_job *job, const char *event, const char *
                                   int force, rbee__sse_event **e);
 /* Record the phase rbee_job_emit_progress reports (job_state.c; takes mu). */
 void rbee__job_set_progress_phase(rbee_job *job, const char *phase);
+/* The error event, {"type":"error","code":..,"message":..} (and
+ * "retryable":true when @p retryable), appended past backpressure (mu
+ * held): the one place its JSON is written. 0 or a negative code. */
+int rbee__job_error_event_locked(rbee_job *job, const char *code, const char *message, int retryable);
+/* The terminal marker's data for a job ending @p state: "[DONE]",
+ * "[ERROR] <message>" or "[CANCELLED]" (mu held; malloc'd, NULL when out
+ * of memory). The one place they are spelled. */
+char *rbee__job_marker_new(const rbee_job *job, rbee_job_state state);
 /* Append the terminal marker matching job->state (mu held). */
 int rbee__job_end_locked(rbee_job *job, rbee_job_state state);
 /* Tell the loop this job has news (mu held); events do so only while
  * want_notify is set. */
 void rbee__job_notify_locked(rbee_job *job);
 /* Drop events no reader needs any more (mu held): up to @p max of them
- * into @p gone for the caller to free after unlocking (the rest freed
+ * into @p gone for the caller to unref after unlocking (the rest unref'd
  * here). Returns how many went into @p gone. */
 size_t rbee__job_trim_locked(rbee_job *job, rbee__sse_event **gone, size_t max);
 /* The kept event with @p id, or NULL (mu held). */

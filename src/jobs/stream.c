@@ -1,5 +1,6 @@
 /* Readers of a job's stream (loop thread). */
 #include <event2/buffer.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "jobs/jobs_internal.h"
@@ -34,7 +35,31 @@ int rbee__stream_open(rbee__stream **out, rbee_job *job, int64_t last_event_id, 
   return 0;
 }
 
+/* Events this big go into the reader's buffer by reference, not copied:
+ * below it a reference chain costs more than the bytes. */
+#define SHARE_MIN 1024
+
+static void unref_cb(const void *data, size_t len, void *arg) {
+  (void)data, (void)len;
+  rbee__sse_event_unref(arg);
+}
+
+/* @p e's text onto @p out: shared when big, else copied. */
+static int put_event(struct evbuffer *out, rbee__sse_event *e) {
+  if (e->len < SHARE_MIN)
+    return evbuffer_add(out, e->text, e->len);
+  atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
+  if (evbuffer_add_reference(out, e->text, e->len, unref_cb, e) == 0)
+    return 0;
+  rbee__sse_event_unref(e);
+  return -1;
+}
+
 int rbee__stream_read(rbee__stream *s, struct evbuffer *out) {
+  return rbee__stream_read_max(s, out, SIZE_MAX);
+}
+
+int rbee__stream_read_max(rbee__stream *s, struct evbuffer *out, size_t max) {
   if (s->complete)
     return 1;
   rbee_job *job = s->job;
@@ -49,9 +74,11 @@ int rbee__stream_read(rbee__stream *s, struct evbuffer *out) {
       s->next_id = job->first_id;
   }
   int moved = 0;
-  for (rbee__sse_event *e; !s->complete && (e = rbee__job_event_locked(job, s->next_id));) {
-    if (evbuffer_add(out, e->text, e->len) != 0)
+  size_t put = 0;
+  for (rbee__sse_event *e; !s->complete && put < max && (e = rbee__job_event_locked(job, s->next_id));) {
+    if (put_event(out, e) != 0)
       break; /* out of memory: try again on the next read */
+    put += e->len;
     s->next_id++;
     if (e->terminal)
       s->complete = 1;
@@ -68,11 +95,10 @@ int rbee__stream_read(rbee__stream *s, struct evbuffer *out) {
       s->next_id > last->id) {
     s->complete = 1; /* came back after the marker: nothing more to say */
   } else if (!s->complete && rbee__job_ended(job) && s->next_id >= job->next_id) {
-    const char *m = job->state == RBEE_JOB_DONE     ? "[DONE]"
-                    : job->state == RBEE_JOB_FAILED ? "[ERROR] the job failed"
-                                                    : "[CANCELLED]";
-    if (evbuffer_add_printf(out, "id: %lld\ndata: %s\n\n", (long long)job->next_id, m) > 0)
+    char *m = rbee__job_marker_new(job, job->state);
+    if (m && evbuffer_add_printf(out, "id: %lld\ndata: %s\n\n", (long long)job->next_id, m) > 0)
       s->complete = 1;
+    free(m);
   }
   if (!s->complete && s->next_id >= job->next_id)
     job->want_notify = 1; /* caught up: call back on the next event */
@@ -86,7 +112,7 @@ int rbee__stream_read(rbee__stream *s, struct evbuffer *out) {
   pthread_mutex_unlock(&jobs->mu);
   /* Freed outside the lock that emitters wait for. */
   for (size_t i = 0; i < ngone; i++)
-    free(gone[i]);
+    rbee__sse_event_unref(gone[i]);
   return s->complete;
 }
 
@@ -123,6 +149,13 @@ int64_t rbee__stream_total(rbee__stream *s) {
   int64_t n = s->job->next_id + (rbee__job_ended(s->job) ? 0 : 1);
   pthread_mutex_unlock(&jobs->mu);
   return n;
+}
+
+void rbee__stream_count_undelivered(rbee__stream *s, uint64_t n) {
+  rbee__jobs *jobs = s->job->jobs;
+  pthread_mutex_lock(&jobs->mu);
+  jobs->counts.undelivered_events += n;
+  pthread_mutex_unlock(&jobs->mu);
 }
 
 const char *rbee__stream_job_id(const rbee__stream *s) { return s->job->id; }

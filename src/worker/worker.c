@@ -1,6 +1,6 @@
 /* The worker runtime: start-up in order (config, device, HTTP port,
- * heartbeats, on_init on its own thread), serving, signals, and a drain
- * that ends every accepted job before the process exits. */
+ * heartbeats, on_init on its own thread), serving, signals, and the exit
+ * after the drain (drain.c). */
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <libgen.h>
@@ -14,10 +14,6 @@
 #include "worker/worker_impl.h"
 #include "rbee/version.h"
 #include "util/util.h"
-
-/* How long job threads get to return after the drain deadline cancelled
- * them, and then how long their streams get to deliver [CANCELLED]. */
-#define MOMENT_MS 2000
 
 /* Workers whose job threads never returned: kept, since those threads may
  * still use them, and reachable so that leak checkers do not complain. */
@@ -33,149 +29,6 @@ static int run_job(rbee_job *job, void *userdata) {
   return w->cb->on_job(w, job, w->ud);
 }
 
-static const char *const drain_names[] = {"none", "jobs", "cancelling", "delivering", "done"};
-
-const char *rbee__drain_phase_str(rbee__drain_phase p) {
-  return (unsigned)p <= RBEE__DRAIN_DONE ? drain_names[p] : "?";
-}
-
-int rbee__drain_legal(rbee__drain_phase from, rbee__drain_phase to) {
-  switch (to) {
-  case RBEE__DRAIN_JOBS:
-    return from == RBEE__DRAIN_NONE;
-  case RBEE__DRAIN_CANCELLING:
-    return from == RBEE__DRAIN_JOBS;
-  case RBEE__DRAIN_DELIVERING:
-    return from == RBEE__DRAIN_JOBS || from == RBEE__DRAIN_CANCELLING;
-  case RBEE__DRAIN_DONE:
-    /* on_init may fail while draining: done from any phase but done. */
-    return from != RBEE__DRAIN_DONE;
-  default:
-    return 0;
-  }
-}
-
-/* The only place the drain phase changes (curl's mstate() model). */
-static int drain_set(rbee_worker *w, rbee__drain_phase to) {
-  if (!rbee__drain_legal(w->drain, to)) {
-    RBEE_ERROR("worker", "drain", "illegal drain transition %s -> %s",
-               rbee__drain_phase_str(w->drain), rbee__drain_phase_str(to));
-    return rbee__error_set(RBEE_ESTATE, "illegal drain transition");
-  }
-  RBEE_DEBUG("worker", "drain", "drain phase %s -> %s", rbee__drain_phase_str(w->drain),
-             rbee__drain_phase_str(to));
-  w->drain = to;
-  return 0;
-}
-
-/* (Re)arm the drain's one-shot timer @p ms from now. */
-static void arm_deadline(rbee_worker *w, unsigned ms) {
-  struct timeval tv = ms_tv(ms);
-  if (w->ev_deadline)
-    evtimer_add(w->ev_deadline, &tv);
-}
-
-/* Leave the loop after the turns already due (the "stopping" beat in
- * flight), not in the middle of this callback. */
-static void drain_done(rbee_worker *w) {
-  struct timeval tv = {0, 10000};
-  if (drain_set(w, RBEE__DRAIN_DONE) == 0 && event_base_loopexit(w->base, &tv) != 0)
-    event_base_loopbreak(w->base);
-}
-
-/* Every stream delivered: done. Called on every job end and stream end. */
-static void drain_check(rbee_worker *w) {
-  if (w->forced_code) /* a second signal: no more drain */
-    return;
-  if (w->drain == RBEE__DRAIN_JOBS || w->drain == RBEE__DRAIN_CANCELLING) {
-    rbee__jobs_counts c;
-    rbee__jobs_get_counts(w->jobs, &c);
-    if (c.running + c.queued > 0 || w->init_running)
-      return;
-    RBEE_INFO("worker", "drain",
-              "jobs ended (done %llu, failed %llu, cancelled %llu); delivering streams",
-              (unsigned long long)c.done, (unsigned long long)c.failed,
-              (unsigned long long)c.cancelled);
-    int cancelled = w->drain == RBEE__DRAIN_CANCELLING;
-    drain_set(w, RBEE__DRAIN_DELIVERING);
-    if (cancelled) /* the deadline has passed: [CANCELLED] gets a moment */
-      arm_deadline(w, MOMENT_MS);
-  }
-  if (w->drain == RBEE__DRAIN_DELIVERING && rbee__http_active_streams(w->http) == 0)
-    drain_done(w);
-}
-
-static void stream_done(void *userdata) { drain_check(userdata); }
-
-static void jobs_changed(void *userdata) {
-  rbee_worker *w = userdata;
-  rbee__worker_update_status(w);
-  drain_check(w);
-}
-
-/* The one drain timer: the deadline from the signal; after a cancel, the
- * job threads' moment; then the moment for [CANCELLED] to be delivered. */
-static void deadline_cb(evutil_socket_t fd, short what, void *arg) {
-  rbee_worker *w = arg;
-  rbee__jobs_counts c;
-  rbee__jobs_get_counts(w->jobs, &c);
-  if (w->drain == RBEE__DRAIN_JOBS) {
-    if (c.running + c.queued > 0)
-      RBEE_WARN("worker", "drain",
-                "drain deadline (%u ms) passed: cancelling %u running and %u queued jobs",
-                w->opts.drain_timeout_ms, c.running, c.queued);
-    else
-      RBEE_WARN("worker", "drain", "drain deadline (%u ms) passed: on_init still running",
-                w->opts.drain_timeout_ms);
-    drain_set(w, RBEE__DRAIN_CANCELLING);
-    rbee__jobs_cancel_all(w->jobs, "drain deadline");
-    arm_deadline(w, MOMENT_MS);
-    drain_check(w);
-  } else if (w->drain == RBEE__DRAIN_CANCELLING) {
-    if (c.running > 0) {
-      w->stuck = rbee__jobs_abandon(w->jobs);
-      RBEE_ERROR("worker", "drain",
-                 "%u job thread(s) did not return after the cancel; their streams end now, "
-                 "on_shutdown will be skipped",
-                 w->stuck);
-    }
-    if (w->init_running)
-      RBEE_ERROR("worker", "drain", "on_init is still running; on_shutdown will be skipped");
-    drain_set(w, RBEE__DRAIN_DELIVERING);
-    arm_deadline(w, MOMENT_MS);
-    drain_check(w);
-  } else if (w->drain == RBEE__DRAIN_DELIVERING) {
-    unsigned n = rbee__http_active_streams(w->http);
-    uint64_t ev = rbee__http_log_undelivered(w->http);
-    w->undelivered_events += ev;
-    RBEE_ERROR("worker", "drain",
-               "drain deadline passed with %u stream(s) undelivered (%llu events); exiting "
-               "with status %d",
-               n, (unsigned long long)ev, RBEE__EXIT_UNDELIVERED);
-    w->exit_code = RBEE__EXIT_UNDELIVERED;
-    drain_done(w);
-  }
-}
-
-static void begin_drain(rbee_worker *w, const char *why) {
-  if (w->draining)
-    return;
-  w->draining = 1;
-  drain_set(w, RBEE__DRAIN_JOBS);
-  rbee__jobs_counts c;
-  rbee__jobs_get_counts(w->jobs, &c);
-  RBEE_INFO("worker", "drain", "%s: draining (%u running, %u queued, deadline %u ms)", why,
-            c.running, c.queued, w->opts.drain_timeout_ms);
-  rbee__jobs_set_accepting(w->jobs, 0);
-  rbee__worker_engine_drain(w);
-  rbee__sd_notify(&w->sd, "STOPPING=1");
-  rbee__worker_set_status(w, RBEE_STATUS_STOPPING);
-  w->ev_deadline = evtimer_new(w->base, deadline_cb, w);
-  arm_deadline(w, w->opts.drain_timeout_ms);
-  drain_check(w);
-}
-
-void rbee__worker_begin_drain(rbee_worker *w, const char *why) { begin_drain(w, why); }
 
 static void signal_cb(evutil_socket_t sig, short what, void *arg) {
   rbee_worker *w = arg;
@@ -188,7 +41,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg) {
   }
   const char *name = sig == SIGTERM ? "SIGTERM" : "SIGINT";
   if (++w->signals == 1) {
-    begin_drain(w, name);
+    rbee__worker_begin_drain(w, name);
     return;
   }
   RBEE_WARN("worker", "signal", "second signal (%s): exiting now", name);
@@ -215,12 +68,12 @@ static void init_done_cb(evutil_socket_t fd, short what, void *arg) {
     pthread_mutex_unlock(&w->mu);
     w->exit_code = RBEE_EXIT_UNAVAILABLE;
     if (w->drain != RBEE__DRAIN_DONE && w->drain != RBEE__DRAIN_NONE)
-      drain_set(w, RBEE__DRAIN_DONE);
+      rbee__worker_drain_set(w, RBEE__DRAIN_DONE);
     event_base_loopbreak(w->base);
     return;
   }
   if (w->draining) {
-    drain_check(w);
+    rbee__worker_drain_check(w);
     return;
   }
   if (rbee__worker_engine_start(w) != 0) {
@@ -265,7 +118,7 @@ static void state_cb(evutil_socket_t fd, short what, void *arg) {
   rbee__worker_health_changed(w);
   rbee__worker_fault_check(w); /* fault.c */
   if (stop)
-    begin_drain(w, "rbee_worker_stop");
+    rbee__worker_begin_drain(w, "rbee_worker_stop");
 }
 
 static void tick_cb(evutil_socket_t fd, short what, void *arg) { rbee__worker_tick(arg); }
@@ -380,7 +233,7 @@ static int start(rbee_worker *w) {
                           .default_deadline_ms = o->job_timeout_ms,
                           .summary = 1,
                           .run = run_job,
-                          .on_change = jobs_changed,
+                          .on_change = rbee__worker_jobs_changed,
                           .userdata = w};
   if (rbee__jobs_new(&w->jobs, w->base, &jc) != 0) {
     RBEE_ERROR("worker", "start", "job table: %s", rbee_error_message());
@@ -404,7 +257,7 @@ static int start(rbee_worker *w) {
                           .max_jobs = o->max_jobs,
                           .max_queue = o->max_queue,
                           .snapshot = rbee__worker_snapshot,
-                          .on_stream_done = stream_done,
+                          .on_stream_done = rbee__worker_stream_done,
                           .userdata = w,
                           .max_connections = o->max_connections,
                           .request_timeout_ms = o->request_timeout_ms,
@@ -491,7 +344,7 @@ static void finish(rbee_worker *w) {
   /* Streams are flushed: close the front, then free the model. */
   rbee__http_free(w->http);
   w->http = NULL;
-  if (rbee__worker_engine_stop(w, MOMENT_MS))
+  if (rbee__worker_engine_stop(w, RBEE__DRAIN_MOMENT_MS))
     w->stuck++;
   if (w->init_joinable && !w->init_running) {
     pthread_join(w->init_thread, NULL);

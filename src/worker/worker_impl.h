@@ -1,4 +1,4 @@
-/* The worker object, shared by worker.c (start-up, loop, drain, exit) and
+/* The worker object, shared by worker.c (start-up, loop, exit), drain.c and
  * worker_state.c (status, health, progress, snapshot, heartbeat payload).
  *
  * Threads: the loop runs on the thread that called rbee_worker_run. Fields
@@ -62,7 +62,7 @@ struct rbee_worker {
   int init_joinable;
   pthread_t init_thread;
   int draining;
-  rbee__drain_phase drain; /* changed only by drain_set (worker.c) */
+  rbee__drain_phase drain; /* changed only by rbee__worker_drain_set (drain.c) */
   uint64_t undelivered_events; /* left unwritten when the drain gave up */
   unsigned stuck; /* job threads that never returned */
   int signals;     /* SIGTERM/SIGINT seen */
@@ -120,8 +120,18 @@ void rbee__worker_engine_drain(rbee_worker *w);
 int rbee__worker_engine_stop(rbee_worker *w, unsigned wait_ms);
 void rbee__worker_engine_free(rbee_worker *w);
 
-/* worker.c: begin a drain (loop thread), as SIGTERM does. */
+/* How long job threads get to return after the drain deadline cancelled
+ * them, and then how long their streams get to deliver [CANCELLED]. */
+#define RBEE__DRAIN_MOMENT_MS 2000
+
+/* drain.c (loop thread): begin a drain, as SIGTERM does; the one place
+ * the drain phase changes (RBEE_ESTATE for an illegal move); look whether
+ * it is over (on every job end and stream end: the two hooks below). */
 void rbee__worker_begin_drain(rbee_worker *w, const char *why);
+int rbee__worker_drain_set(rbee_worker *w, rbee__drain_phase to);
+void rbee__worker_drain_check(rbee_worker *w);
+void rbee__worker_stream_done(void *userdata);
+void rbee__worker_jobs_changed(void *userdata);
 /* fault.c: act on a device fault or a recycle asked for (loop thread). */
 void rbee__worker_fault_check(rbee_worker *w);
 

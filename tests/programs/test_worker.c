@@ -334,6 +334,21 @@ static int on_job(rbee_worker *w, rbee_job *job, void *ud) {
   } else if (C.fail_jobs) {
     rbee_job_fail(job, "TEST_FAILURE", "failing as asked");
     rc = -1;
+  } else if (cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(rbee_job_params(job), "event_bytes"))) {
+    /* --emit events of this many bytes each (tests of big kept events). */
+    size_t len = (size_t)cJSON_GetObjectItemCaseSensitive(rbee_job_params(job), "event_bytes")->valuedouble;
+    char *ev = malloc(len + 32);
+    if (ev == NULL)
+      return -1;
+    memcpy(ev, "{\"type\":\"blob\",\"b\":\"", 20);
+    memset(ev + 20, 'b', len);
+    memcpy(ev + 20 + len, "\"}", 3);
+    for (long i = 0; i < C.emit && rc == 0; i++) {
+      rc = rbee_job_emit_json(job, NULL, ev);
+      if (C.job_ms)
+        sleep_ms(C.job_ms / C.emit);
+    }
+    free(ev);
   } else if (C.emit_threads > 1) {
     emitter e[16];
     pthread_t th[16];
