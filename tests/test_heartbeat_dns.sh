@@ -43,3 +43,55 @@ echo "threads at most: $max; slow lookups started in 6 s: $lookups"
 step "the beats reach the queen"
 wait_status slowdns ready 30
 echo "ok: one lookup at a time, $max threads at most"
+
+# TLS through the looked-up address: curl still sends and checks the name.
+cert() { # name, subjectAltName
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj "/CN=rbee test queen" -addext "subjectAltName=$2" \
+    -keyout "$TMP/$1.key" -out "$TMP/$1.pem" 2>/dev/null
+}
+# tls_beat NAME CERT: a worker beating to https://slow.rbee.test at an
+# openssl s_server with CERT (also the CA file) that acks one beat; its
+# log is $TMP/NAME.log.
+tls_beat() {
+  local name=$1 c=$2 ack='{"status":"ok","message":"heartbeat received"}' port="" _
+  rm -f "$TMP/in.$name" && mkfifo "$TMP/in.$name"
+  openssl s_server -accept 127.0.0.1:0 -naccept 1 -cert "$TMP/$c.pem" -key "$TMP/$c.key" \
+    <"$TMP/in.$name" >"$TMP/srv.$name.txt" 2>&1 &
+  PIDS+=("$!")
+  exec 3>"$TMP/in.$name"
+  printf 'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s' \
+    "${#ack}" "$ack" >&3
+  for _ in $(seq 100); do
+    port=$(sed -n 's/^ACCEPT 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$TMP/srv.$name.txt")
+    [ -n "$port" ] && break
+    sleep 0.05
+  done
+  [ -n "$port" ] || fail "openssl s_server did not start"
+  : >"$TMP/$name.log"
+  LD_PRELOAD=$SHIM RBEE_SLOW_DNS_S=0.2 "$LLM_BIN" --worker-id "$name" --model tiny --port 0 \
+    --queen-url "https://slow.rbee.test:$port" --ca-file "$TMP/$c.pem" --heartbeat-interval 1 \
+    >"$TMP/$name.out" 2>"$TMP/$name.log" &
+  TLS_PID=$!
+  PIDS+=("$TLS_PID")
+  sleep 0.2
+  kill -0 "$TLS_PID" 2>/dev/null || fail "worker $name exited at start"
+  exec 3>&-
+}
+if command -v openssl >/dev/null; then
+  cert good DNS:slow.rbee.test
+  cert other DNS:queen.example
+  step "https://slow.rbee.test with a certificate for that name: acknowledged"
+  tls_beat tlsgood good
+  for _ in $(seq 100); do grep -q "first heartbeat acknowledged" "$TMP/tlsgood.log" && break; sleep 0.1; done
+  assert_contains "$TMP/tlsgood.log" "first heartbeat acknowledged by https://slow.rbee.test:" "the worker's log"
+  kill "$TLS_PID"
+  step "a trusted certificate for another name: refused"
+  tls_beat tlsother other
+  for _ in $(seq 100); do grep -q "heartbeat failed" "$TMP/tlsother.log" && break; sleep 0.1; done
+  assert_contains "$TMP/tlsother.log" "TLS with queen https://slow.rbee.test:" "the worker's log"
+  kill "$TLS_PID"
+else
+  echo "no openssl: the TLS steps are left out"
+fi
+echo "ok"
