@@ -94,4 +94,26 @@ if command -v openssl >/dev/null; then
 else
   echo "no openssl: the TLS steps are left out"
 fi
+
+step "a name whose only address is IPv6 ([::1])"
+if ! command -v python3 >/dev/null; then
+  echo "no python3 for the IPv6 stand-in queen: step left out"
+else
+  python3 "$RBEE_SOURCE_DIR/tests/shims/ack_server6.py" >"$TMP/v6port.txt" 2>"$TMP/v6srv.txt" &
+  PIDS+=("$!")
+  for _ in $(seq 50); do [ -s "$TMP/v6port.txt" ] && break; sleep 0.1; done
+  v6port=$(head -1 "$TMP/v6port.txt")
+  if [ -n "$v6port" ]; then
+    : >"$TMP/v6.log"
+    LD_PRELOAD=$SHIM RBEE_SLOW_DNS_S=0.1 RBEE_SLOW_DNS_ADDR=::1 "$LLM_BIN" --worker-id v6 \
+      --model tiny --port 0 --queen-url "http://slow.rbee.test:$v6port" --heartbeat-interval 1 \
+      >"$TMP/v6.out" 2>"$TMP/v6.log" &
+    PIDS+=("$!")
+    for _ in $(seq 100); do grep -q "first heartbeat acknowledged" "$TMP/v6.log" && break; sleep 0.1; done
+    assert_contains "$TMP/v6.log" "first heartbeat acknowledged by http://slow.rbee.test:$v6port" \
+      "the worker's log"
+  else
+    echo "no IPv6 loopback here (or no python3 http.server): step left out"
+  fi
+fi
 echo "ok"

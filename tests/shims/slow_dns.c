@@ -1,6 +1,6 @@
 /* LD_PRELOAD shim for tests/test_heartbeat_dns.sh: getaddrinfo() of the
  * name slow.rbee.test sleeps RBEE_SLOW_DNS_S seconds (default 2), then
- * answers 127.0.0.1; every other name goes to libc. Each slow lookup is
+ * answers 127.0.0.1 (or RBEE_SLOW_DNS_ADDR); every other name goes to libc. Each slow lookup is
  * counted into the file RBEE_SLOW_DNS_LOG (one line per lookup started). */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -29,7 +29,8 @@ int getaddrinfo(const char *node, const char *service, const struct addrinfo *hi
     double secs = s ? atof(s) : 2.0;
     struct timespec ts = {(time_t)secs, (long)((secs - (double)(time_t)secs) * 1e9)};
     nanosleep(&ts, NULL);
-    node = "127.0.0.1";
+    const char *to = getenv("RBEE_SLOW_DNS_ADDR");
+    node = to && *to ? to : "127.0.0.1";
   }
   return real(node, service, hints, res);
 }
