@@ -224,19 +224,15 @@ int rbee__hbres_get(rbee__hbres *r, struct curl_slist **list) {
   /* Replace what an earlier beat left in curl's DNS cache. */
   char *del = rbee__asprintf("-%s:%s", r->host, r->port);
   char *add = rbee__asprintf("%s:%s:%s", r->host, r->port, r->addrs);
-  struct curl_slist *l = NULL, *n;
-  if (del && add && (n = rbee__curl.slist_append(l, del)) != NULL && (l = n) &&
-      (n = rbee__curl.slist_append(l, add)) != NULL)
-    l = n;
-  else {
-    rbee__curl.slist_free_all(l);
-    l = NULL;
-  }
+  struct curl_slist *l = del ? rbee__curl.slist_append(NULL, del) : NULL;
+  struct curl_slist *both = l && add ? rbee__curl.slist_append(l, add) : NULL;
   free(del);
   free(add);
-  if (l == NULL)
+  if (both == NULL) {
+    rbee__curl.slist_free_all(l);
     return rbee__error_set(RBEE_ENOMEM, NULL);
-  *list = l;
+  }
+  *list = both;
   return 0;
 }
 
