@@ -69,14 +69,9 @@ static void load(void) {
     load_rc = RBEE_EINTERNAL;
     return;
   }
-  /* Debian's libcurl resolves names on a helper thread; one without
-   * asynchronous DNS would block the loop on every lookup. */
+  /* Names are looked up by resolve.c, not by curl: its resolver (threaded
+   * or not) never runs, so its flavour does not matter here. */
   const curl_version_info_data *v = rbee__curl.version_info(CURLVERSION_NOW);
-  if (!(v->features & CURL_VERSION_ASYNCHDNS))
-    RBEE_WARN("heartbeat", "init",
-              "libcurl %s resolves host names synchronously, which blocks the event loop; "
-              "give the queen URL as a numeric address",
-              v->version);
   RBEE_DEBUG("heartbeat", "init", "loaded libcurl %s from %s", v->version, soname);
   load_rc = 0;
 }

@@ -15,6 +15,7 @@
 
 #include "curl_event.h"
 #include "request.h"
+#include "resolve.h"
 
 enum hb_state { HB_NEW, HB_RUNNING, HB_FINISHING, HB_DONE };
 
@@ -24,6 +25,10 @@ struct rbee_heartbeat {
   rbee_heartbeat_payload_cb payload;
   void *userdata;
   rbee__curlev *ce;
+  rbee__hbres *res;                 /* NULL: the queen is a numeric address */
+  struct curl_slist *resolve_list;  /* the address handed to curl */
+  struct event *dns_ev;             /* a beat waiting for the lookup times out */
+  int dns_wait;                     /* the beat in flight waits for the lookup */
   CURL *easy; /* reused for every beat */
   struct curl_slist *headers;
   rbee__hb_response resp;
@@ -227,6 +232,100 @@ static void schedule_after_beat(rbee_heartbeat *hb, int rc) {
   hb->poke_pending = 0;
 }
 
+/* Stop the beat in flight, be it waiting for the name or in curl. */
+static void abandon_beat(rbee_heartbeat *hb) {
+  if (!hb->in_flight)
+    return;
+  if (hb->dns_wait)
+    evtimer_del(hb->dns_ev); /* the lookup goes on, for the next beat */
+  else
+    rbee__curlev_remove(hb->ce, hb->easy);
+  hb->dns_wait = 0;
+  hb->in_flight = 0;
+  free(hb->body);
+  hb->body = NULL;
+}
+
+/* A beat that ends without an answer (no request, no address). */
+static void fail_beat(rbee_heartbeat *hb, int rc, const char *err) {
+  int final = hb->state == HB_FINISHING;
+  hb->in_flight = 0;
+  hb->dns_wait = 0;
+  free(hb->body);
+  hb->body = NULL;
+  account(hb, rc, err);
+  if (final)
+    finish_done(hb, rc);
+  else
+    schedule_after_beat(hb, rc);
+}
+
+/* Hand the set-up beat to curl, with the queen's address when it has a
+ * name: from the last lookup, or after the one running (never two). */
+static int start_transfer(rbee_heartbeat *hb) {
+  int rc;
+  unsigned left = hb->body_timeout_ms;
+  if (hb->res) {
+    struct curl_slist *list;
+    int64_t waited_ms = (rbee__mono_us() - hb->beat_start_us) / 1000;
+    left = waited_ms >= (int64_t)left ? 1 : left - (unsigned)waited_ms;
+    rc = rbee__hbres_get(hb->res, &list);
+    if (rc == RBEE__HBRES_PENDING) {
+      struct timeval tv = {left / 1000, (left % 1000) * 1000};
+      hb->dns_wait = 1;
+      hb->in_flight = 1;
+      evtimer_add(hb->dns_ev, &tv);
+      return 0;
+    }
+    if (rc)
+      return rc;
+    rbee__curl.slist_free_all(hb->resolve_list); /* no transfer uses it now */
+    hb->resolve_list = list;
+    CURLcode cc = rbee__curl.easy_setopt(hb->easy, CURLOPT_RESOLVE, list);
+    if (cc == CURLE_OK)
+      cc = rbee__curl.easy_setopt(hb->easy, CURLOPT_TIMEOUT_MS, (long)left);
+    if (cc != CURLE_OK)
+      return rbee__error_set(RBEE_EINTERNAL, "heartbeat: cannot set the queen's address: %s",
+                             rbee__curl.easy_strerror(cc));
+  }
+  if ((rc = rbee__curlev_add(hb->ce, hb->easy)) == 0)
+    hb->in_flight = 1;
+  return rc;
+}
+
+/* The beat waited its whole timeout for the lookup (which goes on). */
+static void on_dns_timeout(evutil_socket_t fd, short what, void *arg) {
+  rbee_heartbeat *hb = arg;
+  char err[512];
+  if (!hb->dns_wait)
+    return;
+  snprintf(err, sizeof err,
+           "queen %.400s did not answer within %u ms (the lookup of its host name is still "
+           "running)",
+           hb->cfg.shown, hb->body_timeout_ms);
+  rbee__error_set(RBEE_ETIMEDOUT, "heartbeat: %s", err);
+  fail_beat(hb, RBEE_ETIMEDOUT, err);
+}
+
+/* A lookup ended: the beat that waits for it goes on or fails. */
+static void on_resolved(int rc, const char *lookup_err, void *arg) {
+  rbee_heartbeat *hb = arg;
+  char err[768];
+  if (!hb->dns_wait)
+    return; /* nobody waits: the address is kept for the next beat */
+  evtimer_del(hb->dns_ev);
+  hb->dns_wait = 0;
+  hb->in_flight = 0;
+  if (rc == 0 && (rc = start_transfer(hb)) == 0)
+    return;
+  if (lookup_err[0] && rc == RBEE_EHTTP)
+    snprintf(err, sizeof err, "queen %.300s unreachable: %.200s", hb->cfg.shown, lookup_err);
+  else
+    snprintf(err, sizeof err, "cannot send a heartbeat: %s", rbee_error_message());
+  rbee__error_set(rc, "heartbeat: %s", err);
+  fail_beat(hb, rc, err);
+}
+
 static void begin_beat(rbee_heartbeat *hb) {
   int final = hb->state == HB_FINISHING;
   int rc, skipped;
@@ -253,21 +352,11 @@ static void begin_beat(rbee_heartbeat *hb) {
   if (rc == 0)
     rc = rbee__hb_easy_setup(hb->easy, &hb->cfg, hb->headers, hb->body, strlen(hb->body),
                              hb->body_timeout_ms, &hb->resp);
-  if (rc == 0)
-    rc = rbee__curlev_add(hb->ce, hb->easy);
-  if (rc == 0) {
-    hb->in_flight = 1;
+  if (rc == 0 && (rc = start_transfer(hb)) == 0)
     return;
-  }
   /* Could not build or start the request: a failed beat like any other. */
   snprintf(err, sizeof err, "cannot send a heartbeat: %s", rbee_error_message());
-  free(hb->body);
-  hb->body = NULL;
-  account(hb, rc, err);
-  if (final)
-    finish_done(hb, rc);
-  else
-    schedule_after_beat(hb, rc);
+  fail_beat(hb, rc, err);
 }
 
 static void on_beat_due(evutil_socket_t fd, short what, void *arg) {
@@ -290,6 +379,9 @@ static void on_transfer_done(CURL *easy, CURLcode cc, void *arg) {
   hb->in_flight = 0;
   free(hb->body);
   hb->body = NULL;
+  /* No connection at the kept address: look the name up again. */
+  if (cc == CURLE_COULDNT_CONNECT)
+    rbee__hbres_forget(hb->res);
   if (status == 404 || status == 405) {
     account_declined(hb, status);
     rc = hb->state == HB_FINISHING ? 0 : rc;
@@ -307,12 +399,7 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg) {
   char err[512];
   if (hb->state != HB_FINISHING)
     return;
-  if (hb->in_flight) {
-    rbee__curlev_remove(hb->ce, hb->easy);
-    hb->in_flight = 0;
-    free(hb->body);
-    hb->body = NULL;
-  }
+  abandon_beat(hb);
   snprintf(err, sizeof err, "final heartbeat to %.400s not acknowledged within %u ms",
            hb->cfg.shown, hb->cfg.final_timeout_ms);
   account(hb, RBEE_ETIMEDOUT, err);
@@ -339,11 +426,13 @@ int rbee_heartbeat_new(rbee_heartbeat **out, struct event_base *base,
   hb->userdata = userdata;
   if ((rc = rbee__hb_config_init(&hb->cfg, opts)) ||
       (rc = rbee__hb_headers(&hb->headers, &hb->cfg)) ||
-      (rc = rbee__curlev_new(&hb->ce, base, on_transfer_done, hb)))
+      (rc = rbee__curlev_new(&hb->ce, base, on_transfer_done, hb)) ||
+      (rc = rbee__hbres_new(&hb->res, base, hb->cfg.endpoint, on_resolved, hb)))
     goto fail;
   if ((hb->easy = rbee__curl.easy_init()) == NULL ||
       (hb->beat_ev = evtimer_new(base, on_beat_due, hb)) == NULL ||
-      (hb->deadline_ev = evtimer_new(base, on_deadline, hb)) == NULL) {
+      (hb->deadline_ev = evtimer_new(base, on_deadline, hb)) == NULL ||
+      (hb->dns_ev = evtimer_new(base, on_dns_timeout, hb)) == NULL) {
     rc = rbee__error_set(RBEE_ENOMEM, "heartbeat: out of memory");
     goto fail;
   }
@@ -386,12 +475,7 @@ int rbee_heartbeat_finish(rbee_heartbeat *hb, rbee_heartbeat_done_cb done, void 
     return rbee__error_set(RBEE_EINVAL, "heartbeat: NULL handle");
   if (hb->state == HB_FINISHING || hb->state == HB_DONE)
     return rbee__error_set(RBEE_ESTATE, "heartbeat: already finishing");
-  if (hb->in_flight) {
-    rbee__curlev_remove(hb->ce, hb->easy);
-    hb->in_flight = 0;
-    free(hb->body);
-    hb->body = NULL;
-  }
+  abandon_beat(hb);
   hb->state = HB_FINISHING;
   hb->done = done;
   hb->done_userdata = userdata;
@@ -416,8 +500,8 @@ void rbee_heartbeat_free(rbee_heartbeat *hb) {
     return;
   if (hb->freed)
     *hb->freed = 1;
-  if (hb->in_flight)
-    rbee__curlev_remove(hb->ce, hb->easy);
+  abandon_beat(hb);
+  rbee__hbres_free(hb->res);
   rbee__curlev_free(hb->ce);
   if (hb->easy)
     rbee__curl.easy_cleanup(hb->easy);
@@ -425,6 +509,9 @@ void rbee_heartbeat_free(rbee_heartbeat *hb) {
     event_free(hb->beat_ev);
   if (hb->deadline_ev)
     event_free(hb->deadline_ev);
+  if (hb->dns_ev)
+    event_free(hb->dns_ev);
+  rbee__curl.slist_free_all(hb->resolve_list);
   rbee__curl.slist_free_all(hb->headers);
   rbee__hb_response_clear(&hb->resp);
   rbee__hb_config_clear(&hb->cfg);

@@ -364,7 +364,7 @@ int rbee__worker_parse(rbee__worker_args *out, int argc, char **argv,
   size_t nextra = 0;
   rbee_worker_flag *extra = rbee__worker_flags(cb); /* callbacks v1 or v2 */
   if (cb && cb->flags && extra == NULL)
-    return rbee__error_set(RBEE_ENOMEM, NULL);
+    return rbee__error_set(RBEE_ENOMEM, "out of memory while parsing the command line");
   while (extra && extra[nextra].name)
     nextra++;
   struct option *longs = calloc(NDEFS + nextra + 3, sizeof *longs);
@@ -372,7 +372,7 @@ int rbee__worker_parse(rbee__worker_args *out, int argc, char **argv,
   int rc = 0;
   if (longs == NULL) {
     free(extra);
-    return rbee__error_set(RBEE_ENOMEM, NULL);
+    return rbee__error_set(RBEE_ENOMEM, "out of memory while parsing the command line");
   }
   size_t k = 0;
   for (size_t i = 0; i < NDEFS; i++)
@@ -454,6 +454,9 @@ int rbee__worker_parse(rbee__worker_args *out, int argc, char **argv,
   }
   rc = rbee__worker_options_check(&out->opts);
 out:
+  /* apply() and own() return a bare RBEE_ENOMEM: name what happened. */
+  if (rc == RBEE_ENOMEM)
+    rbee__error_set(RBEE_ENOMEM, "out of memory while parsing the command line");
   free(longs);
   free(extra);
   if (rc)

@@ -495,6 +495,10 @@ int rbee_worker_main(int argc, char **argv, const rbee_worker_callbacks *cb, voi
   const char *prog = basename(progbuf);
   rbee__worker_args args;
   int prc = rbee__worker_parse(&args, argc, argv, cb, userdata);
+  if (prc == RBEE_ENOMEM) { /* not the user's fault: no --help hint, 70 */
+    fprintf(stderr, "%s: %s\n", prog, rbee_error_message());
+    return RBEE_EXIT_SOFTWARE;
+  }
   if (prc != 0) {
     /* The command line's own channel: one line on stderr. */
     const char *m = rbee_error_message();

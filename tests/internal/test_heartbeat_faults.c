@@ -272,14 +272,18 @@ END_TEST
  * (visible, so that the linker exports it to libcurl). Every other name
  * goes to the real one. */
 #define SLOW_HOST "slow-dns.test"
-static atomic_int slow_started, slow_finished;
+static atomic_int slow_started, slow_finished, slow_running, slow_most;
 
 __attribute__((visibility("default"))) int getaddrinfo(const char *node, const char *service,
                                                       const struct addrinfo *hints,
                                                       struct addrinfo **res) {
   if (node != NULL && strcmp(node, SLOW_HOST) == 0) {
     atomic_fetch_add(&slow_started, 1);
+    int now = atomic_fetch_add(&slow_running, 1) + 1;
+    for (int m = atomic_load(&slow_most); now > m && !atomic_compare_exchange_weak(&slow_most, &m, now);)
+      ;
     nanosleep(&(struct timespec){2, 0}, NULL);
+    atomic_fetch_sub(&slow_running, 1);
     atomic_fetch_add(&slow_finished, 1);
     return EAI_AGAIN;
   }
@@ -330,6 +334,8 @@ START_TEST(test_heartbeat_faults_slow_dns_never_blocks) {
   ck_assert_msg(wt.worst_us < 1000000, "the loop stood still for %lld us",
                 (long long)wt.worst_us);
   ck_assert_msg(free_us < 1000000, "free waited %lld us for the resolver", (long long)free_us);
+  /* Retries wait for the lookup in progress instead of starting more. */
+  ck_assert_msg(atomic_load(&slow_most) == 1, "%d lookups ran at once", atomic_load(&slow_most));
   event_free(wt.ev);
   event_base_free(base);
   /* Let the abandoned lookups end before the process does. */
