@@ -76,6 +76,8 @@ elif [ "$(id -u)" -ne 0 ]; then
   say "part 2 skipped: not root"
 elif [ -n "${RBEE_SANITIZE:-}" ]; then
   say "part 2 skipped: a sanitizer build (the plain build runs it)"
+elif [[ "${RBEE_WITH_CUDA:-}" =~ ^(ON|On|on|1|TRUE|true|YES|yes)$ ]]; then
+  say "part 2 skipped: the CUDA build's worker needs the CUDA runtime, which the image has not (the plain build runs it)"
 elif ! podman image exists "$base" 2>/dev/null; then
   say "part 2 skipped: no base image $base; make it with deploy/container/make-base.sh (debootstrap, a minute)"
 elif [ ! -x "$build/samples/llm-worker/llm-worker" ]; then

@@ -17,4 +17,8 @@ if [ -n "${RBEE_SANITIZE:-}" ]; then
   echo "test_systemd: SKIP: a sanitizer build's worker needs its runtime in the root; the plain build runs this test"
   exit 77
 fi
+if [[ "${RBEE_WITH_CUDA:-}" =~ ^(ON|On|on|1|TRUE|true|YES|yes)$ ]]; then
+  echo "test_systemd: SKIP: the CUDA build's worker needs the CUDA runtime (libcudart), which the root has not; the plain build runs this test"
+  exit 77
+fi
 exec "$here/scripts/test-systemd.sh" --no-prepare
