@@ -85,6 +85,12 @@ static void set_state(rbee__conns *c, conn_slot *s, enum conn_state to) {
     s->since_us = mono_us();
   if (to == C_FREE)
     s->ino = 0;
+  /* The sweep runs only while there is something to sweep: an idle worker
+   * does not wake twice a second. */
+  if (is_open && c->sweep_ev && !event_pending(c->sweep_ev, EV_TIMEOUT, NULL)) {
+    struct timeval half = {0, 500000};
+    event_add(c->sweep_ev, &half);
+  }
 }
 
 /* The slot of open connection @p fd, or NULL when @p fd is not ours. */
@@ -281,6 +287,9 @@ static void on_sweep(evutil_socket_t fd0, short what, void *arg) {
     }
   }
   report(c, now);
+  if (c->st.open == 0 && c->st.evicted == c->reported[0] && c->st.refused == c->reported[1] &&
+      c->st.timed_out == c->reported[2])
+    event_del(c->sweep_ev); /* set_state adds it again with the next connection */
 }
 
 void rbee__conns_reply_done(rbee__conns *c, struct evhttp_request *req) {
@@ -412,8 +421,7 @@ int rbee__conns_new(rbee__conns **out, struct event_base *base, struct evhttp *h
   }
   c->resolve_ev = event_new(base, -1, 0, on_resolve, c);
   c->sweep_ev = event_new(base, -1, EV_PERSIST, on_sweep, c);
-  struct timeval half = {0, 500000};
-  if (c->resolve_ev == NULL || c->sweep_ev == NULL || event_add(c->sweep_ev, &half) != 0) {
+  if (c->resolve_ev == NULL || c->sweep_ev == NULL) {
     rbee__conns_free(c);
     return -1;
   }
