@@ -105,6 +105,15 @@ static conn_slot *find(rbee__conns *c, int fd) {
   return s;
 }
 
+/* The slot of @p fd for a connection evhttp holds now (a request's): its
+ * fd is open and admit() has tracked it (it runs in the loop turn of the
+ * accept, before anything is read), so no fstat to tell a reused fd. */
+static conn_slot *find_live(rbee__conns *c, int fd) {
+  if (fd < 0 || fd >= c->nslots || c->slots[fd].state == C_FREE)
+    return NULL;
+  return &c->slots[fd];
+}
+
 /* End connection @p fd: an optional last answer (nothing of evhttp's has
  * been written on a waiting connection), then shutdown; evhttp reads the
  * EOF and frees it. */
@@ -160,8 +169,13 @@ static int grow(rbee__conns *c, int fd) {
 /* A connection evhttp has just set up on fd: track it. */
 static void admit(rbee__conns *c, int fd) {
   ino_t ino = sock_ino(fd);
-  if (ino == 0 || grow(c, fd) != 0)
-    return; /* untracked: it still works, without a deadline */
+  if (ino == 0 || grow(c, fd) != 0) {
+    /* Untracked: it still works, without a deadline; no stale slot of an
+     * earlier connection on this fd may stand for it (find_live). */
+    if (fd >= 0 && fd < c->nslots && c->slots[fd].state != C_FREE)
+      set_state(c, &c->slots[fd], C_FREE);
+    return;
+  }
   conn_slot *s = &c->slots[fd];
   if (s->state != C_FREE)
     set_state(c, s, C_FREE); /* an fd closed and reused before a sweep */
@@ -295,7 +309,7 @@ static void on_sweep(evutil_socket_t fd0, short what, void *arg) {
 void rbee__conns_reply_done(rbee__conns *c, struct evhttp_request *req) {
   struct evhttp_connection *evcon = c ? evhttp_request_get_connection(req) : NULL;
   struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
-  conn_slot *s = bev ? find(c, (int)bufferevent_getfd(bev)) : NULL;
+  conn_slot *s = bev ? find_live(c, (int)bufferevent_getfd(bev)) : NULL;
   if (s && s->state == C_BUSY)
     set_state(c, s, C_KEEPALIVE);
 }
@@ -305,7 +319,7 @@ static void on_complete(struct evhttp_request *req, void *arg) { rbee__conns_rep
 void rbee__conns_request(rbee__conns *c, struct evhttp_request *req) {
   struct evhttp_connection *evcon = c ? evhttp_request_get_connection(req) : NULL;
   struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
-  conn_slot *s = bev ? find(c, (int)bufferevent_getfd(bev)) : NULL;
+  conn_slot *s = bev ? find_live(c, (int)bufferevent_getfd(bev)) : NULL;
   if (s == NULL || s->state == C_CLOSING)
     return;
   set_state(c, s, C_BUSY);
