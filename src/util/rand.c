@@ -1,6 +1,8 @@
 /* Random numbers: xoshiro256** per thread, seeded from getrandom(2), for
- * jitter and job ids (ids need unpredictability only against guessing,
- * which a 256-bit kernel seed per thread gives). */
+ * jitter; job ids straight from the kernel's generator, fetched for many
+ * ids at once (one getrandom per job was a syscall on the loop per job). A
+ * forked child starts afresh: it must not repeat its parent's ids. */
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
@@ -11,10 +13,21 @@
 
 static _Thread_local uint64_t st[4];
 static _Thread_local int seeded;
+static _Thread_local unsigned char idbuf[512]; /* kernel bytes for ids */
+static _Thread_local size_t idleft;            /* unused at its end */
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void forget_in_child(void) {
+  seeded = 0;
+  idleft = 0;
+}
+
+static void add_atfork(void) { pthread_atfork(NULL, NULL, forget_in_child); }
 
 static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
 static void seed(void) {
+  pthread_once(&atfork_once, add_atfork);
   if (getrandom(st, sizeof st, 0) != (ssize_t)sizeof st) {
     /* No entropy source (very old kernel): mix what differs per thread. */
     st[0] = (uint64_t)rbee__mono_us();
@@ -45,15 +58,27 @@ double rbee__rand_unit(void) { return (double)(rbee__rand64() >> 11) * 0x1.0p-53
 
 void rbee__uuid4(char out[37]) {
   unsigned char b[16];
-  if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b) {
+  pthread_once(&atfork_once, add_atfork);
+  if (idleft < sizeof b && getrandom(idbuf, sizeof idbuf, 0) == (ssize_t)sizeof idbuf)
+    idleft = sizeof idbuf;
+  if (idleft >= sizeof b) {
+    memcpy(b, idbuf + sizeof idbuf - idleft, sizeof b);
+    memset(idbuf + sizeof idbuf - idleft, 0, sizeof b); /* handed out once */
+    idleft -= sizeof b;
+  } else {
     uint64_t a = rbee__rand64(), c = rbee__rand64();
     memcpy(b, &a, 8);
     memcpy(b + 8, &c, 8);
   }
   b[6] = (unsigned char)((b[6] & 0x0F) | 0x40); /* version 4 */
   b[8] = (unsigned char)((b[8] & 0x3F) | 0x80); /* RFC 4122 variant */
-  snprintf(out, 37,
-           "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-           b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10],
-           b[11], b[12], b[13], b[14], b[15]);
+  static const char hex[] = "0123456789abcdef";
+  char *p = out;
+  for (int i = 0; i < 16; i++) { /* 8-4-4-4-12 */
+    if (i == 4 || i == 6 || i == 8 || i == 10)
+      *p++ = '-';
+    *p++ = hex[b[i] >> 4];
+    *p++ = hex[b[i] & 15];
+  }
+  *p = '\0';
 }

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "rbee/rbee.h"
@@ -172,6 +173,35 @@ START_TEST(test_util_uuid_and_random) {
   ck_assert_str_ne(a, b);
   ck_assert_int_eq(a[14], '4');
   ck_assert(strchr("89ab", a[19]) != NULL);
+  /* 8-4-4-4-12 lowercase hex, and no repeats across the refills of the
+   * buffered kernel bytes (32 ids a refill). */
+  static char many[100][37];
+  for (int i = 0; i < 100; i++) {
+    rbee__uuid4(many[i]);
+    for (int k = 0; k < 36; k++)
+      ck_assert(k == 8 || k == 13 || k == 18 || k == 23 ? many[i][k] == '-'
+                                                         : strchr("0123456789abcdef", many[i][k]) != NULL);
+    for (int j = 0; j < i; j++)
+      ck_assert_str_ne(many[i], many[j]);
+  }
+  /* A forked child does not hand out its parent's next id. */
+  int fds[2];
+  ck_assert_int_eq(pipe(fds), 0);
+  pid_t pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    char c[37];
+    rbee__uuid4(c);
+    _exit(write(fds[1], c, 37) == 37 ? 0 : 1);
+  }
+  char mine[37], child[37];
+  rbee__uuid4(mine);
+  ck_assert_int_eq((int)read(fds[0], child, 37), 37);
+  int st = 0;
+  waitpid(pid, &st, 0);
+  close(fds[0]);
+  close(fds[1]);
+  ck_assert_str_ne(mine, child);
   for (int i = 0; i < 1000; i++) {
     double u = rbee__rand_unit();
     ck_assert(u >= 0.0 && u < 1.0);
