@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "rbee/info.h"
@@ -37,6 +38,7 @@ static size_t npending;
 static unsigned long long dropped;
 static int drop_errno; /* why the last line was dropped: 0 (sink full) or errno */
 static int atexit_done;
+static int regular_fd = -1, regular_is; /* is_regular()'s last answer */
 
 int rbee__hold_stdio(void) {
   for (int fd = 0; fd < 3; fd++) {
@@ -47,6 +49,7 @@ int rbee__hold_stdio(void) {
       return -1;
     if (n != fd) { /* a lower one was open after all */
       dup2(n, fd);
+      regular_fd = -1;
       close(n);
     }
   }
@@ -129,6 +132,7 @@ static int open_file_locked(void) {
   if (file != NULL)
     fclose(file);
   file = f;
+  regular_fd = -1; /* the sink's fd may be another file now */
   return 0;
 }
 
@@ -288,15 +292,27 @@ static void format_json(rbee__buf *b, const rbee_log_event *ev, const char *ts) 
   cJSON_Delete(o);
 }
 
+/* 1 when @p fd is a regular file, which always takes a write (no pipe or
+ * socket to fill): no poll before each line. Asked once per fd (lock). */
+static int is_regular(int fd) {
+  if (fd != regular_fd) {
+    struct stat sb;
+    regular_is = fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode);
+    regular_fd = fd;
+  }
+  return regular_is;
+}
+
 /* Write what the fd takes now, waiting at most @p wait_ms for it. Returns
  * bytes written; 0 with errno set on an error other than "full". */
 static size_t write_some(int fd, const char *p, size_t n, int wait_ms) {
   size_t done = 0;
   int64_t end = rbee__mono_us() + (int64_t)wait_ms * 1000; /* a total, not a poll's */
+  int regular = is_regular(fd);
   while (done < n) {
     struct pollfd pfd = {fd, POLLOUT, 0};
     int64_t left = wait_ms ? (end - rbee__mono_us()) / 1000 : 0;
-    if (left < 0 || poll(&pfd, 1, (int)left) <= 0 || !(pfd.revents & POLLOUT)) {
+    if (!regular && (left < 0 || poll(&pfd, 1, (int)left) <= 0 || !(pfd.revents & POLLOUT))) {
       errno = 0;
       break;
     }
