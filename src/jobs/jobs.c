@@ -1,5 +1,6 @@
-/* The job table: accepting jobs, the FIFO queue, the pool of job threads
- * (one per slot), and the loop side of a job's end. */
+/* The job table: accepting jobs, the id index, the loop side of a job's
+ * end and the finished jobs it keeps. The queue, slots and job threads
+ * are in pool.c. */
 #include <cjson/cJSON.h>
 #include <event2/event.h>
 #include <stdio.h>
@@ -21,9 +22,6 @@ static rbee__jobs *parked[16];
 static void wake_cb(evutil_socket_t fd, short what, void *arg);
 static void sweep_cb(evutil_socket_t fd, short what, void *arg);
 static void grace_cb(evutil_socket_t fd, short what, void *arg);
-static void *pool_main(void *arg);
-static void start_locked(rbee__jobs *jobs, rbee_job *job);
-static rbee_job *take_queued_locked(rbee__jobs *jobs);
 
 void rbee__job_ref(rbee_job *job) { atomic_fetch_add(&job->refs, 1); }
 
@@ -58,7 +56,14 @@ int rbee__jobs_new(rbee__jobs **out, struct event_base *base, const rbee__jobs_c
   jobs->cfg = *cfg;
   jobs->base = base;
   jobs->accepting = 1;
-  pthread_mutex_init(&jobs->mu, NULL);
+  /* Adaptive: held for a few hundred instructions at a time, so a thread
+   * that finds it taken spins briefly instead of sleeping in the kernel
+   * (and the holder's unlock then wakes nobody). */
+  pthread_mutexattr_t ma;
+  pthread_mutexattr_init(&ma);
+  pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
+  pthread_mutex_init(&jobs->mu, &ma);
+  pthread_mutexattr_destroy(&ma);
   pthread_cond_init(&jobs->work, NULL);
   jobs->wake = event_new(base, -1, 0, wake_cb, jobs);
   jobs->sweep = event_new(base, -1, EV_PERSIST, sweep_cb, jobs);
@@ -74,74 +79,12 @@ int rbee__jobs_new(rbee__jobs **out, struct event_base *base, const rbee__jobs_c
   ms = ms < 50 ? 50 : ms > 10000 ? 10000 : ms;
   struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
   event_add(jobs->sweep, &tv);
-  for (unsigned i = 0; i < (cfg->engine ? 0u : cfg->max_jobs); i++) {
-    if (pthread_create(&jobs->threads[i], NULL, pool_main, jobs) != 0) {
-      rbee__jobs_free(jobs);
-      return rbee__error_set(RBEE_EINTERNAL, "job table: cannot start job thread %u of %u", i + 1,
-                             cfg->max_jobs);
-    }
-    jobs->nthreads++;
+  if (rbee__jobs_pool_start(jobs) != 0) {
+    rbee__jobs_free(jobs);
+    return RBEE_EINTERNAL;
   }
   *out = jobs;
   return 0;
-}
-
-/* Pool thread: take the next handed-off job, run it, record its end, and
- * pass the slot straight to the next queued job if there is one. */
-static void *pool_main(void *arg) {
-  rbee__jobs *jobs = arg;
-  rbee_job *job = NULL;
-  pthread_mutex_lock(&jobs->mu);
-  for (;;) {
-    if (job == NULL) {
-      while (jobs->run_head == NULL && !jobs->shutdown)
-        pthread_cond_wait(&jobs->work, &jobs->mu);
-      if (jobs->run_head == NULL)
-        break;
-      job = jobs->run_head;
-      jobs->run_head = job->run_next;
-      if (jobs->run_head == NULL)
-        jobs->run_tail = NULL;
-    }
-    job->in_pool = 1;
-    int skip = job->cancelled; /* cancelled between hand-off and here */
-    pthread_mutex_unlock(&jobs->mu);
-
-    rbee_error_clear(); /* so a message after on_job is on_job's own */
-    int rc = skip ? 0 : jobs->cfg.run(job, jobs->cfg.userdata);
-    const char *why = rc != 0 ? rbee_error_message() : "";
-
-    pthread_mutex_lock(&jobs->mu);
-    rbee__job_after_run_locked(job);
-    job->in_pool = 0;
-    if (!rbee__job_ended(job)) {
-      rbee_job_state st = RBEE_JOB_DONE;
-      if (job->cancelled) {
-        st = RBEE_JOB_CANCELLED;
-      } else if (job->failed || rc != 0) {
-        st = RBEE_JOB_FAILED;
-        if (!job->failed) {
-          /* on_job failed without rbee_job_fail: still one error event,
-           * with the sentence it gave rbee_error_set() when it gave one. */
-          job->failed = 1;
-          job->error_code = rbee__strdup("JOB_FAILED");
-          job->error_message = why[0] ? rbee__strdup(why)
-                                      : rbee__asprintf("the job failed (on_job returned %d)", rc);
-          rbee__job_error_event_locked(job, "JOB_FAILED",
-                                       job->error_message ? job->error_message : "the job failed", 0);
-        }
-      }
-      rbee__job_end_locked(job, st);
-    }
-    rbee__job_notify_locked(job);
-    jobs->counts.running--;
-    if ((job = take_queued_locked(jobs)) != NULL) {
-      job->pool_started = 1; /* the loop arms its grace timer */
-      rbee__job_notify_locked(job);
-    }
-  }
-  pthread_mutex_unlock(&jobs->mu);
-  return NULL;
 }
 
 /* FNV-1a: ids are random UUIDs, any plain hash spreads them. */
@@ -227,67 +170,12 @@ void rbee__jobs_forget_old(rbee__jobs *jobs) {
 
 static void sweep_cb(evutil_socket_t fd, short what, void *arg) { rbee__jobs_forget_old(arg); }
 
-/* Give a job a slot (mu held): it is running from now on. The caller
- * hands it to a pool thread (or runs it on its own). */
-static void start_locked(rbee__jobs *jobs, rbee_job *job) {
-  rbee__job_phase_set_locked(job, RBEE__JP_RUNNING);
-  job->state = RBEE_JOB_RUNNING;
-  job->started_us = rbee__now_us();
-  job->started_mono = job->activity_mono = rbee__mono_us();
-  char ts[40];
-  rbee_time_format(ts, sizeof ts, job->started_us);
-  char *started =
-      rbee__asprintf("{\"type\":\"started\",\"job_id\":\"%s\",\"started_at\":\"%s\"}", job->id, ts);
-  if (started == NULL || rbee__job_append_locked(job, NULL, started, 1) != 0)
-    RBEE_LOG(RBEE_LOG_WARN, "jobs", "start", job->id, "could not write the started event");
-  free(started);
-  jobs->counts.running++;
-}
-
-/* Hand a started job to an idle pool thread (mu held). */
-static void hand_off_locked(rbee__jobs *jobs, rbee_job *job) {
-  job->run_next = NULL;
-  if (jobs->run_tail)
-    jobs->run_tail->run_next = job;
-  else
-    jobs->run_head = job;
-  jobs->run_tail = job;
-  pthread_cond_signal(&jobs->work);
-}
-
-/* The next queued job if a slot is free (mu held): dequeued and started. */
-static rbee_job *take_queued_locked(rbee__jobs *jobs) {
-  rbee_job *job = jobs->q_head;
-  if (job == NULL || jobs->counts.running >= jobs->cfg.max_jobs || jobs->shutdown || jobs->held)
-    return NULL;
-  jobs->q_head = job->q_next;
-  if (jobs->q_head == NULL)
-    jobs->q_tail = NULL;
-  job->q_next = NULL;
-  jobs->counts.queued--;
-  start_locked(jobs, job);
-  return job;
-}
-
-/* The engine's refill (any thread, mu held): queued jobs into free slots,
- * handed to the engine; the loop arms their grace timers as for the pool. */
-void rbee__jobs_refill_locked(rbee__jobs *jobs) {
-  rbee_job *job;
-  while ((job = take_queued_locked(jobs)) != NULL) {
-    job->pool_started = 1;
-    rbee__job_notify_locked(job);
-    hand_off_locked(jobs, job);
-  }
-}
-
 /* Fill free slots from the queue (loop thread): a pool thread passes its
  * slot on by itself, this is for slots that were idle. */
 static void fill_slots(rbee__jobs *jobs) {
   for (;;) {
     pthread_mutex_lock(&jobs->mu);
-    rbee_job *job = take_queued_locked(jobs);
-    if (job)
-      hand_off_locked(jobs, job);
+    rbee_job *job = rbee__jobs_start_next_locked(jobs);
     pthread_mutex_unlock(&jobs->mu);
     if (job == NULL)
       return;
@@ -322,16 +210,18 @@ void rbee__jobs_finalize(rbee__jobs *jobs, rbee_job *job) {
     c->cancelled++;
     break;
   }
-  RBEE_LOG(RBEE_LOG_INFO, "jobs", "end", job->id, "job %s %s", job->operation,
-           rbee_job_state_str(job->state));
-  rbee__job_span_log(job);
   /* on_job has returned: the request body (borrowed for the job's life)
-   * is not kept with the finished job, only its events count. */
+   * is not kept with the finished job, only its events count. A pool
+   * thread has done both already (job_done_off_loop). */
   pthread_mutex_lock(&jobs->mu);
   cJSON *body = job->body;
   job->body = NULL;
+  int span = !job->span_logged;
+  job->span_logged = 1;
   pthread_mutex_unlock(&jobs->mu);
   cJSON_Delete(body);
+  if (span)
+    rbee__job_span_log(job); /* the job's one end line, with its span */
   /* Ended: only the loop thread changes kept_bytes now (trimming). */
   job->fin_bytes = job->kept_bytes + result_bytes;
   jobs->fin_bytes += job->fin_bytes;
@@ -428,7 +318,7 @@ int rbee__jobs_submit_ctl(rbee__jobs *jobs, cJSON *body, const rbee__job_ctl *ct
     cJSON_Delete(body);
     return rbee__error_set(RBEE_EINVAL, "a job is a JSON object with a string \"operation\"");
   }
-  if (!jobs->accepting || jobs->shutdown) {
+  if (!rbee__jobs_accepting(jobs)) {
     cJSON_Delete(body);
     return rbee__error_set(RBEE_ESTATE, "not accepting jobs now");
   }
@@ -469,19 +359,7 @@ int rbee__jobs_submit_ctl(rbee__jobs *jobs, cJSON *body, const rbee__job_ctl *ct
   all_link(jobs, job);
   jobs->counts.accepted++;
   pthread_mutex_lock(&jobs->mu);
-  if (jobs->counts.running < jobs->cfg.max_jobs && jobs->q_head == NULL) {
-    start_locked(jobs, job);
-    hand_off_locked(jobs, job);
-  } else {
-    rbee__job_phase_set_locked(job, RBEE__JP_QUEUED);
-    job->state = RBEE_JOB_QUEUED;
-    if (jobs->q_tail)
-      jobs->q_tail->q_next = job;
-    else
-      jobs->q_head = job;
-    jobs->q_tail = job;
-    jobs->counts.queued++;
-  }
+  rbee__jobs_admit_locked(jobs, job);
   /* Read under the lock: its slot thread may already be ending the job. */
   rbee_job_state accepted_as = job->state;
   pthread_mutex_unlock(&jobs->mu);
@@ -514,6 +392,8 @@ void rbee__jobs_unqueue_locked(rbee__jobs *jobs, rbee_job *job) {
 void *rbee__job_owner(const rbee_job *job) { return job->jobs->cfg.userdata; }
 
 void rbee__jobs_set_accepting(rbee__jobs *jobs, int accepting) { jobs->accepting = accepting != 0; }
+
+int rbee__jobs_accepting(const rbee__jobs *jobs) { return jobs->accepting && !jobs->shutdown; }
 
 rbee_job *rbee__jobs_find(rbee__jobs *jobs, const char *id) {
   if (id == NULL)

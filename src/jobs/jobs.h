@@ -138,6 +138,9 @@ void rbee__jobs_fail_queued(rbee__jobs *jobs, const char *code, const char *mess
 /* A new table accepts jobs; the worker turns this off until it is ready
  * and again when it drains. */
 void rbee__jobs_set_accepting(rbee__jobs *jobs, int accepting);
+/* 1 when a job submitted now would be taken (if a slot or the queue has
+ * room: rbee__jobs_full): the one rule HTTP asks (loop thread). */
+int rbee__jobs_accepting(const rbee__jobs *jobs);
 /* A job by id, or NULL (unknown or forgotten). Borrowed: valid until the
  * loop callback returns; take a reference to keep it longer. */
 rbee_job *rbee__jobs_find(rbee__jobs *jobs, const char *id);

@@ -88,6 +88,7 @@ struct rbee_job {
   int pending;   /* on the pending list */
   int in_pool;   /* a pool thread runs on_job now */
   int pool_started; /* a pool thread gave it its freed slot */
+  int span_logged;  /* its end line is written (or being written) */
   int waiting;   /* emitters held back by backpressure */
   int want_notify; /* a reader caught up since the last notification: the
                       next event wakes the loop (others wait for a read) */
@@ -141,8 +142,10 @@ struct rbee__jobs {
   pthread_t *threads;
   unsigned nthreads;
   int shutdown;  /* pool threads exit */
+  unsigned idle; /* under mu: pool threads waiting for work */
+  int waking;    /* under mu: one was signalled and has not run yet */
   int base_gone; /* events freed: job threads must not touch them */
-  int accepting;
+  atomic_int accepting; /* any thread (the worker sets it on its loop) */
   int held; /* under mu: no queued job starts (a device fault) */
 
   /* Loop thread. */
@@ -201,9 +204,18 @@ void rbee__job_events_free(rbee_job *job);
 /* engine.c hooks. On this thread while rbee_job_try_emit* runs: a full
  * stream buffer returns RBEE_EAGAIN instead of waiting (job.c). */
 extern _Thread_local int rbee__emit_nowait;
-/* jobs.c: start queued jobs while slots are free and hand them to the
+/* pool.c: start queued jobs while slots are free and hand them to the
  * engine (mu held; any thread). */
 void rbee__jobs_refill_locked(rbee__jobs *jobs);
+/* pool.c: a new job runs now if a slot is free and none waits, else is
+ * queued (mu held). */
+void rbee__jobs_admit_locked(rbee__jobs *jobs, rbee_job *job);
+/* pool.c: the next queued job, started and handed off if a slot is free;
+ * NULL when none (mu held). */
+rbee_job *rbee__jobs_start_next_locked(rbee__jobs *jobs);
+/* pool.c: start one job thread per slot (none for an engine): 0 or
+ * RBEE_EINTERNAL with a message. */
+int rbee__jobs_pool_start(rbee__jobs *jobs);
 /* cancel.c: a new job's control fields (before it is visible), and
  * their release in job_free. */
 void rbee__job_control_init(rbee_job *job);

@@ -356,5 +356,7 @@ void rbee__job_span_log(rbee_job *job) {
     rbee__log_span(job->id, w.p, "%s %s in %lld.%03lld ms (queued %lld.%03lld ms)", name,
                    rbee_job_state_str(st), (long long)(t.run_us / 1000), (long long)(t.run_us % 1000),
                    (long long)(t.queued_us / 1000), (long long)(t.queued_us % 1000));
+  else /* still the job's end line, without its span */
+    RBEE_LOG(RBEE_LOG_INFO, "jobs", "end", job->id, "%s %s", name, rbee_job_state_str(st));
   free(w.p);
 }

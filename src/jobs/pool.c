@@ -1,0 +1,189 @@
+/* The job table's slots: the FIFO queue, the hand-off to job threads
+ * (one per slot) and what a job thread does around on_job. Any thread,
+ * mu held, unless said otherwise. */
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+
+#include "jobs/jobs_internal.h"
+#include "rbee/timestamp.h"
+#include "util/util.h"
+
+/* Give a job a slot (mu held): it is running from now on. The caller
+ * hands it to a pool thread (or runs it on its own). */
+static void start_locked(rbee__jobs *jobs, rbee_job *job) {
+  rbee__job_phase_set_locked(job, RBEE__JP_RUNNING);
+  job->state = RBEE_JOB_RUNNING;
+  job->started_us = rbee__now_us();
+  job->started_mono = job->activity_mono = rbee__mono_us();
+  char ts[40];
+  rbee_time_format(ts, sizeof ts, job->started_us);
+  char *started =
+      rbee__asprintf("{\"type\":\"started\",\"job_id\":\"%s\",\"started_at\":\"%s\"}", job->id, ts);
+  if (started == NULL || rbee__job_append_locked(job, NULL, started, 1) != 0)
+    RBEE_LOG(RBEE_LOG_WARN, "jobs", "start", job->id, "could not write the started event");
+  free(started);
+  jobs->counts.running++;
+}
+
+/* Wake one idle pool thread for the hand-off list (mu held), unless one
+ * is already waking: that one wakes the next when it takes a job. So a
+ * burst of submits costs the loop one futex wake, not one per job (the
+ * wakes chain along the pool threads). The engine's thread waits on the
+ * same condition and is always told. */
+static void wake_one_locked(rbee__jobs *jobs) {
+  if (jobs->cfg.engine) {
+    pthread_cond_signal(&jobs->work);
+  } else if (jobs->run_head != NULL && jobs->idle > 0 && !jobs->waking) {
+    jobs->waking = 1;
+    pthread_cond_signal(&jobs->work);
+  }
+}
+
+/* Hand a started job to an idle pool thread (mu held). */
+static void hand_off_locked(rbee__jobs *jobs, rbee_job *job) {
+  job->run_next = NULL;
+  if (jobs->run_tail)
+    jobs->run_tail->run_next = job;
+  else
+    jobs->run_head = job;
+  jobs->run_tail = job;
+  wake_one_locked(jobs);
+}
+
+/* The next queued job if a slot is free (mu held): dequeued and started. */
+static rbee_job *take_queued_locked(rbee__jobs *jobs) {
+  rbee_job *job = jobs->q_head;
+  if (job == NULL || jobs->counts.running >= jobs->cfg.max_jobs || jobs->shutdown || jobs->held)
+    return NULL;
+  jobs->q_head = job->q_next;
+  if (jobs->q_head == NULL)
+    jobs->q_tail = NULL;
+  job->q_next = NULL;
+  jobs->counts.queued--;
+  start_locked(jobs, job);
+  return job;
+}
+
+/* The engine's refill (any thread, mu held): queued jobs into free slots,
+ * handed to the engine; the loop arms their grace timers as for the pool. */
+void rbee__jobs_refill_locked(rbee__jobs *jobs) {
+  rbee_job *job;
+  while ((job = take_queued_locked(jobs)) != NULL) {
+    job->pool_started = 1;
+    rbee__job_notify_locked(job);
+    hand_off_locked(jobs, job);
+  }
+}
+
+/* Start @p job now if a slot is free and nobody waits, else queue it. */
+void rbee__jobs_admit_locked(rbee__jobs *jobs, rbee_job *job) {
+  if (jobs->counts.running < jobs->cfg.max_jobs && jobs->q_head == NULL) {
+    start_locked(jobs, job);
+    hand_off_locked(jobs, job);
+    return;
+  }
+  rbee__job_phase_set_locked(job, RBEE__JP_QUEUED);
+  job->state = RBEE_JOB_QUEUED;
+  if (jobs->q_tail)
+    jobs->q_tail->q_next = job;
+  else
+    jobs->q_head = job;
+  jobs->q_tail = job;
+  jobs->counts.queued++;
+}
+
+rbee_job *rbee__jobs_start_next_locked(rbee__jobs *jobs) {
+  rbee_job *job = take_queued_locked(jobs);
+  if (job)
+    hand_off_locked(jobs, job);
+  return job;
+}
+
+/* On the pool thread, after on_job (mu held, dropped for a while): the
+ * job's end line and its request body go here, not on the loop, which
+ * every job's requests share. It is ended and still in_pool, so the loop
+ * leaves it alone meanwhile. */
+static void job_done_off_loop(rbee_job *job) {
+  rbee__jobs *jobs = job->jobs;
+  cJSON *body = job->body;
+  job->body = NULL;
+  job->span_logged = 1;
+  pthread_mutex_unlock(&jobs->mu);
+  cJSON_Delete(body);
+  rbee__job_span_log(job);
+  pthread_mutex_lock(&jobs->mu);
+}
+
+/* Pool thread: take the next handed-off job, run it, record its end, and
+ * pass the slot straight to the next queued job if there is one. */
+static void *pool_main(void *arg) {
+  rbee__jobs *jobs = arg;
+  rbee_job *job = NULL;
+  pthread_mutex_lock(&jobs->mu);
+  for (;;) {
+    if (job == NULL) {
+      while (jobs->run_head == NULL && !jobs->shutdown) {
+        jobs->idle++;
+        pthread_cond_wait(&jobs->work, &jobs->mu);
+        jobs->idle--;
+        jobs->waking = 0; /* this thread was (or may have been) the one */
+      }
+      if (jobs->run_head == NULL)
+        break;
+      job = jobs->run_head;
+      jobs->run_head = job->run_next;
+      if (jobs->run_head == NULL)
+        jobs->run_tail = NULL;
+      wake_one_locked(jobs); /* more to run: the next idle thread */
+    }
+    job->in_pool = 1;
+    int skip = job->cancelled; /* cancelled between hand-off and here */
+    pthread_mutex_unlock(&jobs->mu);
+
+    rbee_error_clear(); /* so a message after on_job is on_job's own */
+    int rc = skip ? 0 : jobs->cfg.run(job, jobs->cfg.userdata);
+    const char *why = rc != 0 ? rbee_error_message() : "";
+
+    pthread_mutex_lock(&jobs->mu);
+    rbee__job_after_run_locked(job);
+    if (!rbee__job_ended(job)) {
+      rbee_job_state st = RBEE_JOB_DONE;
+      if (job->cancelled) {
+        st = RBEE_JOB_CANCELLED;
+      } else if (job->failed || rc != 0) {
+        st = RBEE_JOB_FAILED;
+        if (!job->failed) {
+          /* on_job failed without rbee_job_fail: still one error event,
+           * with the sentence it gave rbee_error_set() when it gave one. */
+          job->failed = 1;
+          job->error_code = rbee__strdup("JOB_FAILED");
+          job->error_message = why[0] ? rbee__strdup(why)
+                                      : rbee__asprintf("the job failed (on_job returned %d)", rc);
+          rbee__job_error_event_locked(job, "JOB_FAILED",
+                                       job->error_message ? job->error_message : "the job failed", 0);
+        }
+      }
+      rbee__job_end_locked(job, st);
+    }
+    job_done_off_loop(job);
+    job->in_pool = 0; /* from here the loop may finalize it */
+    rbee__job_notify_locked(job);
+    jobs->counts.running--;
+    if ((job = take_queued_locked(jobs)) != NULL) {
+      job->pool_started = 1; /* the loop arms its grace timer */
+      rbee__job_notify_locked(job);
+    }
+  }
+  pthread_mutex_unlock(&jobs->mu);
+  return NULL;
+}
+
+int rbee__jobs_pool_start(rbee__jobs *jobs) {
+  for (unsigned i = 0; i < (jobs->cfg.engine ? 0u : jobs->cfg.max_jobs); i++) {
+    if (pthread_create(&jobs->threads[i], NULL, pool_main, jobs) != 0)
+      return rbee__error_set(RBEE_EINTERNAL, "job table: cannot start job thread %u of %u", i + 1,
+                             jobs->cfg.max_jobs);
+    jobs->nthreads++;
+  }
+  return 0;
+}
