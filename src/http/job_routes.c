@@ -10,8 +10,11 @@
 #include "util/trace.h"
 #include "util/util.h"
 
-/* 503 when the worker would not take a job now; 0 when it would. */
+/* 503 when the worker would not take a job now; 0 when it would. The job
+ * table decides (one rule, kept there); the worker's state only says why. */
 static int refuse_when_unavailable(rbee__http *h, struct evhttp_request *req) {
+  if (h->jobs == NULL || rbee__jobs_accepting(h->jobs))
+    return 0;
   rbee__snapshot s;
   h->cfg.snapshot(&s, h->cfg.userdata);
   if (s.health == RBEE_HEALTH_UNHEALTHY) {
@@ -32,7 +35,8 @@ static int refuse_when_unavailable(rbee__http *h, struct evhttp_request *req) {
     rbee__http_reply_error(req, 503, "DRAINING", "worker is shutting down; not accepting jobs");
     return -1;
   }
-  return 0;
+  rbee__http_reply_error(req, 503, "NOT_ACCEPTING", "worker is not accepting jobs now");
+  return -1;
 }
 
 static int wants_stream(struct evhttp_request *req) {

@@ -17,8 +17,11 @@ void rbee__http_health(rbee__http *h, struct evhttp_request *req) {
   rbee__http_reply_json(req, s.health == RBEE_HEALTH_UNHEALTHY ? 503 : 200, o);
 }
 
-/* Why a job would not be accepted now, or NULL when it would. */
+/* Why a job would not be accepted now, or NULL when it would: the job
+ * table decides; the worker's state says why it does not accept. */
 static const char *not_ready_reason(rbee__http *h, const rbee__snapshot *s) {
+  if (h->jobs != NULL && rbee__jobs_accepting(h->jobs))
+    return rbee__jobs_full(h->jobs) ? "every job slot is busy and the queue is full" : NULL;
   if (s->health == RBEE_HEALTH_UNHEALTHY)
     return s->reason[0] ? s->reason : "unhealthy";
   switch (s->status) {
@@ -30,9 +33,7 @@ static const char *not_ready_reason(rbee__http *h, const rbee__snapshot *s) {
   default:
     break;
   }
-  if (h->jobs != NULL && s->status == RBEE_STATUS_BUSY && rbee__jobs_full(h->jobs))
-    return "every job slot is busy and the queue is full";
-  return NULL;
+  return h->jobs != NULL ? "not accepting jobs now" : NULL;
 }
 
 void rbee__http_ready(rbee__http *h, struct evhttp_request *req) {

@@ -64,6 +64,11 @@ static void set_state(rbee_worker_status st, rbee_health h, const char *reason) 
   fx.health = h;
   snprintf(fx.reason, sizeof fx.reason, "%s", reason ? reason : "");
   pthread_mutex_unlock(&fx.mu);
+  /* As the worker does: the job table takes jobs only when ready or busy
+   * and not unhealthy (HTTP asks the table, the state says why not). */
+  if (fx.jobs)
+    rbee__jobs_set_accepting(fx.jobs, (st == RBEE_STATUS_READY || st == RBEE_STATUS_BUSY) &&
+                                          h != RBEE_HEALTH_UNHEALTHY);
 }
 
 static long param(rbee_job *job, const char *name, long dflt) {
