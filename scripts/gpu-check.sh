@@ -142,18 +142,31 @@ check "rbee-device-info --json cuda:0 (verify + stats)" \
   bash -c "set -o pipefail; '$tool' --json cuda:0 | tee '$dir/cuda0.json'; grep -q '\"verified\":true' '$dir/cuda0.json'"
 check "rbee-device-info cuda:0 (text)" "$tool" cuda:0
 
-# The sd-worker sample's CUDA path: its kernel against its CPU loop, then
-# the worker on cuda:0 end to end (it picks the kernel by device kind), with
-# the same image rendered on the CPU for comparison of time.
-sd_job() { # device -> prints the complete event's summary; fails without one
-  local dev=$1 log=$dir/sd-$1.log port="" pid
-  "$dir/samples/sd-worker/sd-worker" --device "$dev" --port 0 --worker-id "gpu-check-sd" 2>"$log" &
+# sd_start LOG ARGS...: start the sd-worker sample with ARGS (stderr to
+# LOG) in the background and wait (60 s at most) until it is ready; sets
+# the caller's pid and port. sd_stop: SIGTERM it and wait; its exit status.
+sd_start() {
+  local log=$1
+  shift
+  "$dir/samples/sd-worker/sd-worker" "$@" 2>"$log" &
   pid=$!
   for _ in $(seq 600); do
     port=$(sed -n 's/.*listening on .* port=\([0-9]*\).*/\1/p' "$log")
     [ -n "$port" ] && grep -q 'starting -> ready' "$log" && break
     sleep 0.1
   done
+}
+sd_stop() {
+  kill -TERM "$pid" 2>/dev/null
+  wait "$pid"
+}
+
+# The sd-worker sample's CUDA path: its kernel against its CPU loop, then
+# the worker on cuda:0 end to end (it picks the kernel by device kind), with
+# the same image rendered on the CPU for comparison of time.
+sd_job() { # device -> prints the complete event's summary; fails without one
+  local dev=$1 log=$dir/sd-$1.log port="" pid
+  sd_start "$log" --device "$dev" --port 0 --worker-id "gpu-check-sd"
   python3 - "$port" "$dir/sd-$dev.png" <<'PY'
 import base64, json, struct, sys, urllib.request
 port, out = sys.argv[1], sys.argv[2]
@@ -173,8 +186,7 @@ print(f'{ev["device"]}: {w}x{h}, {ev["steps"]} steps in {ev["duration_ms"]} ms, 
 sys.exit(0 if (w, h) == (1024, 1024) else 1)
 PY
   local rc=$?
-  kill -TERM "$pid" 2>/dev/null
-  wait "$pid" || rc=1
+  sd_stop || rc=1
   return $rc
 }
 build test_sd sd-worker sd-png-info || die "build of the sd sample failed"
@@ -190,14 +202,8 @@ check "sd-worker: the GPU image matches the CPU one" \
 # on_job renders for the same request (checked against the CPU for one).
 sd_batch() {
   local log=$dir/sd-batch.log port="" pid
-  "$dir/samples/sd-worker/sd-worker" --device cuda:0 --engine batch --max-jobs 8 --port 0 \
-    --worker-id gpu-check-sd-batch 2>"$log" &
-  pid=$!
-  for _ in $(seq 600); do
-    port=$(sed -n 's/.*listening on .* port=\([0-9]*\).*/\1/p' "$log")
-    [ -n "$port" ] && grep -q 'starting -> ready' "$log" && break
-    sleep 0.1
-  done
+  sd_start "$log" --device cuda:0 --engine batch --max-jobs 8 --port 0 \
+    --worker-id gpu-check-sd-batch
   python3 - "$port" "$dir" <<'PY'
 import base64, json, sys, threading, urllib.request
 port, out = sys.argv[1], sys.argv[2]
@@ -220,8 +226,7 @@ open(f"{out}/sd-batch-1.png", "wb").write(base64.b64decode(res[1]["image"]))
 print("8 images:", ", ".join(f'{s}: {ev["duration_ms"]} ms' for s, ev in sorted(res.items())))
 PY
   local rc=$?
-  kill -TERM "$pid" 2>/dev/null
-  wait "$pid" || rc=1
+  sd_stop || rc=1
   grep 'batched:' "$log" || rc=1
   # At most 8 images at once: every step one launch, more image steps than steps.
   sed -n 's/.*batched: \([0-9]*\) steps, \([0-9]*\) kernel launches, \([0-9]*\) image steps.*/\1 \2 \3/p' \
@@ -230,20 +235,13 @@ PY
 }
 sd_batch_cpu() { # the CPU render of seed 1 at 512x512, 30 steps
   local log=$dir/sd-batch-cpu.log port="" pid
-  "$dir/samples/sd-worker/sd-worker" --device cpu --port 0 2>"$log" &
-  pid=$!
-  for _ in $(seq 600); do
-    port=$(sed -n 's/.*listening on .* port=\([0-9]*\).*/\1/p' "$log")
-    [ -n "$port" ] && grep -q 'starting -> ready' "$log" && break
-    sleep 0.1
-  done
+  sd_start "$log" --device cpu --port 0
   curl -s -N -H 'Accept: text/event-stream' -X POST "http://127.0.0.1:$port/v1/jobs" \
     -d '{"operation":"image_generation","prompt":"a lighthouse at dusk","steps":30,"width":512,"height":512,"seed":1}' |
     sed -n 's/^data: {"type":"complete".*"image":"\([^"]*\)".*/\1/p' |
     "$dir/samples/sd-worker/sd-png-info" --base64 "$dir/sd-batch-cpu-1.png" >/dev/null
   local rc=$?
-  kill -TERM "$pid" 2>/dev/null
-  wait "$pid" || rc=1
+  sd_stop || rc=1
   return $rc
 }
 check "sd-worker --engine batch on cuda:0: 8 images, one kernel launch per step" sd_batch

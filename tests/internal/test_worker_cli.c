@@ -14,6 +14,7 @@
 #include "rbee/rbee.h"
 #include "testutil.h"
 #include "util/util.h"
+#include "worker_args.h"
 
 static const char *const env_names[] = {"RBEE_WORKER_ID",     "RBEE_MODEL",
                                         "RBEE_DEVICE",        "RBEE_PORT",
@@ -56,17 +57,7 @@ static rbee_worker_callbacks cb = {.version = RBEE_WORKER_CALLBACKS_VERSION,
                                    .flags = flags,
                                    .on_flag = on_flag};
 
-/* Parse a NULL-terminated list of arguments (after argv[0]). */
-static int parse_v(rbee__worker_args *a, const char *const *args) {
-  char *argv[64];
-  int argc = 0;
-  argv[argc++] = (char *)"worker";
-  for (; *args; args++)
-    argv[argc++] = (char *)*args;
-  argv[argc] = NULL;
-  return rbee__worker_parse(a, argc, argv, &cb, NULL);
-}
-#define PARSE(a, ...) parse_v((a), (const char *const[]){__VA_ARGS__, NULL})
+#define PARSE(a, ...) WA_PARSE((a), &cb, __VA_ARGS__)
 
 static void setup(void) {
   clean_env();
@@ -76,7 +67,7 @@ static void setup(void) {
 
 START_TEST(test_worker_cli_defaults) {
   rbee__worker_args a;
-  ck_assert_int_eq(parse_v(&a, (const char *const[]){NULL}), 0);
+  ck_assert_int_eq(wa_parse(&a, &cb, (const char *const[]){NULL}), 0);
   ck_assert_int_eq(a.action, RBEE__CLI_RUN);
   rbee_worker_options d = RBEE_WORKER_OPTIONS_INIT;
   ck_assert_ptr_null(a.opts.worker_id);
@@ -177,7 +168,7 @@ START_TEST(test_worker_cli_env_fallbacks) {
   setenv("RBEE_DRAIN_TIMEOUT", "6", 1);
   setenv("LLORCH_LOG_FORMAT", "json", 1);
   rbee__worker_args a;
-  ck_assert_msg(parse_v(&a, (const char *const[]){NULL}) == 0, "%s", rbee_error_message());
+  ck_assert_msg(wa_parse(&a, &cb, (const char *const[]){NULL}) == 0, "%s", rbee_error_message());
   ck_assert_str_eq(a.opts.worker_id, "worker-env-1");
   ck_assert_str_eq(a.opts.model, "env-model");
   ck_assert_str_eq(a.opts.device, "cuda:0");
@@ -203,7 +194,7 @@ START_TEST(test_worker_cli_env_fallbacks) {
   rbee__worker_args_clear(&a);
   /* A bad env value names the variable. */
   setenv("RBEE_PORT", "99999", 1);
-  ck_assert_int_eq(parse_v(&a, (const char *const[]){NULL}), RBEE_EINVAL);
+  ck_assert_int_eq(wa_parse(&a, &cb, (const char *const[]){NULL}), RBEE_EINVAL);
   ck_assert_ptr_nonnull(strstr(rbee_error_message(), "RBEE_PORT"));
 }
 END_TEST
@@ -242,7 +233,7 @@ START_TEST(test_worker_cli_bad_values) {
   const char *args[5] = {0};
   for (int i = 0; i < 4 && bad[_i].args[i]; i++)
     args[i] = bad[_i].args[i];
-  ck_assert_int_eq(parse_v(&a, args), RBEE_EINVAL);
+  ck_assert_int_eq(wa_parse(&a, &cb, args), RBEE_EINVAL);
   const char *m = rbee_error_message();
   ck_assert_msg(strstr(m, bad[_i].mention) != NULL, "'%s' does not mention '%s'", m,
                 bad[_i].mention);
@@ -273,7 +264,7 @@ START_TEST(test_worker_cli_tokens) {
   ck_assert_ptr_null(a.opts.queen_token);
   rbee__worker_args_clear(&a);
   setenv("RBEE_API_TOKEN", "bad\x01token", 1);
-  ck_assert_int_eq(parse_v(&a, (const char *const[]){NULL}), RBEE_EINVAL);
+  ck_assert_int_eq(wa_parse(&a, &cb, (const char *const[]){NULL}), RBEE_EINVAL);
   ck_assert_ptr_nonnull(strstr(rbee_error_message(), "RBEE_API_TOKEN"));
 }
 END_TEST

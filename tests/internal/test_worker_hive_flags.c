@@ -11,6 +11,7 @@
 #include "testutil.h"
 #include "util/util.h"
 #include "worker/worker_internal.h"
+#include "worker_args.h"
 #include "worker_proc.h"
 
 static const char *const env_names[] = {"RBEE_WORKER_ID", "WORKER_ID",     "RBEE_PORT",
@@ -20,16 +21,7 @@ static const char *const env_names[] = {"RBEE_WORKER_ID", "WORKER_ID",     "RBEE
 
 static rbee_worker_callbacks cb = {.version = RBEE_WORKER_CALLBACKS_VERSION, .type = "llm"};
 
-static int parse_v(rbee__worker_args *a, const char *const *args) {
-  char *argv[32];
-  int argc = 0;
-  argv[argc++] = (char *)"worker";
-  for (; *args; args++)
-    argv[argc++] = (char *)*args;
-  argv[argc] = NULL;
-  return rbee__worker_parse(a, argc, argv, &cb, NULL);
-}
-#define PARSE(a, ...) parse_v((a), (const char *const[]){__VA_ARGS__, NULL})
+#define PARSE(a, ...) WA_PARSE((a), &cb, __VA_ARGS__)
 
 static void setup(void) {
   for (size_t i = 0; i < sizeof env_names / sizeof env_names[0]; i++)
