@@ -7,7 +7,7 @@ source "$(dirname "$0")/samples_lib.sh"
 [ -x "$QUEEN_BIN" ] || { echo "SKIP: $QUEEN_BIN not built"; exit 77; }
 curl --help all 2>/dev/null | grep -q -- '--parallel' || { echo "SKIP: curl without --parallel"; exit 77; }
 
-start_queen --insecure-open-registration --dead-after-ms 600000
+start_queen --insecure-open-registration --dead-after-ms 600000 --table
 BAD=${RBEE_TEST_bad_worker:-$RBEE_BUILD_DIR/tests/bad_worker}
 [ -x "$BAD" ] || { echo "SKIP: $BAD not built"; exit 77; }
 
@@ -32,6 +32,9 @@ if grep -q 'HELLO\|pwned' "$TMP/bad.stream" || grep -q "$(printf '\033')" "$TMP/
   fail "the garbage line was relayed"
 fi
 assert_contains "$TMP/bad.stream" "data: [ERROR] the queen lost the stream from bad-1: a control character in the stream" "the cut"
+# Counted under its own name on the queen's table (redrawn every second).
+for _ in $(seq 30); do grep -q 'streams cut: 1 ' "$TMP/queen.out" && break; sleep 0.1; done
+assert_contains "$TMP/queen.out" "streams cut: 1 " "the cut stream counted"
 pad=$(head -c 15000 /dev/zero | tr '\0' 'x')
 beat() { # ID: a heartbeat with a 15 KiB extra field
   printf '{"worker":{"id":"%s","model_id":"m","device":"cpu","port":1,"status":"ready","implementation":"t","version":"0.1.0"},"timestamp":"2026-11-26T12:00:00Z","extra":"%s"}' "$1" "$pad"

@@ -53,6 +53,7 @@ typedef struct queen {
   struct queen_job_ref *jobmap; /* routed jobs -> their workers, a ring */
   unsigned jobmap_next;
   uint64_t jobs_routed, jobs_failed;
+  uint64_t streams_broken; /* relayed streams cut with [ERROR] (bad or broken) */
 } queen;
 
 /* Listen and arm the timers on @p base. Returns 0 or a negative RBEE_E*

@@ -605,8 +605,10 @@ static void transfer_done(queen_relay *r, CURLcode result) {
     rbee_log(RBEE_LOG_WARN, "queen", "relay", r->job_id[0] ? r->job_id : NULL,
              "stream from %s broke: %s", r->worker_id,
              r->sse.error ? r->sse.error : curl_easy_strerror(result));
+    r->q->streams_broken++; /* counted under its own name, not as routed */
+  } else {
+    r->q->jobs_routed += r->kind == RELAY_ROUTE;
   }
-  r->q->jobs_routed += r->kind == RELAY_ROUTE;
   end_reply(r);
   relay_free(r);
 }

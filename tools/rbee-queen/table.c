@@ -8,9 +8,10 @@ void queen_table_draw(const queen *q) {
   /* Home the cursor and clear: a redraw, not a scroll. */
   printf("\033[H\033[2J");
   printf("rbee-local-queen on %s:%d  workers: %u  jobs routed: %llu  failed: %llu  "
-         "dead after %.0f s\n\n",
+         "streams cut: %llu  dead after %.0f s\n\n",
          q->opts.bind, q->port, q->reg.count, (unsigned long long)q->jobs_routed,
-         (unsigned long long)q->jobs_failed, q->opts.dead_after_ms / 1000.0);
+         (unsigned long long)q->jobs_failed, (unsigned long long)q->streams_broken,
+         q->opts.dead_after_ms / 1000.0);
   printf("%-28s %-16s %-8s %-22s %-9s %s\n", "WORKER", "MODEL", "DEVICE", "ADDRESS", "STATUS",
          "LAST SEEN");
   for (const queen_worker *w = q->reg.head; w; w = w->next) {
