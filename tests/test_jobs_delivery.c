@@ -144,8 +144,19 @@ static void slow_readers_all_delivered(int n, const char *emit) {
   ck_assert_int_eq(wp_wait_trace("job-start", n, 10000), 0);
   long long t0 = mono_ms();
   ck_assert_int_eq(proc_kill(&p, SIGTERM), 0);
-  ck_assert_int_eq(slow_read(ss, n, 110000), n);
+  int ended = slow_read(ss, n, 110000);
   long long read_ms = mono_ms() - t0;
+  if (ended != n) { /* say which stream stopped where, and what the worker said */
+    for (int i = 0; i < n; i++)
+      if (!ends_reply(&ss[i]))
+        fprintf(stderr, "stream %d: %zu bytes, no end of reply after %lld ms\n", i, ss[i].raw_len,
+                read_ms);
+    char *err = proc_stderr(&p);
+    size_t len = err ? strlen(err) : 0;
+    fprintf(stderr, "worker's stderr (last 6000 bytes):\n%s\n", err ? err + (len > 6000 ? len - 6000 : 0) : "");
+    free(err);
+  }
+  ck_assert_int_eq(ended, n);
   ck_assert_int_eq(proc_wait(&p, WP_EXIT_MS), 0);
   size_t bytes = 0;
   for (int i = 0; i < n; i++) {
