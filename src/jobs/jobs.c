@@ -56,14 +56,7 @@ int rbee__jobs_new(rbee__jobs **out, struct event_base *base, const rbee__jobs_c
   jobs->cfg = *cfg;
   jobs->base = base;
   jobs->accepting = 1;
-  /* Adaptive: held for a few hundred instructions at a time, so a thread
-   * that finds it taken spins briefly instead of sleeping in the kernel
-   * (and the holder's unlock then wakes nobody). */
-  pthread_mutexattr_t ma;
-  pthread_mutexattr_init(&ma);
-  pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
-  pthread_mutex_init(&jobs->mu, &ma);
-  pthread_mutexattr_destroy(&ma);
+  pthread_mutex_init(&jobs->mu, NULL);
   pthread_cond_init(&jobs->work, NULL);
   jobs->wake = event_new(base, -1, 0, wake_cb, jobs);
   jobs->sweep = event_new(base, -1, EV_PERSIST, sweep_cb, jobs);

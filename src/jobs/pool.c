@@ -146,6 +146,10 @@ static void *pool_main(void *arg) {
 
     pthread_mutex_lock(&jobs->mu);
     rbee__job_after_run_locked(job);
+    /* The loop hears of the last events (marker included) with the notify
+     * below, after the end line: one wake for them and the finalize, not
+     * two (the marker reached the client after the end line before too). */
+    job->want_notify = 0;
     if (!rbee__job_ended(job)) {
       rbee_job_state st = RBEE_JOB_DONE;
       if (job->cancelled) {
