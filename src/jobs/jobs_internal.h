@@ -142,8 +142,6 @@ struct rbee__jobs {
   pthread_t *threads;
   unsigned nthreads;
   int shutdown;  /* pool threads exit */
-  unsigned idle; /* under mu: pool threads waiting for work */
-  int waking;    /* under mu: one was signalled and has not run yet */
   int base_gone; /* events freed: job threads must not touch them */
   atomic_int accepting; /* any thread (the worker sets it on its loop) */
   int held; /* under mu: no queued job starts (a device fault) */

@@ -25,20 +25,6 @@ static void start_locked(rbee__jobs *jobs, rbee_job *job) {
   jobs->counts.running++;
 }
 
-/* Wake one idle pool thread for the hand-off list (mu held), unless one
- * is already waking: that one wakes the next when it takes a job. So a
- * burst of submits costs the loop one futex wake, not one per job (the
- * wakes chain along the pool threads). The engine's thread waits on the
- * same condition and is always told. */
-static void wake_one_locked(rbee__jobs *jobs) {
-  if (jobs->cfg.engine) {
-    pthread_cond_signal(&jobs->work);
-  } else if (jobs->run_head != NULL && jobs->idle > 0 && !jobs->waking) {
-    jobs->waking = 1;
-    pthread_cond_signal(&jobs->work);
-  }
-}
-
 /* Hand a started job to an idle pool thread (mu held). */
 static void hand_off_locked(rbee__jobs *jobs, rbee_job *job) {
   job->run_next = NULL;
@@ -47,7 +33,7 @@ static void hand_off_locked(rbee__jobs *jobs, rbee_job *job) {
   else
     jobs->run_head = job;
   jobs->run_tail = job;
-  wake_one_locked(jobs);
+  pthread_cond_signal(&jobs->work);
 }
 
 /* The next queued job if a slot is free (mu held): dequeued and started. */
@@ -122,19 +108,14 @@ static void *pool_main(void *arg) {
   pthread_mutex_lock(&jobs->mu);
   for (;;) {
     if (job == NULL) {
-      while (jobs->run_head == NULL && !jobs->shutdown) {
-        jobs->idle++;
+      while (jobs->run_head == NULL && !jobs->shutdown)
         pthread_cond_wait(&jobs->work, &jobs->mu);
-        jobs->idle--;
-        jobs->waking = 0; /* this thread was (or may have been) the one */
-      }
       if (jobs->run_head == NULL)
         break;
       job = jobs->run_head;
       jobs->run_head = job->run_next;
       if (jobs->run_head == NULL)
         jobs->run_tail = NULL;
-      wake_one_locked(jobs); /* more to run: the next idle thread */
     }
     job->in_pool = 1;
     int skip = job->cancelled; /* cancelled between hand-off and here */
