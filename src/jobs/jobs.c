@@ -205,7 +205,7 @@ void rbee__jobs_finalize(rbee__jobs *jobs, rbee_job *job) {
   }
   /* on_job has returned: the request body (borrowed for the job's life)
    * is not kept with the finished job, only its events count. A pool
-   * thread has done both already (job_done_off_loop). */
+   * thread has written the end line already (job_done_off_loop). */
   pthread_mutex_lock(&jobs->mu);
   cJSON *body = job->body;
   job->body = NULL;
@@ -218,12 +218,7 @@ void rbee__jobs_finalize(rbee__jobs *jobs, rbee_job *job) {
   /* Ended: only the loop thread changes kept_bytes now (trimming). */
   job->fin_bytes = job->kept_bytes + result_bytes;
   jobs->fin_bytes += job->fin_bytes;
-  job->q_next = NULL;
-  if (jobs->fin_tail)
-    jobs->fin_tail->q_next = job;
-  else
-    jobs->fin_head = job;
-  jobs->fin_tail = job;
+  RBEE__LIST_APPEND(jobs->fin_head, jobs->fin_tail, job, q_next);
   jobs->nfinished++;
 }
 

@@ -164,6 +164,18 @@ struct rbee__jobs {
 
 static inline int rbee__job_ended(const rbee_job *job) { return job->phase >= RBEE__JP_ENDED; }
 
+/* Append @p node to the singly linked list @p head .. @p tail through its
+ * @p link field (the queue, the hand-off list, the finished jobs). */
+#define RBEE__LIST_APPEND(head, tail, node, link)                                                  \
+  do {                                                                                             \
+    (node)->link = NULL;                                                                           \
+    if ((tail) != NULL)                                                                            \
+      (tail)->link = (node);                                                                       \
+    else                                                                                           \
+      (head) = (node);                                                                             \
+    (tail) = (node);                                                                               \
+  } while (0)
+
 /* job.c: append one formatted event (mu held). @p force skips the
  * backpressure wait (error event and terminal markers). Returns 0 or a
  * negative code; waits on job->room otherwise. */

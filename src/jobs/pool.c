@@ -1,7 +1,6 @@
 /* The job table's slots: the FIFO queue, the hand-off to job threads
  * (one per slot) and what a job thread does around on_job. Any thread,
  * mu held, unless said otherwise. */
-#include <cjson/cJSON.h>
 #include <stdlib.h>
 
 #include "jobs/jobs_internal.h"
@@ -27,12 +26,7 @@ static void start_locked(rbee__jobs *jobs, rbee_job *job) {
 
 /* Hand a started job to an idle pool thread (mu held). */
 static void hand_off_locked(rbee__jobs *jobs, rbee_job *job) {
-  job->run_next = NULL;
-  if (jobs->run_tail)
-    jobs->run_tail->run_next = job;
-  else
-    jobs->run_head = job;
-  jobs->run_tail = job;
+  RBEE__LIST_APPEND(jobs->run_head, jobs->run_tail, job, run_next);
   pthread_cond_signal(&jobs->work);
 }
 
@@ -70,11 +64,7 @@ void rbee__jobs_admit_locked(rbee__jobs *jobs, rbee_job *job) {
   }
   rbee__job_phase_set_locked(job, RBEE__JP_QUEUED);
   job->state = RBEE_JOB_QUEUED;
-  if (jobs->q_tail)
-    jobs->q_tail->q_next = job;
-  else
-    jobs->q_head = job;
-  jobs->q_tail = job;
+  RBEE__LIST_APPEND(jobs->q_head, jobs->q_tail, job, q_next);
   jobs->counts.queued++;
 }
 
@@ -86,16 +76,14 @@ rbee_job *rbee__jobs_start_next_locked(rbee__jobs *jobs) {
 }
 
 /* On the pool thread, after on_job (mu held, dropped for a while): the
- * job's end line and its request body go here, not on the loop, which
- * every job's requests share. It is ended and still in_pool, so the loop
- * leaves it alone meanwhile. */
+ * job's end line goes here, not on the loop, which every job's requests
+ * share. It is ended and still in_pool, so the loop leaves it alone
+ * meanwhile. (Its request body stays until the loop finalizes it: loop
+ * code may read it, as rbee_job_params, without the lock.) */
 static void job_done_off_loop(rbee_job *job) {
   rbee__jobs *jobs = job->jobs;
-  cJSON *body = job->body;
-  job->body = NULL;
   job->span_logged = 1;
   pthread_mutex_unlock(&jobs->mu);
-  cJSON_Delete(body);
   rbee__job_span_log(job);
   pthread_mutex_lock(&jobs->mu);
 }
