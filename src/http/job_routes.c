@@ -10,17 +10,15 @@
 #include "util/trace.h"
 #include "util/util.h"
 
-/* 503 when the worker would not take a job now; 0 when it would. The job
- * table decides (one rule, kept there); the worker's state only says why. */
-static int refuse_when_unavailable(rbee__http *h, struct evhttp_request *req) {
-  if (h->jobs == NULL || rbee__jobs_accepting(h->jobs))
-    return 0;
+/* The 503 of a job the table does not take, with the worker's state
+ * saying why. */
+static void reply_not_accepting(rbee__http *h, struct evhttp_request *req) {
   rbee__snapshot s;
   h->cfg.snapshot(&s, h->cfg.userdata);
   if (s.health == RBEE_HEALTH_UNHEALTHY) {
     rbee__http_reply_error(req, 503, "UNHEALTHY", "worker is unhealthy: %s",
                            s.reason[0] ? s.reason : "unknown reason");
-    return -1;
+    return;
   }
   if (s.status == RBEE_STATUS_STARTING) {
     if (s.progress >= 0)
@@ -29,13 +27,21 @@ static int refuse_when_unavailable(rbee__http *h, struct evhttp_request *req) {
                              s.progress * 100.0);
     else
       rbee__http_reply_error(req, 503, "NOT_READY", "worker is starting");
-    return -1;
+    return;
   }
   if (s.status == RBEE_STATUS_STOPPING || s.status == RBEE_STATUS_STOPPED) {
     rbee__http_reply_error(req, 503, "DRAINING", "worker is shutting down; not accepting jobs");
-    return -1;
+    return;
   }
   rbee__http_reply_error(req, 503, "NOT_ACCEPTING", "worker is not accepting jobs now");
+}
+
+/* 503 when the worker would not take a job now; 0 when it would. The job
+ * table decides (one rule, kept there). */
+static int refuse_when_unavailable(rbee__http *h, struct evhttp_request *req) {
+  if (h->jobs == NULL || rbee__jobs_accepting(h->jobs))
+    return 0;
+  reply_not_accepting(h, req);
   return -1;
 }
 
@@ -121,7 +127,7 @@ void rbee__http_job_submit(rbee__http *h, struct evhttp_request *req) {
     return;
   }
   if (rc == RBEE_ESTATE) {
-    rbee__http_reply_error(req, 503, "NOT_ACCEPTING", "worker is not accepting jobs now");
+    reply_not_accepting(h, req);
     return;
   }
   if (rc != 0) {

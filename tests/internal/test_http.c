@@ -393,6 +393,21 @@ START_TEST(test_http_health_ready_info) {
   r = req("POST", "/v1/jobs", "{\"operation\":\"infer\"}");
   expect_error(&r, 503, "NOT_READY", "42%");
 
+  /* The job table alone refuses (a device fault's restart): 503 with no
+   * state to blame, on /ready and on a submit; taken again after. */
+  set_state(RBEE_STATUS_READY, RBEE_HEALTH_HEALTHY, NULL);
+  rbee__jobs_set_accepting(fx.jobs, 0);
+  r = req("GET", "/ready", NULL);
+  ck_assert_int_eq(r.status, 503);
+  ck_assert_ptr_nonnull(strstr(r.body, "not accepting jobs now"));
+  tc_response_free(&r);
+  r = req("POST", "/v1/jobs", "{\"operation\":\"infer\"}");
+  expect_error(&r, 503, "NOT_ACCEPTING", NULL);
+  rbee__jobs_set_accepting(fx.jobs, 1);
+  r = req("GET", "/ready", NULL);
+  ck_assert_int_eq(r.status, 200);
+  tc_response_free(&r);
+
   set_state(RBEE_STATUS_READY, RBEE_HEALTH_DEGRADED, "job silent for 30 s");
   r = req("GET", "/health", NULL);
   ck_assert_int_eq(r.status, 200);
