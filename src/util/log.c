@@ -24,17 +24,32 @@
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static atomic_int cur_level = RBEE_LOG_INFO;
-static rbee_log_format format = RBEE_LOG_TEXT;
+static atomic_int format = RBEE_LOG_TEXT;
 static rbee_log_cb user_cb;
 static void *user_ud;
-static char *worker_id;
+static atomic_int have_cb; /* user_cb != NULL, read without the lock */
+/* Lines are formatted before the lock, so the id is read without it: a
+ * replaced id stays allocated (on the retired list) for a line that may
+ * still be using it. It is set once or twice in a process. */
+typedef struct retired_id {
+  struct retired_id *next;
+  char id[];
+} retired_id;
+static _Atomic(const char *) worker_id;
+static retired_id *retired;
 static char *file_path;
 static FILE *file;
 
-/* Lines waiting for the sink, and what was dropped. */
+/* Lines waiting for the sink, and what was dropped. Lines are added under
+ * the lock; one thread at a time (the writer) writes them, without the
+ * lock, from one buffer while the others add to the second: one thread's
+ * write never holds up another's line (the loop's). */
 #define PENDING_MAX (64u << 10)
-static char pending[PENDING_MAX];
+static char bufs[2][PENDING_MAX];
+static char *pending = bufs[0];
 static size_t npending;
+static int writing; /* a writer is at work */
+static pthread_cond_t written = PTHREAD_COND_INITIALIZER; /* writing went 0 */
 static unsigned long long dropped;
 static int drop_errno; /* why the last line was dropped: 0 (sink full) or errno */
 static int atexit_done;
@@ -99,26 +114,30 @@ int rbee_log_level_parse(rbee_log_level *out, const char *s) {
                          s ? s : "(null)");
 }
 
-void rbee_log_set_format(rbee_log_format f) {
-  pthread_mutex_lock(&lock);
-  format = f;
-  pthread_mutex_unlock(&lock);
-}
+void rbee_log_set_format(rbee_log_format f) { atomic_store(&format, (int)f); }
 
 void rbee_log_set_callback(rbee_log_cb cb, void *userdata) {
   pthread_mutex_lock(&lock);
   user_cb = cb;
   user_ud = userdata;
+  atomic_store(&have_cb, cb != NULL);
   pthread_mutex_unlock(&lock);
 }
 
 int rbee_log_set_worker_id(const char *id) {
-  char *copy = NULL;
-  if (id != NULL && (copy = rbee__strdup(id)) == NULL)
-    return rbee__error_set(RBEE_ENOMEM, NULL);
+  retired_id *copy = NULL;
+  if (id != NULL) {
+    size_t n = strlen(id) + 1;
+    if ((copy = malloc(sizeof *copy + n)) == NULL)
+      return rbee__error_set(RBEE_ENOMEM, NULL);
+    memcpy(copy->id, id, n);
+  }
   pthread_mutex_lock(&lock);
-  free(worker_id);
-  worker_id = copy;
+  if (copy != NULL) {
+    copy->next = retired;
+    retired = copy;
+  }
+  atomic_store(&worker_id, copy ? copy->id : NULL);
   pthread_mutex_unlock(&lock);
   return 0;
 }
@@ -129,6 +148,8 @@ static int open_file_locked(void) {
     return rbee__error_set(RBEE_EIO, "cannot open log file '%s'", file_path);
   if (f != NULL)
     setvbuf(f, NULL, _IOLBF, 0);
+  while (writing) /* the writer has the old file's fd */
+    pthread_cond_wait(&written, &lock);
   if (file != NULL)
     fclose(file);
   file = f;
@@ -303,12 +324,12 @@ static int is_regular(int fd) {
   return regular_is;
 }
 
-/* Write what the fd takes now, waiting at most @p wait_ms for it. Returns
- * bytes written; 0 with errno set on an error other than "full". */
-static size_t write_some(int fd, const char *p, size_t n, int wait_ms) {
+/* Write what the fd takes now, waiting at most @p wait_ms for it (no
+ * lock needed: @p regular is is_regular(fd)). Returns bytes written; 0
+ * with errno set on an error other than "full". */
+static size_t write_some(int fd, int regular, const char *p, size_t n, int wait_ms) {
   size_t done = 0;
   int64_t end = rbee__mono_us() + (int64_t)wait_ms * 1000; /* a total, not a poll's */
-  int regular = is_regular(fd);
   while (done < n) {
     struct pollfd pfd = {fd, POLLOUT, 0};
     int64_t left = wait_ms ? (end - rbee__mono_us()) / 1000 : 0;
@@ -329,63 +350,85 @@ static size_t write_some(int fd, const char *p, size_t n, int wait_ms) {
   return done;
 }
 
-/* Flush the buffer; then report drops once the sink takes lines again. */
-static void flush_locked(int fd, int wait_ms) {
-  if (npending) {
-    size_t w = write_some(fd, pending, npending, wait_ms);
-    if (w < npending && errno != 0) {
-      /* The sink fails (a full disk): those lines are lost. */
-      drop_errno = errno;
-      dropped++;
-      w = npending;
+static unsigned long long count_lines(const char *p, size_t n) {
+  unsigned long long k = 0;
+  for (const char *e = p + n; (p = memchr(p, '\n', (size_t)(e - p))) != NULL; p++)
+    k++;
+  return k;
+}
+
+/* @p n bytes the sink did not take go back before the lines added since
+ * (lock held); the newest are dropped if both do not fit. */
+static void put_back_locked(const char *rest, size_t n) {
+  if (n + npending > PENDING_MAX) {
+    dropped += count_lines(pending, npending);
+    npending = 0;
+  }
+  memmove(pending + n, pending, npending);
+  memcpy(pending, rest, n);
+  npending += n;
+}
+
+/* Write the waiting lines unless a writer is at work (lock held; dropped
+ * while writing). A failing sink (a full disk) loses them; a full one
+ * (a pipe nobody reads) keeps them for the next line. Then the count of
+ * dropped lines, once the sink takes lines again. */
+static void drain_locked(int wait_ms) {
+  if (writing)
+    return; /* it will write ours too */
+  writing = 1;
+  int fd = file ? fileno(file) : STDERR_FILENO;
+  int regular = is_regular(fd);
+  while (npending > 0) {
+    char *out = pending;
+    size_t len = npending;
+    pending = out == bufs[0] ? bufs[1] : bufs[0];
+    npending = 0;
+    pthread_mutex_unlock(&lock);
+    size_t w = write_some(fd, regular, out, len, wait_ms);
+    int err = w < len ? errno : 0;
+    pthread_mutex_lock(&lock);
+    if (w == len)
+      continue;
+    if (err != 0) {
+      if (!drop_errno && file) {
+        /* Say so once where someone may read it. */
+        char note[200];
+        int k = snprintf(note, sizeof note,
+                         "rbee log: cannot write the log file: %s; dropping lines\n", strerror(err));
+        write_some(STDERR_FILENO, is_regular(STDERR_FILENO), note, (size_t)k, 0);
+      }
+      drop_errno = err;
+      dropped += count_lines(out + w, len - w);
+      continue;
     }
-    memmove(pending, pending + w, npending - w);
-    npending -= w;
+    put_back_locked(out + w, len - w);
+    break; /* full: the next line tries again */
   }
   if (npending == 0 && dropped) {
     char note[160];
     int n = snprintf(note, sizeof note, "rbee log: %llu line%s dropped (%s)\n", dropped,
                      dropped == 1 ? "" : "s",
                      drop_errno ? strerror(drop_errno) : "the log sink did not keep up");
-    if (write_some(fd, note, (size_t)n, wait_ms) == (size_t)n) {
+    if (write_some(fd, regular, note, (size_t)n, wait_ms) == (size_t)n) {
       dropped = 0;
       drop_errno = 0;
     }
   }
+  writing = 0;
+  pthread_cond_broadcast(&written);
 }
 
 static void on_exit_flush(void) {
   pthread_mutex_lock(&lock);
-  flush_locked(file ? fileno(file) : STDERR_FILENO, 200);
+  drain_locked(200);
   pthread_mutex_unlock(&lock);
 }
 
 static void sink_locked(const char *line, size_t n) {
-  int fd = file ? fileno(file) : STDERR_FILENO;
   if (!atexit_done) {
     atexit_done = 1;
     atexit(on_exit_flush);
-  }
-  flush_locked(fd, 0);
-  if (npending == 0 && dropped == 0) {
-    size_t w = write_some(fd, line, n, 0);
-    if (w == n)
-      return;
-    if (errno != 0) {
-      int e = errno;
-      if (!drop_errno && file) {
-        /* Say so once where someone may read it. */
-        char note[200];
-        int k = snprintf(note, sizeof note, "rbee log: cannot write the log file: %s; dropping lines\n",
-                         strerror(e));
-        write_some(STDERR_FILENO, note, (size_t)k, 0);
-      }
-      drop_errno = e;
-      dropped++;
-      return;
-    }
-    line += w;
-    n -= w;
   }
   if (n <= PENDING_MAX - npending) {
     memcpy(pending + npending, line, n);
@@ -393,6 +436,7 @@ static void sink_locked(const char *line, size_t n) {
   } else {
     dropped++;
   }
+  drain_locked(0);
 }
 
 static void vlog(rbee_log_level level, const char *actor, const char *action, const char *job_id,
@@ -420,26 +464,34 @@ static void vlog(rbee_log_level level, const char *actor, const char *action, co
     ev.trace_id = tid;
     ev.span_id = sid;
   }
-  pthread_mutex_lock(&lock);
-  ev.worker_id = worker_id;
-  if (user_cb != NULL) {
-    user_cb(&ev, user_ud);
-  } else {
-    char ts[40];
-    rbee_time_format(ts, sizeof ts, ev.time_us);
-    rbee__buf b;
-    rbee__buf_init(&b);
-    if (format == RBEE_LOG_JSON)
-      format_json(&b, &ev, ts);
-    else
-      format_text(&b, &ev, ts);
-    if (b.oom)
-      dropped++;
-    else if (b.len)
-      sink_locked(b.data, b.len);
-    rbee__buf_free(&b);
+  ev.worker_id = atomic_load(&worker_id);
+  if (atomic_load(&have_cb)) {
+    pthread_mutex_lock(&lock);
+    rbee_log_cb cb = user_cb;
+    if (cb != NULL)
+      cb(&ev, user_ud);
+    pthread_mutex_unlock(&lock);
+    if (cb != NULL)
+      goto done;
   }
+  /* Formatted before the lock, which every thread's lines share: it
+   * guards only the write. */
+  char ts[40];
+  rbee_time_format(ts, sizeof ts, ev.time_us);
+  rbee__buf b;
+  rbee__buf_init(&b);
+  if (atomic_load(&format) == RBEE_LOG_JSON)
+    format_json(&b, &ev, ts);
+  else
+    format_text(&b, &ev, ts);
+  pthread_mutex_lock(&lock);
+  if (b.oom)
+    dropped++;
+  else if (b.len)
+    sink_locked(b.data, b.len);
   pthread_mutex_unlock(&lock);
+  rbee__buf_free(&b);
+done:
   if (msg != small)
     free(msg);
 }
