@@ -88,7 +88,7 @@ static void release_locked(rbee_engine *e, rbee_job *job) {
                               : job->failed  ? RBEE_JOB_FAILED
                                              : RBEE_JOB_DONE);
   rbee__job_notify_locked(job);
-  jobs->counts.running--;
+  rbee__jobs_count_locked(jobs, -1, 0);
   if (!e->gone)
     rbee__jobs_refill_locked(jobs);
 }
@@ -379,6 +379,7 @@ int rbee_engine_set_capacity(rbee_engine *e, unsigned capacity) {
   rbee__jobs *jobs = e->jobs;
   pthread_mutex_lock(&jobs->mu);
   jobs->cfg.max_jobs = capacity;
+  rbee__jobs_count_locked(jobs, 0, 0);
   if (!e->gone)
     rbee__jobs_refill_locked(jobs);
   if (!jobs->base_gone) /* busy/ready and the drain look again */

@@ -103,12 +103,9 @@ void rbee__jobs_get_counts(rbee__jobs *jobs, rbee__jobs_counts *out) {
   pthread_mutex_unlock(&jobs->mu);
 }
 
-int rbee__jobs_full(rbee__jobs *jobs) {
-  pthread_mutex_lock(&jobs->mu);
-  int full = jobs->counts.running >= jobs->cfg.max_jobs && jobs->counts.queued >= jobs->cfg.max_queue;
-  pthread_mutex_unlock(&jobs->mu);
-  return full;
-}
+int rbee__jobs_full(rbee__jobs *jobs) { return atomic_load(&jobs->full); }
+
+int rbee__jobs_all_busy(rbee__jobs *jobs) { return atomic_load(&jobs->all_busy); }
 
 int64_t rbee__jobs_oldest_activity(rbee__jobs *jobs) {
   int64_t oldest = 0;

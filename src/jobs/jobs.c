@@ -276,13 +276,9 @@ static void grace_cb(evutil_socket_t fd, short what, void *arg) {
   }
 }
 
-void rbee__job_grace_update(rbee_job *job) {
+void rbee__job_grace_set(rbee_job *job, int ended, int queued) {
   if (job->grace == NULL || job->jobs->base_gone)
     return;
-  pthread_mutex_lock(&job->jobs->mu);
-  int ended = rbee__job_ended(job);
-  int queued = job->state == RBEE_JOB_QUEUED;
-  pthread_mutex_unlock(&job->jobs->mu);
   /* A queued job may wait unread (a client reading its jobs one after the
    * other); a running one holds a slot, so nobody reading it cancels it. */
   if (job->nreaders > 0 || ended || queued || job->no_stream) {
@@ -292,6 +288,14 @@ void rbee__job_grace_update(rbee_job *job) {
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
     evtimer_add(job->grace, &tv);
   }
+}
+
+void rbee__job_grace_update(rbee_job *job) {
+  pthread_mutex_lock(&job->jobs->mu);
+  int ended = rbee__job_ended(job);
+  int queued = job->state == RBEE_JOB_QUEUED;
+  pthread_mutex_unlock(&job->jobs->mu);
+  rbee__job_grace_set(job, ended, queued);
 }
 
 int rbee__jobs_submit(rbee__jobs *jobs, cJSON *body, rbee_job **out) {
@@ -350,8 +354,9 @@ int rbee__jobs_submit_ctl(rbee__jobs *jobs, cJSON *body, const rbee__job_ctl *ct
   rbee__jobs_admit_locked(jobs, job);
   /* Read under the lock: its slot thread may already be ending the job. */
   rbee_job_state accepted_as = job->state;
+  int ended = rbee__job_ended(job);
   pthread_mutex_unlock(&jobs->mu);
-  rbee__job_grace_update(job);
+  rbee__job_grace_set(job, ended, accepted_as == RBEE_JOB_QUEUED);
   RBEE_LOG(RBEE_LOG_INFO, "jobs", "accept", job->id, "job %s accepted (%s)", job->operation,
            rbee_job_state_str(accepted_as));
   if (jobs->cfg.on_change)
@@ -372,7 +377,7 @@ void rbee__jobs_unqueue_locked(rbee__jobs *jobs, rbee_job *job) {
     *pp = job->q_next;
     if (jobs->q_tail == job)
       jobs->q_tail = prev;
-    jobs->counts.queued--;
+    rbee__jobs_count_locked(jobs, 0, -1);
   }
   job->q_next = NULL;
 }

@@ -172,6 +172,8 @@ void rbee__jobs_get_counts(rbee__jobs *jobs, rbee__jobs_counts *out);
 /* 1 when every slot is taken and the queue is full: a submit now gets
  * RBEE_EBUSY. The one copy of that rule (/ready asks it too). */
 int rbee__jobs_full(rbee__jobs *jobs);
+/* 1 when every slot is taken (the worker is busy). Both read no lock. */
+int rbee__jobs_all_busy(rbee__jobs *jobs);
 /* Monotonic time (us) of the oldest emit/progress among running jobs, or 0
  * when none runs: the hang detector compares it with now. */
 int64_t rbee__jobs_oldest_activity(rbee__jobs *jobs);

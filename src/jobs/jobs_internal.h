@@ -144,6 +144,9 @@ struct rbee__jobs {
   int shutdown;  /* pool threads exit */
   int base_gone; /* events freed: job threads must not touch them */
   atomic_int accepting; /* any thread (the worker sets it on its loop) */
+  /* Published by rbee__jobs_count_locked for readers without the lock. */
+  atomic_int full;      /* every slot taken and the queue full */
+  atomic_int all_busy;  /* every slot taken */
   int held; /* under mu: no queued job starts (a device fault) */
 
   /* Loop thread. */
@@ -214,6 +217,10 @@ void rbee__job_events_free(rbee_job *job);
 /* engine.c hooks. On this thread while rbee_job_try_emit* runs: a full
  * stream buffer returns RBEE_EAGAIN instead of waiting (job.c). */
 extern _Thread_local int rbee__emit_nowait;
+/* pool.c: the one place counts.running and .queued change (mu held), by
+ * @p running and @p queued, and max_jobs is looked at again: publishes
+ * full and all_busy. */
+void rbee__jobs_count_locked(rbee__jobs *jobs, int running, int queued);
 /* pool.c: start queued jobs while slots are free and hand them to the
  * engine (mu held; any thread). */
 void rbee__jobs_refill_locked(rbee__jobs *jobs);
@@ -264,7 +271,9 @@ void rbee__jobs_unqueue_locked(rbee__jobs *jobs, rbee_job *job);
 
 /* stream.c: call every reader's callback (loop thread, mu not held). */
 void rbee__job_notify_readers(rbee_job *job);
-/* jobs.c: (re)arm or stop a job's grace timer (loop thread). */
+/* jobs.c: (re)arm or stop a job's grace timer (loop thread); _set when
+ * the caller read under mu whether it has @p ended or is @p queued. */
 void rbee__job_grace_update(rbee_job *job);
+void rbee__job_grace_set(rbee_job *job, int ended, int queued);
 
 #endif

@@ -21,7 +21,15 @@ static void start_locked(rbee__jobs *jobs, rbee_job *job) {
   if (started == NULL || rbee__job_append_locked(job, NULL, started, 1) != 0)
     RBEE_LOG(RBEE_LOG_WARN, "jobs", "start", job->id, "could not write the started event");
   free(started);
-  jobs->counts.running++;
+  rbee__jobs_count_locked(jobs, 1, 0);
+}
+
+void rbee__jobs_count_locked(rbee__jobs *jobs, int running, int queued) {
+  rbee__jobs_counts *c = &jobs->counts;
+  c->running = (unsigned)((int)c->running + running);
+  c->queued = (unsigned)((int)c->queued + queued);
+  atomic_store(&jobs->all_busy, c->running >= jobs->cfg.max_jobs);
+  atomic_store(&jobs->full, c->running >= jobs->cfg.max_jobs && c->queued >= jobs->cfg.max_queue);
 }
 
 /* Hand a started job to an idle pool thread (mu held). */
@@ -39,7 +47,7 @@ static rbee_job *take_queued_locked(rbee__jobs *jobs) {
   if (jobs->q_head == NULL)
     jobs->q_tail = NULL;
   job->q_next = NULL;
-  jobs->counts.queued--;
+  rbee__jobs_count_locked(jobs, 0, -1);
   start_locked(jobs, job);
   return job;
 }
@@ -65,7 +73,7 @@ void rbee__jobs_admit_locked(rbee__jobs *jobs, rbee_job *job) {
   rbee__job_phase_set_locked(job, RBEE__JP_QUEUED);
   job->state = RBEE_JOB_QUEUED;
   RBEE__LIST_APPEND(jobs->q_head, jobs->q_tail, job, q_next);
-  jobs->counts.queued++;
+  rbee__jobs_count_locked(jobs, 0, 1);
 }
 
 rbee_job *rbee__jobs_start_next_locked(rbee__jobs *jobs) {
@@ -141,7 +149,7 @@ static void *pool_main(void *arg) {
     job_done_off_loop(job);
     job->in_pool = 0; /* from here the loop may finalize it */
     rbee__job_notify_locked(job);
-    jobs->counts.running--;
+    rbee__jobs_count_locked(jobs, -1, 0);
     if ((job = take_queued_locked(jobs)) != NULL) {
       job->pool_started = 1; /* the loop arms its grace timer */
       rbee__job_notify_locked(job);

@@ -29,8 +29,9 @@ int rbee__stream_open(rbee__stream **out, rbee_job *job, int64_t last_event_id, 
   job->nreaders++;
   pthread_mutex_lock(&job->jobs->mu);
   job->want_notify = 1; /* a new reader waits for news */
+  int ended = rbee__job_ended(job), queued = job->state == RBEE_JOB_QUEUED;
   pthread_mutex_unlock(&job->jobs->mu);
-  rbee__job_grace_update(job);
+  rbee__job_grace_set(job, ended, queued);
   *out = s;
   return 0;
 }

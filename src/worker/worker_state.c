@@ -99,9 +99,7 @@ void rbee__worker_update_status(rbee_worker *w) {
   rbee__worker_effective_health(w, &h, NULL, 0);
   /* An unhealthy worker takes no job. */
   rbee__jobs_set_accepting(w->jobs, h != RBEE_HEALTH_UNHEALTHY);
-  rbee__jobs_counts c;
-  rbee__jobs_get_counts(w->jobs, &c);
-  rbee__worker_set_status(w, c.running >= c.slots ? RBEE_STATUS_BUSY : RBEE_STATUS_READY);
+  rbee__worker_set_status(w, rbee__jobs_all_busy(w->jobs) ? RBEE_STATUS_BUSY : RBEE_STATUS_READY);
 }
 
 void rbee__worker_health_changed(rbee_worker *w) {
