@@ -38,7 +38,8 @@ step "ThreadSanitizer (clang): jobs, http, heartbeat, worker"
 CC=clang CXX=clang++ cmake -S . -B build-tsan -DRBEE_WERROR=ON -DCMAKE_BUILD_TYPE=Debug \
   -DRBEE_SANITIZE=thread -DRBEE_BUILD_BENCH=OFF -DRBEE_BUILD_SAMPLES=OFF >/dev/null
 tsan_tests=(test_jobs test_jobs_stream test_jobs_phases test_jobs_summary test_http test_heartbeat
-  test_heartbeat_faults test_worker_api test_worker_runtime test_engine test_job_control test_obs)
+  test_heartbeat_faults test_worker_api test_worker_runtime test_engine test_job_control test_obs
+  test_util)
 cmake --build build-tsan -j "$jobs" --target "${tsan_tests[@]}" test_worker engine_worker obs_worker
 TSAN_OPTIONS=halt_on_error=1:report_thread_leaks=0 \
   ctest --test-dir build-tsan --output-on-failure -j "$jobs" \

@@ -49,7 +49,7 @@ static char bufs[2][PENDING_MAX];
 static char *pending = bufs[0];
 static size_t npending;
 static int writing; /* a writer is at work */
-static pthread_cond_t written = PTHREAD_COND_INITIALIZER; /* writing went 0 */
+static pthread_cond_t written = PTHREAD_COND_INITIALIZER; /* a batch is written */
 static unsigned long long dropped;
 static int drop_errno; /* why the last line was dropped: 0 (sink full) or errno */
 static int atexit_done;
@@ -388,6 +388,7 @@ static void drain_locked(int wait_ms) {
     size_t w = write_some(fd, regular, out, len, wait_ms);
     int err = w < len ? errno : 0;
     pthread_mutex_lock(&lock);
+    pthread_cond_broadcast(&written); /* a buffer is free again */
     if (w == len)
       continue;
     if (err != 0) {
@@ -430,6 +431,10 @@ static void sink_locked(const char *line, size_t n) {
     atexit_done = 1;
     atexit(on_exit_flush);
   }
+  /* A file always takes what is written: wait for the writer rather than
+   * drop (only a pipe or socket nobody reads can stall for good). */
+  while (writing && n > PENDING_MAX - npending && is_regular(file ? fileno(file) : STDERR_FILENO))
+    pthread_cond_wait(&written, &lock);
   if (n <= PENDING_MAX - npending) {
     memcpy(pending + npending, line, n);
     npending += n;
