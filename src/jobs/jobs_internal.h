@@ -139,6 +139,7 @@ struct rbee__jobs {
   struct event *sweep; /* forgets old finished jobs */
   pthread_mutex_t mu;
   pthread_cond_t work; /* pool threads wait here */
+  atomic_int spinner;  /* pool.c: a pool thread spinning for work */
   pthread_t *threads;
   unsigned nthreads;
   int shutdown;  /* pool threads exit */

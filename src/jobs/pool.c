@@ -1,11 +1,18 @@
 /* The job table's slots: the FIFO queue, the hand-off to job threads
  * (one per slot) and what a job thread does around on_job. Any thread,
  * mu held, unless said otherwise. */
+#include <sched.h>
 #include <stdlib.h>
 
 #include "jobs/jobs_internal.h"
 #include "rbee/timestamp.h"
 #include "util/util.h"
+
+enum { SPIN_NONE, SPIN_IDLE, SPIN_CLAIMED };
+/* How long an idle pool thread looks for work before it sleeps: about one
+ * client's round trip on loopback, so a client's next job starts on a
+ * thread still awake. */
+#define SPIN_US 200
 
 /* Give a job a slot (mu held): it is running from now on. The caller
  * hands it to a pool thread (or runs it on its own). */
@@ -35,7 +42,9 @@ void rbee__jobs_count_locked(rbee__jobs *jobs, int running, int queued) {
 /* Hand a started job to an idle pool thread (mu held). */
 static void hand_off_locked(rbee__jobs *jobs, rbee_job *job) {
   RBEE__LIST_APPEND(jobs->run_head, jobs->run_tail, job, run_next);
-  pthread_cond_signal(&jobs->work);
+  int idle = SPIN_IDLE;
+  if (!atomic_compare_exchange_strong(&jobs->spinner, &idle, SPIN_CLAIMED))
+    pthread_cond_signal(&jobs->work);
 }
 
 /* The next queued job if a slot is free (mu held): dequeued and started. */
@@ -96,6 +105,23 @@ static void job_done_off_loop(rbee_job *job) {
   pthread_mutex_lock(&jobs->mu);
 }
 
+/* A pool thread that found no work spins a short while before it sleeps
+ * (one at a time): a job handed off meanwhile starts without a futex
+ * wake, which costs the loop more than the job itself when jobs are
+ * short. It yields the CPU to anything else that can run meanwhile. */
+static void spin_for_work(rbee__jobs *jobs) {
+  int none = SPIN_NONE;
+  if (!atomic_compare_exchange_strong(&jobs->spinner, &none, SPIN_IDLE))
+    return;
+  pthread_mutex_unlock(&jobs->mu);
+  int64_t until = rbee__mono_us() + SPIN_US;
+  while (atomic_load_explicit(&jobs->spinner, memory_order_relaxed) == SPIN_IDLE &&
+         rbee__mono_us() < until)
+    sched_yield();
+  pthread_mutex_lock(&jobs->mu);
+  atomic_store(&jobs->spinner, SPIN_NONE);
+}
+
 /* Pool thread: take the next handed-off job, run it, record its end, and
  * pass the slot straight to the next queued job if there is one. */
 static void *pool_main(void *arg) {
@@ -104,6 +130,8 @@ static void *pool_main(void *arg) {
   pthread_mutex_lock(&jobs->mu);
   for (;;) {
     if (job == NULL) {
+      if (jobs->run_head == NULL && !jobs->shutdown)
+        spin_for_work(jobs);
       while (jobs->run_head == NULL && !jobs->shutdown)
         pthread_cond_wait(&jobs->work, &jobs->mu);
       if (jobs->run_head == NULL)
