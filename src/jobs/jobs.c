@@ -302,6 +302,11 @@ int rbee__jobs_submit(rbee__jobs *jobs, cJSON *body, rbee_job **out) {
   return rbee__jobs_submit_ctl(jobs, body, NULL, out);
 }
 
+void rbee__job_log_accept(const rbee_job *job, rbee_job_state as) {
+  RBEE_LOG(RBEE_LOG_INFO, "jobs", "accept", job->id, "job %s accepted (%s)", job->operation,
+           rbee_job_state_str(as));
+}
+
 int rbee__jobs_submit_ctl(rbee__jobs *jobs, cJSON *body, const rbee__job_ctl *ctl,
                           rbee_job **out) {
   *out = NULL;
@@ -355,10 +360,15 @@ int rbee__jobs_submit_ctl(rbee__jobs *jobs, cJSON *body, const rbee__job_ctl *ct
   /* Read under the lock: its slot thread may already be ending the job. */
   rbee_job_state accepted_as = job->state;
   int ended = rbee__job_ended(job);
+  /* Straight into a slot: its job thread writes the accept line before
+   * on_job (off the loop, which every request shares; still before its
+   * end line). A queued job's line is written now. */
+  job->accept_off_loop = accepted_as == RBEE_JOB_RUNNING && !jobs->cfg.engine;
+  int log_here = !job->accept_off_loop;
   pthread_mutex_unlock(&jobs->mu);
   rbee__job_grace_set(job, ended, accepted_as == RBEE_JOB_QUEUED);
-  RBEE_LOG(RBEE_LOG_INFO, "jobs", "accept", job->id, "job %s accepted (%s)", job->operation,
-           rbee_job_state_str(accepted_as));
+  if (log_here)
+    rbee__job_log_accept(job, accepted_as);
   if (jobs->cfg.on_change)
     jobs->cfg.on_change(jobs->cfg.userdata);
   *out = job;

@@ -89,6 +89,7 @@ struct rbee_job {
   int in_pool;   /* a pool thread runs on_job now */
   int pool_started; /* a pool thread gave it its freed slot */
   int span_logged;  /* its end line is written (or being written) */
+  int accept_off_loop; /* its job thread writes its accept line */
   int waiting;   /* emitters held back by backpressure */
   int want_notify; /* a reader caught up since the last notification: the
                       next event wakes the loop (others wait for a read) */
@@ -264,6 +265,8 @@ void rbee__job_shed_locked(rbee_job *job);
  * result text for rbee__job_status_add_result after unlocking, or NULL. */
 const char *rbee__job_status_extra_locked(rbee_job *job, struct cJSON *o);
 void rbee__job_status_add_result(struct cJSON *o, const char *result);
+/* jobs.c: the line saying @p job was accepted @p as queued or running. */
+void rbee__job_log_accept(const rbee_job *job, rbee_job_state as);
 /* jobs.c: the loop's side of a job's end, and forgetting old ones. */
 void rbee__jobs_finalize(rbee__jobs *jobs, rbee_job *job);
 void rbee__jobs_forget_old(rbee__jobs *jobs);

@@ -143,7 +143,10 @@ static void *pool_main(void *arg) {
     }
     job->in_pool = 1;
     int skip = job->cancelled; /* cancelled between hand-off and here */
+    int log_accept = job->accept_off_loop;
     pthread_mutex_unlock(&jobs->mu);
+    if (log_accept)
+      rbee__job_log_accept(job, RBEE_JOB_RUNNING);
 
     rbee_error_clear(); /* so a message after on_job is on_job's own */
     int rc = skip ? 0 : jobs->cfg.run(job, jobs->cfg.userdata);
