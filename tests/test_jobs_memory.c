@@ -168,6 +168,38 @@ START_TEST(test_big_body_finished_jobs) {
 }
 END_TEST
 
+/* Jobs of 400,000 small token events from two threads, each read whole:
+ * small events are cut from blocks that are freed as the replay window
+ * moves on, so finished jobs keep their window and no more (kept whole,
+ * each job would add ~30 MiB). */
+START_TEST(test_many_small_events_freed) {
+  proc p;
+  int port = wp_start_worker(&p, WP_ARGS("--emit", "200000", "--emit-threads", "2"));
+  ck_assert_int_eq(wp_wait_ready(port), 0);
+  const char *h[] = {"Content-Type: application/json", "Accept: text/event-stream", NULL};
+  const char *body = "{\"operation\":\"infer\"}";
+  long before = -1;
+  for (int i = 0; i < 4; i++) {
+    tc_response r;
+    tc_request(&r, port, "POST", "/v1/jobs", h, body, strlen(body), NULL, 60000);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_int_eq(tc_count(&r, "data: {\"type\":\"token\""), 400000);
+    ck_assert_int_eq(tc_count(&r, "data: [DONE]"), 1);
+    tc_response_free(&r);
+    if (i == 0)
+      before = rss_settled(p.pid); /* warm: allocator arenas in use */
+  }
+  long after = rss_settled(p.pid);
+  fprintf(stderr, "small events: 3 more jobs of 400000 tokens: RSS %ld -> %ld KiB (+%ld KiB)\n",
+          before, after, after - before);
+  if (RSS_CHECKED)
+    ck_assert_int_lt(after - before, 8 * 1024);
+  proc_kill(&p, SIGTERM);
+  ck_assert_int_eq(proc_wait(&p, WP_EXIT_MS), 0);
+  proc_cleanup(&p);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("jobs_memory");
   TCase *tc = tcase_create("process");
@@ -175,6 +207,7 @@ static Suite *suite(void) {
   tcase_set_timeout(tc, 180);
   tcase_add_test(tc, test_idle_readers_share_kept_events);
   tcase_add_test(tc, test_big_body_finished_jobs);
+  tcase_add_test(tc, test_many_small_events_freed);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -68,14 +68,23 @@ static int ring_push(rbee_job *job, rbee__sse_event *e) {
   return 0;
 }
 
+static void block_put(rbee__ev_block *b) {
+  if (atomic_fetch_sub_explicit(&b->live, 1, memory_order_acq_rel) == 1)
+    free(b);
+}
+
 void rbee__sse_event_unref(rbee__sse_event *e) {
   if (e == NULL)
     return;
   /* The common case, no reader holds it: references are only taken from
    * the ring, which no longer has it, so nobody can add one now. */
   if (atomic_load_explicit(&e->refs, memory_order_acquire) == 1 ||
-      atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) == 1)
-    free(e);
+      atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) == 1) {
+    if (e->block)
+      block_put(e->block);
+    else
+      free(e);
+  }
 }
 
 static rbee__sse_event *ring_pop(rbee_job *job) {
@@ -108,6 +117,9 @@ void rbee__job_events_free(rbee_job *job) {
   free(job->ev);
   job->ev = NULL;
   job->ev_cap = 0;
+  if (job->slab)
+    block_put(job->slab);
+  job->slab = NULL;
 }
 
 static char *put_u64(char *out, uint64_t v) {
@@ -128,8 +140,51 @@ static size_t event_size(const char *event, size_t dlen) {
   return sizeof(rbee__sse_event) + 4 + 20 + 1 + evlen + 6 + dlen + 2 + 1;
 }
 
-rbee__sse_event *rbee__job_event_new(const char *event, size_t dlen) {
-  return malloc(event_size(event, dlen));
+/* Events up to this size come from the job's blocks (below SHARE_MIN in
+ * stream.c: never shared by reference); blocks grow from MIN to MAX. */
+#define BLOCK_EVENT_MAX 512
+#define BLOCK_MIN 2048
+#define BLOCK_MAX 16384
+
+int rbee__job_event_new(const char *event, size_t dlen, rbee__sse_event **out) {
+  size_t size = event_size(event, dlen);
+  *out = NULL;
+  if (size <= BLOCK_EVENT_MAX)
+    return 0;
+  if ((*out = malloc(size)) == NULL)
+    return RBEE_ENOMEM;
+  (*out)->block = NULL;
+  return 0;
+}
+
+/* Memory for an event of @p size bytes (mu held): cut from the job's
+ * current block, or malloc'd alone when big. NULL when out of memory. */
+static rbee__sse_event *event_alloc_locked(rbee_job *job, size_t size) {
+  if (size > BLOCK_EVENT_MAX) {
+    rbee__sse_event *e = malloc(size);
+    if (e)
+      e->block = NULL;
+    return e;
+  }
+  size = (size + 15) & ~(size_t)15;
+  rbee__ev_block *b = job->slab;
+  if (b == NULL || b->cap - b->used < size) {
+    size_t cap = b == NULL ? BLOCK_MIN : b->cap * 2 > BLOCK_MAX ? BLOCK_MAX : b->cap * 2;
+    rbee__ev_block *n = malloc(sizeof *n + cap);
+    if (n == NULL)
+      return NULL;
+    atomic_init(&n->live, 1); /* the job's, while current */
+    n->used = 0;
+    n->cap = cap;
+    if (b)
+      block_put(b);
+    job->slab = b = n;
+  }
+  rbee__sse_event *e = (rbee__sse_event *)(void *)(b->mem + b->used);
+  b->used += size;
+  atomic_fetch_add_explicit(&b->live, 1, memory_order_relaxed);
+  e->block = b;
+  return e;
 }
 
 /* Monotonic time for the hang detector's activity mark: a coarse clock is
@@ -147,7 +202,7 @@ static int64_t activity_now(const rbee_job *job) {
 static int add_event_locked(rbee_job *job, const char *event, const char *data, size_t dlen,
                             int terminal, rbee__sse_event *e) {
   size_t evlen = event ? strlen(event) + 8 : 0; /* "event: " + name + "\n" */
-  if (e == NULL && (e = rbee__job_event_new(event, dlen)) == NULL)
+  if (e == NULL && (e = event_alloc_locked(job, event_size(event, dlen))) == NULL)
     return rbee__error_set(RBEE_ENOMEM, "job %s: out of memory for an event", job->id);
   char *p = e->text;
   memcpy(p, "id: ", 4);
@@ -169,7 +224,7 @@ static int add_event_locked(rbee_job *job, const char *event, const char *data, 
   e->terminal = terminal;
   atomic_init(&e->refs, 1);
   if (ring_push(job, e)) {
-    free(e);
+    rbee__sse_event_unref(e);
     return rbee__error_set(RBEE_ENOMEM, "job %s: out of memory for an event", job->id);
   }
   job->next_id++;
@@ -302,8 +357,8 @@ static int event_name_ok(const char *event) {
 static int emit_text(rbee_job *job, const char *event, char *text) {
   rbee__jobs *jobs = job->jobs;
   size_t len = strlen(text);
-  rbee__sse_event *e = rbee__job_event_new(event, len);
-  if (e == NULL)
+  rbee__sse_event *e;
+  if (rbee__job_event_new(event, len, &e) != 0)
     return rbee__error_set(RBEE_ENOMEM, "job %s: out of memory for an event", job->id);
   pthread_mutex_lock(&jobs->mu);
   int rc = rbee__job_append_event_locked(job, event, text, len, 0, &e);
@@ -406,8 +461,8 @@ static int job_emit_token_impl(rbee_job *job, const char *text) {
   memcpy(p, "\",\"i\":", 6);
   p += 6;
   /* The data ends with up to 20 digits and "}". */
-  rbee__sse_event *e = rbee__job_event_new(NULL, (size_t)(p - buf) + 21);
-  if (e == NULL) {
+  rbee__sse_event *e;
+  if (rbee__job_event_new(NULL, (size_t)(p - buf) + 21, &e) != 0) {
     if (buf != small)
       free(buf);
     return rbee__error_set(RBEE_ENOMEM, "job %s: out of memory for an event", job->id);

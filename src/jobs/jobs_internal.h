@@ -17,14 +17,25 @@
 
 struct event;
 
+/* A block small events of one job are cut from (job.c), in the order they
+ * are appended: no malloc and no cross-thread free per token. Freed when
+ * its last event is and it is no longer the job's current block. */
+typedef struct rbee__ev_block {
+  atomic_int live; /* its events not yet freed, +1 while current */
+  size_t used, cap;
+  _Alignas(16) char mem[];
+} rbee__ev_block;
+
 /* One SSE event, already formatted, immutable once appended. Shared: the
  * ring holds one reference and every connection buffer that points at its
- * text (evbuffer_add_reference) one more, so readers do not copy it. */
+ * text (evbuffer_add_reference) one more, so readers do not copy it. Only
+ * events too big for a block are shared that way; a block's are copied. */
 typedef struct rbee__sse_event {
   int64_t id;
   size_t len;
   int terminal;
-  atomic_int refs; /* set to 1 when appended */
+  atomic_int refs;       /* set to 1 when appended */
+  rbee__ev_block *block; /* NULL: malloc'd on its own */
   char text[];
 } rbee__sse_event;
 
@@ -102,6 +113,7 @@ struct rbee_job {
   /* Kept events, oldest first, in a ring: ids first_id .. next_id-1. */
   rbee__sse_event **ev;
   size_t ev_cap, ev_start, ev_count; /* ev_cap: 0 or a power of two */
+  rbee__ev_block *slab; /* where its next small event is cut from */
   int64_t first_id;
   int64_t next_id;     /* id of the next event */
   int64_t read_id;     /* highest id handed to any reader, -1 none */
@@ -186,8 +198,10 @@ static inline int rbee__job_ended(const rbee_job *job) { return job->phase >= RB
  * negative code; waits on job->room otherwise. */
 int rbee__job_append_locked(rbee_job *job, const char *event, const char *json, int force);
 /* Memory for one event of @p dlen data bytes, to be filled under mu by
- * rbee__job_append_event_locked (any thread; NULL when out of memory). */
-rbee__sse_event *rbee__job_event_new(const char *event, size_t dlen);
+ * rbee__job_append_event_locked (any thread, before the lock): 0, with
+ * *@p out NULL for a small event (cut from the job's block under mu), or
+ * RBEE_ENOMEM. */
+int rbee__job_event_new(const char *event, size_t dlen, rbee__sse_event **out);
 /* rbee__job_append_locked into *@p e (may be NULL): on return *@p e is NULL
  * if the memory was taken (used or freed), else the caller frees it. */
 int rbee__job_append_event_locked(rbee_job *job, const char *event, const char *json, size_t len,
