@@ -1,9 +1,11 @@
 /* Worker info, states, health and their JSON. */
 #include <check.h>
 #include <cjson/cJSON.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "rbee/rbee.h"
 #include "testutil.h"
@@ -216,6 +218,35 @@ START_TEST(test_info_time) {
   char buf[40];
   ck_assert_int_eq(rbee_time_format(buf, sizeof buf, 0), 0);
   ck_assert_str_eq(buf, "1970-01-01T00:00:00.000000Z");
+  /* The same text as gmtime_r and strftime, across leap days, centuries,
+   * before 1970 and the ends of the range. */
+  int64_t samples[] = {-1, 951782400LL * 1000000 - 1, 951782400LL * 1000000, 4107542399LL * 1000000,
+                       -62167219200LL * 1000000, 253402300799LL * 1000000 + 999999,
+                       1795694400LL * 1000000 + 123456};
+  uint64_t x = 88172645463325252ULL;
+  for (int i = 0; i < 20000; i++) {
+    int64_t us;
+    if (i < (int)(sizeof samples / sizeof *samples)) {
+      us = samples[i];
+    } else { /* xorshift over 0000..9999 */
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      us = (int64_t)(x % 315537897600000000ULL) - 62167219200LL * 1000000;
+    }
+    int64_t secs = us / 1000000 - (us % 1000000 < 0), frac = us - secs * 1000000;
+    time_t tt = (time_t)secs;
+    struct tm tm;
+    ck_assert_ptr_nonnull(gmtime_r(&tt, &tm));
+    char want[40], date[24];
+    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(want, sizeof want, "%s.%06lldZ", date, (long long)frac);
+    if (tm.tm_year + 1900 < 1000) /* %Y does not pad */
+      snprintf(want, sizeof want, "%04d%s.%06lldZ", tm.tm_year + 1900, strchr(date, '-'),
+               (long long)frac);
+    ck_assert_int_eq(rbee_time_format(buf, sizeof buf, us), 0);
+    ck_assert_str_eq(buf, want);
+  }
+  ck_assert_int_eq(rbee_time_format(buf, sizeof buf, 253402300800LL * 1000000), RBEE_EINVAL);
+  ck_assert_int_eq(rbee_time_format(buf, sizeof buf, -62167219201LL * 1000000), RBEE_EINVAL);
   int64_t t;
   ck_assert_int_eq(rbee_time_parse(&t, "2026-11-26T12:00:00Z"), 0);
   ck_assert_int_eq(t, 1795694400LL * 1000000);
