@@ -3,6 +3,7 @@
  * mu held, unless said otherwise. */
 #include <sched.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "jobs/jobs_internal.h"
 #include "rbee/timestamp.h"
@@ -21,13 +22,23 @@ static void start_locked(rbee__jobs *jobs, rbee_job *job) {
   job->state = RBEE_JOB_RUNNING;
   job->started_us = rbee__now_us();
   job->started_mono = job->activity_mono = rbee__mono_us();
-  char ts[40];
-  rbee_time_format(ts, sizeof ts, job->started_us);
-  char *started =
-      rbee__asprintf("{\"type\":\"started\",\"job_id\":\"%s\",\"started_at\":\"%s\"}", job->id, ts);
-  if (started == NULL || rbee__job_append_locked(job, NULL, started, 1) != 0)
+  /* {"type":"started","job_id":"..","started_at":".."}, put together by
+   * hand: this runs under the lock that the job threads share. */
+  static const char head[] = "{\"type\":\"started\",\"job_id\":\"", mid[] = "\",\"started_at\":\"";
+  char ev[sizeof head + sizeof job->id + sizeof mid + 40];
+  size_t idlen = strlen(job->id);
+  char *p = ev;
+  memcpy(p, head, sizeof head - 1);
+  p += sizeof head - 1;
+  memcpy(p, job->id, idlen);
+  p += idlen;
+  memcpy(p, mid, sizeof mid - 1);
+  p += sizeof mid - 1;
+  rbee_time_format(p, 40, job->started_us);
+  p += strlen(p);
+  memcpy(p, "\"}", 3);
+  if (rbee__job_append_event_locked(job, NULL, ev, (size_t)(p + 2 - ev), 1, NULL) != 0)
     RBEE_LOG(RBEE_LOG_WARN, "jobs", "start", job->id, "could not write the started event");
-  free(started);
   rbee__jobs_count_locked(jobs, 1, 0);
 }
 
