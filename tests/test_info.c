@@ -245,6 +245,8 @@ START_TEST(test_info_time) {
     ck_assert_int_eq(rbee_time_format(buf, sizeof buf, us), 0);
     ck_assert_str_eq(buf, want);
   }
+  ck_assert_int_eq(rbee_time_format(buf, 27, 0), RBEE_EINVAL); /* no room for the NUL */
+  ck_assert_int_eq(rbee_time_format(NULL, 40, 0), RBEE_EINVAL);
   ck_assert_int_eq(rbee_time_format(buf, sizeof buf, 253402300800LL * 1000000), RBEE_EINVAL);
   ck_assert_int_eq(rbee_time_format(buf, sizeof buf, -62167219201LL * 1000000), RBEE_EINVAL);
   int64_t t;

@@ -357,16 +357,16 @@ int rbee__jobs_submit_ctl(rbee__jobs *jobs, cJSON *body, const rbee__job_ctl *ct
   jobs->counts.accepted++;
   pthread_mutex_lock(&jobs->mu);
   rbee__jobs_admit_locked(jobs, job);
-  /* Read under the lock: its slot thread may already be ending the job. */
+  /* Read under the lock: once it is released a slot thread may start and
+   * end the job. (None can have taken it yet: it has not ended.) */
   rbee_job_state accepted_as = job->state;
-  int ended = rbee__job_ended(job);
   /* Straight into a slot: its job thread writes the accept line before
    * on_job (off the loop, which every request shares; still before its
    * end line). A queued job's line is written now. */
   job->accept_off_loop = accepted_as == RBEE_JOB_RUNNING && !jobs->cfg.engine;
   int log_here = !job->accept_off_loop;
   pthread_mutex_unlock(&jobs->mu);
-  rbee__job_grace_set(job, ended, accepted_as == RBEE_JOB_QUEUED);
+  rbee__job_grace_set(job, 0, accepted_as == RBEE_JOB_QUEUED);
   if (log_here)
     rbee__job_log_accept(job, accepted_as);
   if (jobs->cfg.on_change)
