@@ -30,23 +30,29 @@ reply=$(printf 'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Len
   "${#ack}" "$ack")
 
 # Start a TLS server with certificate $1 on a kernel-chosen port; it sends
-# the reply to the first client once the handshake is done.
+# the reply to the first client once the handshake is done. Each server
+# logs to a file of its own: the shell opens the log only after the fifo,
+# so a shared log could still show the last server's port when read.
+nsrv=0
 serve() {
   exec 3>&- || true
   [ -n "$srv_pid" ] && kill "$srv_pid" 2>/dev/null || true
+  nsrv=$((nsrv + 1))
+  srv_log=$tmp/srv.$nsrv.log
+  : >"$srv_log"
   rm -f "$tmp/in" && mkfifo "$tmp/in"
   openssl s_server -accept 127.0.0.1:0 -naccept 1 -cert "$tmp/$1.pem" -key "$tmp/$1.key" \
-    <"$tmp/in" >"$tmp/srv.log" 2>&1 &
+    <"$tmp/in" >"$srv_log" 2>&1 &
   srv_pid=$!
   exec 3>"$tmp/in"
   printf '%s' "$reply" >&3
   port=""
   for _ in $(seq 1 100); do
-    port=$(sed -n 's/^ACCEPT 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$tmp/srv.log")
+    port=$(sed -n 's/^ACCEPT 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$srv_log")
     [ -n "$port" ] && break
     sleep 0.05
   done
-  [ -n "$port" ] || { echo "FAIL: s_server did not start"; cat "$tmp/srv.log"; exit 1; }
+  [ -n "$port" ] || { echo "FAIL: s_server did not start"; cat "$srv_log"; exit 1; }
 }
 
 expect() { # what, pattern, command...
@@ -56,7 +62,7 @@ expect() { # what, pattern, command...
   echo "$what: $out"
   if ! grep -qE "$pattern" <<<"$out"; then
     echo "FAIL: $what: expected /$pattern/"
-    cat "$tmp/srv.log"
+    cat "$srv_log"
     exit 1
   fi
 }
