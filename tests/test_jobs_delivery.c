@@ -75,15 +75,16 @@ static int slow_read(worker_stream *ss, int n, int timeout_ms) {
   return nended;
 }
 
-/* Ids 0.. contiguous in the body; returns how many events, -1 on a hole. */
+/* Ids 0.. contiguous in the body; returns how many events, -1 on a hole.
+ * Line by line: a strstr loop is quadratic under the sanitizers. */
 static long check_ids(const worker_stream *s) {
   long next = 0;
-  for (const char *p = s->body; p && (p = strstr(p, "id: ")) != NULL; p += 4) {
-    if (p != s->body && p[-1] != '\n')
-      continue;
-    if (atol(p + 4) != next)
+  const char *end = s->body + s->body_len;
+  for (const char *p = s->body; p && p < end;) {
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    if (end - p > 4 && memcmp(p, "id: ", 4) == 0 && atol(p + 4) != next++)
       return -1;
-    next++;
+    p = nl ? nl + 1 : NULL;
   }
   return next;
 }

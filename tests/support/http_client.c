@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "http_client.h"
+#include "testutil.h"
 
 typedef struct {
   char **buf;
@@ -18,16 +19,19 @@ typedef struct {
 
 static size_t on_data(char *p, size_t size, size_t n, void *arg) {
   sink *s = arg;
-  size_t add = size * n;
-  char *nb = realloc(*s->buf, *s->len + add + 1);
+  size_t add = size * n, had = *s->len;
+  char *nb = realloc(*s->buf, had + add + 1);
   if (nb == NULL)
     return 0;
-  memcpy(nb + *s->len, p, add);
+  memcpy(nb + had, p, add);
   *s->len += add;
   nb[*s->len] = '\0';
   *s->buf = nb;
-  if (s->stop_at && strstr(nb, s->stop_at))
-    return 0; /* stop: we have what we waited for */
+  if (s->stop_at) { /* only where it could end in what just came */
+    size_t sl = strlen(s->stop_at), from = had >= sl ? had - sl + 1 : 0;
+    if (tu_find(nb + from, *s->len - from, s->stop_at))
+      return 0; /* stop: we have what we waited for */
+  }
   return add;
 }
 
@@ -117,12 +121,7 @@ const char *tc_json_str(const tc_response *r, const char *field, char *buf, size
   return buf;
 }
 
-int tc_count(const tc_response *r, const char *needle) {
-  int n = 0;
-  for (const char *p = r->body; p && (p = strstr(p, needle)) != NULL; p += strlen(needle))
-    n++;
-  return n;
-}
+int tc_count(const tc_response *r, const char *needle) { return tu_count(r->body, needle); }
 
 int tc_connect(int port) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
