@@ -60,8 +60,9 @@ check_jobs() {
     [ "$(field "$l" samples)" = 15 ] && [ "$(field "$l" errors)" = 0 ] || fail "hop: $l"
   fi
   # CPU-heavy jobs fill the slots: /ready says busy (still ready: a job
-  # would be queued), /health still answers.
-  "$bench/bench_loadgen" jobs --port "$port" -c 2 -n 2 --spin-ms 600 --submit-only \
+  # would be queued), /health still answers (3 s: long enough for the
+  # checks on a loaded machine).
+  "$bench/bench_loadgen" jobs --port "$port" -c 2 -n 2 --spin-ms 3000 --submit-only \
     >"$tmp/submit.out" || fail "submit"
   grep -q '"sse_url":"/v1/jobs/job-' "$tmp/submit.out" || fail "submit: $(cat "$tmp/submit.out")"
   local body=""

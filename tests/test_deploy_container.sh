@@ -35,11 +35,15 @@ elif [ ! -x "$worker" ]; then
   say "part 1 skipped: no test worker at $worker"
 else
   ran=1
-  port=$(free_port)
-  "${ns[@]}" "$worker" --port "$port" --job-gate "$tmp/gate" --trace "$tmp/trace" \
+  : >"$tmp/err"
+  "${ns[@]}" "$worker" --port 0 --job-gate "$tmp/gate" --trace "$tmp/trace" \
     --drain-timeout 20 >"$tmp/out" 2>"$tmp/err" &
   outer=$!
-  up() { curl -sf "http://127.0.0.1:$port/ready"; }
+  port="" # the kernel's choice, from the worker's listen line
+  up() {
+    [ -n "$port" ] || port=$(sed -n 's/.*worker\.listen.* port=\([0-9]*\)$/\1/p' "$tmp/err")
+    [ -n "$port" ] && curl -sf "http://127.0.0.1:$port/ready"
+  }
   if wait_for 20 up; then
     pid=$(pgrep -P $outer | head -1)
     nspid=$(awk '/^NSpid:/ { print $NF }' /proc/$pid/status)

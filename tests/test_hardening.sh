@@ -165,7 +165,9 @@ log = open(sys.argv[2], "w")
 # A forced exit (second signal) skips the model's teardown: not what this checks.
 env = dict(os.environ, ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") + ":detect_leaks=0")
 p = subprocess.Popen([sys.argv[1], "--model", "tiny", "--port", "0"], stdout=log, stderr=log, env=env)
-time.sleep(1.5)
+up = time.time() + 30  # its handlers are in place once it listens
+while "worker.listen" not in open(sys.argv[2]).read() and p.poll() is None and time.time() < up:
+    time.sleep(0.05)
 end = time.time() + 3
 sent = 0
 while p.poll() is None and time.time() < end:  # signals until it is gone, 3 s at most

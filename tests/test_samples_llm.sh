@@ -15,7 +15,7 @@ step "start the queen and two workers (tiny; a text file, paced)"
 start_queen --dead-after-ms 5000
 start_worker t-llm "$LLM_BIN" --model tiny
 printf 'one two three' >"$TMP/three.txt"
-start_worker t-three "$LLM_BIN" --model "$TMP/three.txt" --pace-tps 50 --stream-grace 1
+start_worker t-three "$LLM_BIN" --model "$TMP/three.txt" --pace-tps 50 --stream-grace 3
 wait_status t-llm ready
 wait_status t-three ready
 W=$(worker_url t-llm)
@@ -127,7 +127,7 @@ assert_contains "$TMP/qcancel.sse" 'data: [CANCELLED]' "cancel through the queen
 code=$(curl -s -o "$TMP/404.json" -w '%{http_code}' "$QURL/v1/jobs/job-nope")
 [ "$code" = 404 ] && grep -q UNKNOWN_JOB "$TMP/404.json" || fail "unknown job: $code"
 
-step "a client that leaves for good: the worker cancels the job after its grace (1 s)"
+step "a client that leaves for good: the worker cancels the job after its grace (3 s)"
 curl -s -N --max-time 1 -H 'Accept: text/event-stream' -X POST "$QURL/v1/jobs" \
   -d '{"model":"'"$TMP"'/three.txt","operation":"infer","max_tokens":1000000,"ignore_eos":true}' \
   >"$TMP/left.sse" || true
@@ -145,15 +145,15 @@ curl -s --max-time 30 -H 'Accept: text/event-stream' -X POST "$W/v1/jobs" \
 assert_contains "$TMP/nostream.sse" '"type":"text","text":"' "text event"
 grep -q '"type":"token"' "$TMP/nostream.sse" && fail "tokens with stream false"
 
-step "a client that polls: stream false runs past the grace (1 s) unread; GET ?wait= has the result"
+step "a client that polls: stream false runs past the grace (3 s) unread; GET ?wait= has the result"
 curl -s --max-time 10 -X POST "$W3/v1/jobs" -H 'Content-Type: application/json' \
-  -d '{"operation":"infer","max_tokens":100,"ignore_eos":true,"stream":false}' >"$TMP/poll.json"
+  -d '{"operation":"infer","max_tokens":200,"ignore_eos":true,"stream":false}' >"$TMP/poll.json"
 id=$(sed -n 's/.*"job_id":"\([^"]*\)".*/\1/p' "$TMP/poll.json")
 [ -n "$id" ] || fail "no job id in $(cat "$TMP/poll.json")"
 curl -s --max-time 70 "$W3/v1/jobs/$id?wait=60" >"$TMP/poll-status.json"
 assert_contains "$TMP/poll-status.json" '"state":"done"' "polled job done"
 assert_contains "$TMP/poll-status.json" '"result":{"text":"' "result text"
-assert_contains "$TMP/poll-status.json" '"stop_reason":"max_tokens","tokens_out":100' "result stop reason"
+assert_contains "$TMP/poll-status.json" '"stop_reason":"max_tokens","tokens_out":200' "result stop reason"
 
 step "through the queen: Idempotency-Key and X-Rbee-Deadline-Ms reach the worker, ?wait= waits there"
 qjob='{"model":"tiny","operation":"infer","max_tokens":7,"seed":3}'

@@ -55,7 +55,9 @@ static void run_declining(queen_mode mode, const char *code) {
   fprintf(stderr, "queen %s: %zu beats from start to 3.6 s after ready, gaps (s):%s\n", code, n, times);
   /* At a 0.1 s period (or a failure backoff) there would be ~40. */
   ck_assert_msg(n >= 2 && n <= 6, "%zu beats (gaps%s)", n, times);
-  ck_assert_msg(min_gap >= 850000, "a retry came after %lld us (gaps%s)", (long long)min_gap,
+  /* The retry's floor is 0.9 s; the gaps are stamped where the queen
+   * reads, so a loaded machine's delays land on both sides of one. */
+  ck_assert_msg(min_gap >= 700000, "a retry came after %lld us (gaps%s)", (long long)min_gap,
                 times);
 
   char body[8192];

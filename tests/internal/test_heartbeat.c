@@ -41,6 +41,19 @@ static void loop_until_requests(struct event_base *base, queen_server *q, size_t
 
 static int done_called(void *arg) { return ((hb_worker *)arg)->done_calls > 0; }
 
+typedef struct {
+  hb_worker *w;
+  uint64_t n;
+} answered;
+
+/* At least n beats have had their answer (or failed). */
+static int beats_answered(void *arg) {
+  answered *a = arg;
+  rbee_heartbeat_stats st;
+  rbee_heartbeat_get_stats(&st, a->w->hb);
+  return st.sent + st.failed >= a->n;
+}
+
 static rbee_heartbeat_options options(const queen_server *q, unsigned interval_ms) {
   rbee_heartbeat_options o = RBEE_HEARTBEAT_OPTIONS_INIT;
   o.queen_url = queen_server_url(q);
@@ -354,7 +367,7 @@ START_TEST(test_heartbeat_first_beat_at_once) {
   ck_assert_int_eq(rbee_heartbeat_start(w.hb), 0);
   loop_until_requests(base, q, 1);
   rbee_heartbeat_stats st;
-  ck_assert(hb_loop_until(base, NULL, NULL, 100) == 0);
+  ck_assert(hb_loop_until(base, beats_answered, &(answered){&w, 1}, 10000)); /* however slow */
   rbee_heartbeat_get_stats(&st, w.hb);
   ck_assert_uint_eq(st.sent, 1);
   ck_assert_uint_eq(st.failed, 0);
@@ -399,7 +412,8 @@ START_TEST(test_heartbeat_poke_sends_at_once) {
   cJSON_Delete(check_beat(r3, "ready", NULL));
   queen_request_free(r2);
   queen_request_free(r3);
-  hb_loop_until(base, NULL, NULL, 700);
+  ck_assert(hb_loop_until(base, beats_answered, &(answered){&w, 4}, 10000)); /* the slow answer */
+  hb_loop_until(base, NULL, NULL, 300); /* and no fifth beat */
   ck_assert_uint_eq(queen_server_count(q), 4);
   rbee_heartbeat_stats st;
   rbee_heartbeat_get_stats(&st, w.hb);

@@ -216,7 +216,7 @@ START_TEST(test_heartbeat_faults_survive_bad_queen) {
       ceiling *= 2;
     ceiling = ceiling > interval ? interval : ceiling;
     double wait = (double)(w.beat_us[k] - wt.fail_after_us[f]) / 1000.0;
-    ck_assert_msg(wait <= ceiling + 250, "retry %d after %" PRIu64 " failures waited %.1f ms, "
+    ck_assert_msg(wait <= ceiling + 600, "retry %d after %" PRIu64 " failures waited %.1f ms, "
                   "ceiling %.0f ms", k, n, wait, ceiling);
   }
   /* Every mode was met, and the loop was never blocked. */
@@ -262,7 +262,9 @@ START_TEST(test_heartbeat_faults_poke_during_outage) {
     hb_loop_until(base, NULL, NULL, 5);
   ck_assert_int_gt(w.beats, n);
   int64_t waited = w.beat_us[n] - t0;
-  ck_assert_msg(waited <= 100000 + 300000, "poke waited %lld us", (long long)waited);
+  /* The initial 100 ms, and room for a loaded machine: the backoff it
+   * must not wait for is up to 3.2 s by now. */
+  ck_assert_msg(waited <= 100000 + 600000, "poke waited %lld us", (long long)waited);
   hb_worker_teardown(&w, base, q);
 }
 END_TEST

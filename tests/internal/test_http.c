@@ -746,9 +746,9 @@ START_TEST(test_http_many_connections) {
 END_TEST
 
 START_TEST(test_http_health_while_slots_spin) {
-  char ids[2][64];
+  char ids[2][64]; /* spinning far longer than the checks take: cancelled below */
   for (int i = 0; i < 2; i++)
-    snprintf(ids[i], sizeof ids[i], "%s", submit("{\"operation\":\"spin\",\"spin_ms\":3000}"));
+    snprintf(ids[i], sizeof ids[i], "%s", submit("{\"operation\":\"spin\",\"spin_ms\":20000}"));
   ck_assert(wait_state(ids[1], "running"));
   for (int i = 0; i < 20; i++) {
     tc_response r = req("GET", "/health", NULL);
