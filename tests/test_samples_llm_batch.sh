@@ -79,10 +79,10 @@ wait "$beside" || true
 [ "$(tail -n 2 "$TMP/cancel.sse" | head -n 1)" = "data: [CANCELLED]" ] || fail "cancelled stream end"
 [ "$(tokens "$TMP/beside.sse" | wc -l)" = 200 ] || fail "the job beside lost tokens"
 
-step "SIGTERM drains: active sequences finish"
-stream "$WB" '{"operation":"infer","max_tokens":300,"ignore_eos":true,"seed":9}' "$TMP/d1.sse" &
+step "SIGTERM drains: active sequences finish (2 s each: still running at the signal)"
+stream "$WB" '{"operation":"infer","max_tokens":2000,"ignore_eos":true,"seed":9}' "$TMP/d1.sse" &
 d1=$!
-stream "$WB" '{"operation":"infer","max_tokens":300,"ignore_eos":true,"seed":8}' "$TMP/d2.sse" &
+stream "$WB" '{"operation":"infer","max_tokens":2000,"ignore_eos":true,"seed":8}' "$TMP/d2.sse" &
 d2=$!
 for _ in $(seq 200); do # both admitted and streaming before the signal
   [ "$(tokens "$TMP/d1.sse" 2>/dev/null | wc -l)" -gt 0 ] &&
@@ -93,7 +93,7 @@ kill -TERM "$BATCH_PID"
 wait "$d1" || true
 wait "$d2" || true
 for f in d1 d2; do
-  [ "$(tokens "$TMP/$f.sse" | wc -l)" = 300 ] || fail "$f: the drain cut the sequence"
+  [ "$(tokens "$TMP/$f.sse" | wc -l)" = 2000 ] || fail "$f: the drain cut the sequence"
   [ "$(tail -n 2 "$TMP/$f.sse" | head -n 1)" = "data: [DONE]" ] || fail "$f: no [DONE]"
 done
 rc=0
