@@ -199,6 +199,46 @@ START_TEST(test_finished_job_tail_delivered) {
 }
 END_TEST
 
+/* A job's whole stream (about 1.1 MB) fits the kernel's socket buffers,
+ * so its reply is written at once while the client has read nothing. The
+ * worker still waits until the client's TCP has acknowledged it all: an
+ * exit would leave the tail to an orphaned socket. */
+START_TEST(test_written_tail_waits_for_the_ack) {
+  proc p;
+  worker_stream s;
+  start_streams(&p, &s, 1, "20000", "60");
+  ck_assert_int_eq(wp_wait_trace("job-end", 1, 10000), 0);
+  ck_assert_int_eq(proc_kill(&p, SIGTERM), 0);
+  ck_assert_int_eq(proc_wait_stderr(&p, "client(s) to acknowledge", 20000), 0);
+  ck_assert_int_eq(proc_wait(&p, 1000), -1); /* still there: the client has read nothing */
+  ck_assert_int_eq(slow_read(&s, 1, 60000), 1);
+  ck_assert_int_eq(proc_wait(&p, WP_EXIT_MS), 0);
+  ck_assert_int_eq(worker_stream_terminals(&s, NULL, 0), 1);
+  ck_assert_int_eq(check_ids(&s), 20003);
+  worker_stream_close(&s);
+  proc_cleanup(&p);
+}
+END_TEST
+
+/* The same, and the client never reads: at the deadline the worker names
+ * the connection and the bytes and exits 75. */
+START_TEST(test_unacked_at_deadline_exits_75) {
+  proc p;
+  worker_stream s;
+  start_streams(&p, &s, 1, "20000", "1");
+  ck_assert_int_eq(wp_wait_trace("job-end", 1, 10000), 0);
+  ck_assert_int_eq(proc_kill(&p, SIGTERM), 0);
+  ck_assert_int_eq(proc_wait(&p, WP_EXIT_MS), 75);
+  char *err = proc_stderr(&p);
+  ck_assert_msg(strstr(err, "bytes written that its client has not acknowledged") != NULL, "%s",
+                err);
+  ck_assert_ptr_nonnull(strstr(err, "not acknowledged by their clients; exiting with status 75"));
+  free(err);
+  worker_stream_close(&s);
+  proc_cleanup(&p);
+}
+END_TEST
+
 /* A deadline too short for the reader: logged, exit 75, no hang. */
 START_TEST(test_short_deadline_undelivered_exits_75) {
   proc p;
@@ -207,7 +247,7 @@ START_TEST(test_short_deadline_undelivered_exits_75) {
   ck_assert_int_eq(wp_wait_trace("job-start", 1, 10000), 0);
   long long t0 = mono_ms();
   ck_assert_int_eq(proc_kill(&p, SIGTERM), 0);
-  slow_read(&s, 1, 4000); /* what is left in the kernel's buffer is not waited for */
+  slow_read(&s, 1, 4000); /* then it reads no more */
   ck_assert_int_eq(proc_wait(&p, WP_EXIT_MS), 75);
   ck_assert_int_lt(mono_ms() - t0, 15000);
   char *err = proc_stderr(&p);
@@ -266,6 +306,8 @@ static Suite *suite(void) {
   tcase_add_test(tc, test_slow_reader_at_sigterm_gets_everything);
   tcase_add_test(tc, test_twenty_slow_readers_at_sigterm_get_everything);
   tcase_add_test(tc, test_finished_job_tail_delivered);
+  tcase_add_test(tc, test_written_tail_waits_for_the_ack);
+  tcase_add_test(tc, test_unacked_at_deadline_exits_75);
   tcase_add_test(tc, test_short_deadline_undelivered_exits_75);
   suite_add_tcase(s, tc);
   return s;

@@ -19,6 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -31,6 +33,10 @@
 #include <event2/util.h>
 
 #include "rbee/log.h"
+
+#ifdef __linux__
+#include <linux/sockios.h> /* SIOCOUTQ */
+#endif
 
 void rbee__event_log_init(void); /* src/util/event_log.c */
 
@@ -315,6 +321,50 @@ void rbee__conns_reply_done(rbee__conns *c, struct evhttp_request *req) {
 }
 
 static void on_complete(struct evhttp_request *req, void *arg) { rbee__conns_reply_done(arg, req); }
+
+/* "127.0.0.1:40000" for the peer of socket @p fd. */
+static void peer_name(int fd, char *buf, size_t len) {
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+  char host[INET6_ADDRSTRLEN] = "?";
+  unsigned port = 0;
+  if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0 && ss.ss_family == AF_INET6) {
+    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+    inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+    port = ntohs(a->sin6_port);
+  } else if (ss.ss_family == AF_INET) {
+    const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+    inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+    port = ntohs(a->sin_port);
+  }
+  snprintf(buf, len, "%s:%u", host, port);
+}
+
+uint64_t rbee__conns_unacked(rbee__conns *c, unsigned *nconns, int log_each) {
+  uint64_t bytes = 0;
+  unsigned n = 0;
+#ifdef SIOCOUTQ
+  for (int fd = 0; c != NULL && fd < c->nslots; fd++) {
+    int q = 0;
+    if (find(c, fd) == NULL || ioctl(fd, SIOCOUTQ, &q) != 0 || q <= 0)
+      continue;
+    bytes += (uint64_t)q;
+    n++;
+    if (log_each) {
+      char peer[INET6_ADDRSTRLEN + 8];
+      peer_name(fd, peer, sizeof peer);
+      rbee_log(RBEE_LOG_WARN, actor(c), "unacked", NULL,
+               "connection from %s: %d bytes written that its client has not acknowledged", peer,
+               q);
+    }
+  }
+#else
+  (void)c, (void)log_each;
+#endif
+  if (nconns)
+    *nconns = n;
+  return bytes;
+}
 
 void rbee__conns_request(rbee__conns *c, struct evhttp_request *req) {
   struct evhttp_connection *evcon = c ? evhttp_request_get_connection(req) : NULL;

@@ -44,6 +44,11 @@ void rbee__conns_request(rbee__conns *c, struct evhttp_request *req);
 /* For a handler that sets its own on_complete callback: call it there. */
 void rbee__conns_reply_done(rbee__conns *c, struct evhttp_request *req);
 void rbee__conns_get_stats(const rbee__conns *c, rbee__conns_stats *out);
+/* Bytes written to the open connections' sockets that their clients'
+ * TCP has not acknowledged yet (Linux SIOCOUTQ; 0 elsewhere), and on how
+ * many connections (@p nconns, may be NULL). With @p log_each, one
+ * warning per such connection names its peer. */
+uint64_t rbee__conns_unacked(rbee__conns *c, unsigned *nconns, int log_each);
 /* Before evhttp_free. Accepts NULL. */
 void rbee__conns_free(rbee__conns *c);
 

@@ -68,6 +68,11 @@ unsigned rbee__http_active_streams(const rbee__http *http);
 /* At a give-up: log each stream still undelivered (job id, events not
  * yet written to its socket) and return how many events in all. */
 uint64_t rbee__http_log_undelivered(const rbee__http *http);
+/* Bytes in the connections' socket buffers that the clients have not
+ * acknowledged (see rbee__conns_unacked): the drain waits for 0 before
+ * the process exits, so that no reply's tail is left to an orphaned
+ * socket (a container's network goes with its last process). */
+uint64_t rbee__http_unacked(const rbee__http *http, unsigned *nconns, int log_each);
 /* Close the listener and every connection. Accepts NULL. */
 void rbee__http_free(rbee__http *http);
 

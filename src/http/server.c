@@ -214,6 +214,10 @@ fail_quiet:
 
 int rbee__http_port(const rbee__http *h) { return h ? h->port : -1; }
 
+uint64_t rbee__http_unacked(const rbee__http *h, unsigned *nconns, int log_each) {
+  return rbee__conns_unacked(h ? h->conns : NULL, nconns, log_each);
+}
+
 void rbee__http_free(rbee__http *h) {
   if (h == NULL)
     return;

@@ -2,7 +2,10 @@
  * the moment every accepted job has ended and every stream has been
  * delivered, within one --drain-timeout budget. A phase enum changed only
  * by rbee__worker_drain_set, driven by events (job ends, stream ends) and
- * one one-shot deadline timer: no polling. */
+ * one one-shot deadline timer. Delivered means acknowledged by the
+ * client's TCP: once every reply is written, the drain waits until the
+ * sockets hold no unacknowledged byte. The kernel has no event for that,
+ * so only that last step looks again every ACKED_LOOK_MS. */
 #include <event2/event.h>
 
 #include "worker/worker_impl.h"
@@ -12,6 +15,8 @@ static struct timeval ms_tv(unsigned ms) {
   struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
   return tv;
 }
+
+#define ACKED_LOOK_MS 10
 
 static const char *const drain_names[] = {"none", "jobs", "cancelling", "delivering", "done"};
 
@@ -81,8 +86,26 @@ void rbee__worker_drain_check(rbee_worker *w) {
     if (cancelled) /* the deadline has passed: [CANCELLED] gets a moment */
       arm_deadline(w, RBEE__DRAIN_MOMENT_MS);
   }
-  if (w->drain == RBEE__DRAIN_DELIVERING && rbee__http_active_streams(w->http) == 0)
+  if (w->drain != RBEE__DRAIN_DELIVERING || rbee__http_active_streams(w->http) > 0)
+    return;
+  unsigned nconns;
+  uint64_t unacked = rbee__http_unacked(w->http, &nconns, 0);
+  if (unacked == 0 || w->ev_acked == NULL) {
     drain_done(w);
+    return;
+  }
+  if (w->unacked_logged == 0) /* once; the deadline names what is left */
+    RBEE_INFO("worker", "drain",
+              "every stream written; waiting for %u client(s) to acknowledge %llu bytes", nconns,
+              (unsigned long long)unacked);
+  w->unacked_logged = unacked;
+  struct timeval tv = ms_tv(ACKED_LOOK_MS);
+  evtimer_add(w->ev_acked, &tv);
+}
+
+static void acked_cb(evutil_socket_t fd, short what, void *arg) {
+  (void)fd, (void)what;
+  rbee__worker_drain_check(arg);
 }
 
 void rbee__worker_stream_done(void *userdata) { rbee__worker_drain_check(userdata); }
@@ -125,13 +148,21 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg) {
     arm_deadline(w, RBEE__DRAIN_MOMENT_MS);
     rbee__worker_drain_check(w);
   } else if (w->drain == RBEE__DRAIN_DELIVERING) {
-    unsigned n = rbee__http_active_streams(w->http);
+    unsigned n = rbee__http_active_streams(w->http), nconns = 0;
     uint64_t ev = rbee__http_log_undelivered(w->http);
     w->undelivered_events += ev;
-    RBEE_ERROR("worker", "drain",
-               "drain deadline passed with %u stream(s) undelivered (%llu events); exiting "
-               "with status %d",
-               n, (unsigned long long)ev, RBEE__EXIT_UNDELIVERED);
+    if (n > 0) {
+      RBEE_ERROR("worker", "drain",
+                 "drain deadline passed with %u stream(s) undelivered (%llu events); exiting "
+                 "with status %d",
+                 n, (unsigned long long)ev, RBEE__EXIT_UNDELIVERED);
+    } else {
+      uint64_t unacked = rbee__http_unacked(w->http, &nconns, 1);
+      RBEE_ERROR("worker", "drain",
+                 "drain deadline passed with %llu bytes on %u connection(s) not acknowledged "
+                 "by their clients; exiting with status %d",
+                 (unsigned long long)unacked, nconns, RBEE__EXIT_UNDELIVERED);
+    }
     w->exit_code = RBEE__EXIT_UNDELIVERED;
     drain_done(w);
   }
@@ -151,6 +182,7 @@ void rbee__worker_begin_drain(rbee_worker *w, const char *why) {
   rbee__sd_notify(&w->sd, "STOPPING=1");
   rbee__worker_set_status(w, RBEE_STATUS_STOPPING);
   w->ev_deadline = evtimer_new(w->base, deadline_cb, w);
+  w->ev_acked = evtimer_new(w->base, acked_cb, w);
   arm_deadline(w, w->opts.drain_timeout_ms);
   rbee__worker_drain_check(w);
 }

@@ -175,7 +175,7 @@ static int add_events(rbee_worker *w) {
 static void free_events(rbee_worker *w) {
   struct event **evs[] = {&w->ev_term,   &w->ev_int,   &w->ev_hup,      &w->ev_init,
                           &w->ev_state,  &w->ev_tick,  &w->ev_watchdog, &w->ev_deadline,
-                          &w->ev_final, &w->ev_flip};
+                          &w->ev_final, &w->ev_flip,   &w->ev_acked};
   for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
     if (*evs[i]) {
       event_free(*evs[i]);
