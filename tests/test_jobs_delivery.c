@@ -41,16 +41,23 @@ static int slow_read(worker_stream *ss, int n, int timeout_ms) {
   size_t got[MAXS] = {0};
   int done[MAXS] = {0}, ndone = 0, nended = 0;
   while (ndone < n && mono_ms() < end) {
+    /* Only the streams under their allowance are polled, and when none is
+     * the reader sleeps: no spinning beside a worker that needs the CPU. */
     struct pollfd pfd[MAXS];
-    for (int i = 0; i < n; i++)
-      pfd[i] = (struct pollfd){done[i] ? -1 : ss[i].fd, POLLIN, 0};
-    poll(pfd, (nfds_t)n, 10);
-    long long now = mono_ms();
+    size_t allow = (size_t)((mono_ms() - t0) * RATE / 1000);
+    int want_any = 0;
     for (int i = 0; i < n; i++) {
-      if (done[i] || !(pfd[i].revents & (POLLIN | POLLHUP | POLLERR)))
-        continue;
-      size_t allow = (size_t)((now - t0) * RATE / 1000);
-      if (allow <= got[i])
+      int under = !done[i] && got[i] < allow;
+      pfd[i] = (struct pollfd){under ? ss[i].fd : -1, POLLIN, 0};
+      want_any |= under;
+    }
+    if (!want_any) {
+      nanosleep(&(struct timespec){0, 5000000}, NULL);
+      continue;
+    }
+    poll(pfd, (nfds_t)n, 10);
+    for (int i = 0; i < n; i++) {
+      if (pfd[i].fd < 0 || !(pfd[i].revents & (POLLIN | POLLHUP | POLLERR)))
         continue;
       size_t want = allow - got[i] > 4096 ? 4096 : allow - got[i];
       char buf[4096];
