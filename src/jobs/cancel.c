@@ -186,13 +186,10 @@ rbee_job_state rbee__job_end_hook_locked(rbee_job *job, rbee_job_state state) {
   return rbee__job_end_state(job, state);
 }
 
-void rbee__jobs_count_end(rbee__jobs *jobs, rbee_job *job) {
-  pthread_mutex_lock(&jobs->mu);
-  int cancelled = job->cancelled && job->cancel_reason != RBEE_CANCEL_NONE;
+void rbee__jobs_count_cancel_locked(rbee__jobs *jobs, const rbee_job *job) {
   rbee_cancel_reason r = job->cancel_reason;
   int64_t lat = job->cancel_latency_us;
-  pthread_mutex_unlock(&jobs->mu);
-  if (!cancelled)
+  if (!job->cancelled || r == RBEE_CANCEL_NONE)
     return;
   rbee__jobs_counts *c = &jobs->counts;
   c->cancel_reason[(unsigned)r < RBEE__CANCEL_REASONS ? r : 0]++;

@@ -316,6 +316,7 @@ int rbee__job_end_locked(rbee_job *job, rbee_job_state state) {
   if (job->jobs->cfg.summary)
     rbee__job_summary_append_locked(job);
   state = rbee__job_end_hook_locked(job, state); /* cancel.c */
+  rbee__jobs_count_end_locked(job->jobs, job);
   char *m = rbee__job_marker_new(job, state);
   int rc = m ? add_event_locked(job, NULL, m, strlen(m), 1, NULL) : RBEE_ENOMEM;
   free(m);

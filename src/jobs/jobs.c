@@ -176,15 +176,10 @@ static void fill_slots(rbee__jobs *jobs) {
   }
 }
 
-/* The loop's side of a job's end: free the slot, count it, remember it
- * as finished (loop thread, mu not held). */
-void rbee__jobs_finalize(rbee__jobs *jobs, rbee_job *job) {
-  if (job->grace)
-    event_del(job->grace);
-  size_t result_bytes = rbee__job_finalized(job);
-  rbee__jobs_count_end(jobs, job);
+void rbee__jobs_count_end_locked(rbee__jobs *jobs, const rbee_job *job) {
   rbee__jobs_counts *c = &jobs->counts;
-  if (job->started_mono) { /* its pool thread counted the slot free */
+  rbee__jobs_count_cancel_locked(jobs, job);
+  if (job->started_mono) { /* it ran */
     double secs = (double)(job->finished_mono - job->started_mono) / 1e6;
     for (int i = 0; i < RBEE__JOB_BUCKETS; i++)
       if (secs <= rbee__job_bucket_le[i])
@@ -203,6 +198,14 @@ void rbee__jobs_finalize(rbee__jobs *jobs, rbee_job *job) {
     c->cancelled++;
     break;
   }
+}
+
+/* The loop's side of a job's end: remember it as finished (loop thread,
+ * mu not held; its counts were taken as it ended). */
+void rbee__jobs_finalize(rbee__jobs *jobs, rbee_job *job) {
+  if (job->grace)
+    event_del(job->grace);
+  size_t result_bytes = rbee__job_finalized(job);
   /* on_job has returned: the request body (borrowed for the job's life)
    * is not kept with the finished job, only its events count. A pool
    * thread has written the end line already (job_done_off_loop). */

@@ -264,8 +264,12 @@ rbee_job_state rbee__job_end_hook_locked(rbee_job *job, rbee_job_state state);
 rbee_job_state rbee__job_end_state(const rbee_job *job, rbee_job_state state);
 /* cancel.c: on_job returned (mu held; may wait for a cancel callback). */
 void rbee__job_after_run_locked(rbee_job *job);
-/* cancel.c: count the end of @p job in the cancel metrics (loop thread). */
-void rbee__jobs_count_end(rbee__jobs *jobs, rbee_job *job);
+/* cancel.c: count the end of @p job in the cancel metrics (mu held). */
+void rbee__jobs_count_cancel_locked(rbee__jobs *jobs, const rbee_job *job);
+/* jobs.c: count the end of @p job (outcome, duration, cancel) in the
+ * moment it ends, with its terminal marker (mu held): a client that has
+ * the marker, or a GET that says "done", finds it counted in /metrics. */
+void rbee__jobs_count_end_locked(rbee__jobs *jobs, const rbee_job *job);
 /* result.c: the loop's side of a job's end: stop its deadline timer, tell
  * its watchers. Returns the bytes its result adds to the finished bound. */
 size_t rbee__job_finalized(rbee_job *job);
