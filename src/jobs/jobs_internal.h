@@ -60,7 +60,7 @@ typedef enum rbee__job_phase {
   RBEE__JP_QUEUED,   /* waiting for a slot */
   RBEE__JP_RUNNING,  /* has a slot */
   RBEE__JP_ENDED,    /* terminal marker appended (its thread may still run) */
-  RBEE__JP_FINALIZED /* the loop counted the end and freed the slot */
+  RBEE__JP_FINALIZED /* the loop has taken its end (timers, watchers, finished bound) */
 } rbee__job_phase;
 
 const char *rbee__job_phase_str(rbee__job_phase p);

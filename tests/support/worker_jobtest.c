@@ -256,5 +256,14 @@ worker_sse_event jt_evs[JT_MAXEV];
 int jt_all_done(void *ud) {
   rbee__jobs_counts c;
   rbee__jobs_get_counts(jt_jobs, &c);
-  return c.done + c.failed + c.cancelled == (uint64_t)(intptr_t)ud;
+  if (c.done + c.failed + c.cancelled != (uint64_t)(intptr_t)ud)
+    return 0;
+  /* A job is counted as it ends; the loop's side of the end (finalize:
+   * the finished bound, evictions) may still be due. */
+  int pending = 0;
+  pthread_mutex_lock(&jt_jobs->mu);
+  for (rbee_job *j = jt_jobs->all_head; j != NULL; j = j->all_next)
+    pending |= j->phase == RBEE__JP_ENDED;
+  pthread_mutex_unlock(&jt_jobs->mu);
+  return !pending;
 }
