@@ -149,6 +149,10 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg) {
     rbee__worker_drain_check(w);
   } else if (w->drain == RBEE__DRAIN_DELIVERING) {
     unsigned n = rbee__http_active_streams(w->http), nconns = 0;
+    if (n == 0 && rbee__http_unacked(w->http, NULL, 0) == 0) { /* between two looks */
+      drain_done(w);
+      return;
+    }
     uint64_t ev = rbee__http_log_undelivered(w->http);
     w->undelivered_events += ev;
     if (n > 0) {

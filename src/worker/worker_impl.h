@@ -86,7 +86,7 @@ struct rbee_worker {
   struct event *ev_watchdog;
   struct event *ev_deadline; /* the drain's one-shot timer */
   struct event *ev_acked;    /* the drain's look at unacknowledged bytes (drain.c) */
-  uint64_t unacked_logged;   /* bytes the drain last said it waits for, 0 none */
+  uint64_t unacked_logged;   /* unacknowledged bytes at the drain's last look, 0 before */
   struct event *ev_final;
 
   /* Any thread, under mu. */
