@@ -86,8 +86,10 @@ static int slow_read(worker_stream *ss, int n, int timeout_ms) {
  * Line by line: a strstr loop is quadratic under the sanitizers. */
 static long check_ids(const worker_stream *s) {
   long next = 0;
+  if (s->body == NULL)
+    return 0;
   const char *end = s->body + s->body_len;
-  for (const char *p = s->body; p && p < end;) {
+  for (const char *p = s->body; p != NULL && p < end;) {
     const char *nl = memchr(p, '\n', (size_t)(end - p));
     if (end - p > 4 && memcmp(p, "id: ", 4) == 0 && atol(p + 4) != next++)
       return -1;

@@ -186,9 +186,10 @@ int worker_stream_terminals(const worker_stream *s, char *last, size_t len) {
   int n = 0;
   if (last && len)
     last[0] = '\0';
+  if (s->body == NULL)
+    return 0;
   const char *end = s->body + s->body_len;
-  for (const char *p = s->body; p && (p = tu_find(p, (size_t)(end - p), "data: [")) != NULL;
-       p += 7) {
+  for (const char *p = s->body; (p = tu_find(p, (size_t)(end - p), "data: [")) != NULL; p += 7) {
     const char *m = p + 6;
     if (strncmp(m, "[DONE]\n", 7) == 0 || strncmp(m, "[CANCELLED]\n", 12) == 0 ||
         strncmp(m, "[ERROR] ", 8) == 0) {
