@@ -589,9 +589,9 @@ START_TEST(test_control_fault_context_exits_75) {
   ck_assert_str_eq(jstr(o, "state", NULL), "queued");
   cJSON_Delete(o);
   wp_open_gate();
-  /* Not ready within moments, whatever the jobs still do. Its streams fit
-   * the socket buffers, so it may be gone already (no answer: its exit 75
-   * is checked below). */
+  /* Not ready within moments, whatever the jobs still do. Its streams are
+   * small (the client's kernel takes and acknowledges them unread), so it
+   * may be gone already (no answer: its exit 75 is checked below). */
   long st = 200;
   for (int waited = 0; waited <= 5000; waited += 10) {
     if ((st = wp_get_status(port, "/ready", NULL, 0)) == 503 || st == 0)

@@ -322,20 +322,20 @@ void rbee__conns_reply_done(rbee__conns *c, struct evhttp_request *req) {
 
 static void on_complete(struct evhttp_request *req, void *arg) { rbee__conns_reply_done(arg, req); }
 
-/* "127.0.0.1:40000" for the peer of socket @p fd. */
+/* "127.0.0.1:40000" for the peer of socket @p fd ("?:0" if unknown). */
 static void peer_name(int fd, char *buf, size_t len) {
-  struct sockaddr_storage ss;
+  struct sockaddr_storage ss = {0};
   socklen_t sl = sizeof ss;
   char host[INET6_ADDRSTRLEN] = "?";
   unsigned port = 0;
-  if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0 && ss.ss_family == AF_INET6) {
-    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
-    inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
-    port = ntohs(a->sin6_port);
-  } else if (ss.ss_family == AF_INET) {
-    const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
-    inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
-    port = ntohs(a->sin_port);
+  if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0 &&
+      (ss.ss_family == AF_INET || ss.ss_family == AF_INET6)) {
+    const struct sockaddr_in *a4 = (const struct sockaddr_in *)&ss;
+    const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)&ss;
+    int v6 = ss.ss_family == AF_INET6;
+    inet_ntop(ss.ss_family, v6 ? (const void *)&a6->sin6_addr : (const void *)&a4->sin_addr, host,
+              sizeof host);
+    port = ntohs(v6 ? a6->sin6_port : a4->sin_port);
   }
   snprintf(buf, len, "%s:%u", host, port);
 }

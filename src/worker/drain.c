@@ -94,11 +94,11 @@ void rbee__worker_drain_check(rbee_worker *w) {
     drain_done(w);
     return;
   }
-  if (w->unacked_logged == 0) /* once; the deadline names what is left */
+  if (!w->acked_wait_logged) /* once; the deadline names what is left */
     RBEE_INFO("worker", "drain",
               "every stream written; waiting for %u client(s) to acknowledge %llu bytes", nconns,
               (unsigned long long)unacked);
-  w->unacked_logged = unacked;
+  w->acked_wait_logged = 1;
   struct timeval tv = ms_tv(ACKED_LOOK_MS);
   evtimer_add(w->ev_acked, &tv);
 }
@@ -149,19 +149,19 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg) {
     rbee__worker_drain_check(w);
   } else if (w->drain == RBEE__DRAIN_DELIVERING) {
     unsigned n = rbee__http_active_streams(w->http), nconns = 0;
-    if (n == 0 && rbee__http_unacked(w->http, NULL, 0) == 0) { /* between two looks */
+    /* With every stream written, each connection still waiting is named. */
+    uint64_t unacked = n == 0 ? rbee__http_unacked(w->http, &nconns, 1) : 0;
+    if (n == 0 && unacked == 0) { /* acknowledged between two looks */
       drain_done(w);
       return;
     }
     uint64_t ev = rbee__http_log_undelivered(w->http);
-    w->undelivered_events += ev;
     if (n > 0) {
       RBEE_ERROR("worker", "drain",
                  "drain deadline passed with %u stream(s) undelivered (%llu events); exiting "
                  "with status %d",
                  n, (unsigned long long)ev, RBEE__EXIT_UNDELIVERED);
     } else {
-      uint64_t unacked = rbee__http_unacked(w->http, &nconns, 1);
       RBEE_ERROR("worker", "drain",
                  "drain deadline passed with %llu bytes on %u connection(s) not acknowledged "
                  "by their clients; exiting with status %d",

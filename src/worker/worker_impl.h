@@ -63,7 +63,6 @@ struct rbee_worker {
   pthread_t init_thread;
   int draining;
   rbee__drain_phase drain; /* changed only by rbee__worker_drain_set (drain.c) */
-  uint64_t undelivered_events; /* left unwritten when the drain gave up */
   unsigned stuck; /* job threads that never returned */
   int signals;     /* SIGTERM/SIGINT seen */
   int forced_code; /* 130/143 after a second signal */
@@ -86,7 +85,7 @@ struct rbee_worker {
   struct event *ev_watchdog;
   struct event *ev_deadline; /* the drain's one-shot timer */
   struct event *ev_acked;    /* the drain's look at unacknowledged bytes (drain.c) */
-  uint64_t unacked_logged;   /* unacknowledged bytes at the drain's last look, 0 before */
+  int acked_wait_logged;     /* the drain said it waits for acknowledgements */
   struct event *ev_final;
 
   /* Any thread, under mu. */
